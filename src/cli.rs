@@ -1,0 +1,147 @@
+//! The command line: clap definitions only. Doc comments are the help text.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Prepares the boot media of a Raspberry Pi NixOS cluster: UEFI firmware SD cards and
+/// disko-style USB SSD partition tables, as devices or byte-reproducible image files.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pi-burn",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Print a JSON report on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Say more about each step.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the UEFI firmware SD card: GPT (or MBR), one FAT32 partition, the verified firmware.
+    Sdcard(SdcardArgs),
+    /// Read a card or image back and compare its table and every file with the firmware.
+    Verify(VerifyArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct SdcardArgs {
+    /// Write an image file at this path (created sparse; an existing file is replaced only on success).
+    #[arg(long, value_name = "PATH")]
+    pub image: PathBuf,
+    #[command(flatten)]
+    pub firmware: FirmwareArgs,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The image file to check.
+    #[arg(long, value_name = "PATH")]
+    pub image: PathBuf,
+    #[command(flatten)]
+    pub firmware: FirmwareArgs,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+}
+
+/// Which firmware, and how it is pinned.
+#[derive(Debug, Args, Clone)]
+pub struct FirmwareArgs {
+    /// Board whose firmware to use (a board of the manifest: rpi4, rpi5).
+    #[arg(long, default_value = "rpi4")]
+    pub board: String,
+    /// Firmware release (default: the board's default in the manifest; with --firmware-zip,
+    /// whichever pinned release the zip matches).
+    #[arg(long, value_name = "VERSION")]
+    pub firmware: Option<String>,
+    /// Use this local release zip (verified against the manifest before anything is written).
+    #[arg(long, value_name = "PATH")]
+    pub firmware_zip: Option<PathBuf>,
+    /// Pin the zip yourself: its SHA-256 in hex (a custom build, or a release the manifest does not pin).
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// Read this manifest instead of the built-in one.
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+    /// Refuse archives that unpack to more than this (K/M/G suffixes).
+    #[arg(long, value_name = "SIZE", default_value = "256M")]
+    pub max_unpacked: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Table {
+    Gpt,
+    Mbr,
+}
+
+/// The SD card's layout.
+#[derive(Debug, Args, Clone)]
+pub struct LayoutArgs {
+    /// Partition table: gpt (what the cluster's disko config describes) or mbr (what pftf's
+    /// README recommends; type 0xef unless --mbr-type).
+    #[arg(long, value_enum, default_value = "gpt")]
+    pub table: Table,
+    /// MBR partition type byte with --table mbr: 0xef (EFI) or 0x0c (FAT32 LBA, which the
+    /// boot ROM's recovery mode also reads).
+    #[arg(long, value_name = "BYTE", default_value = "0xef")]
+    pub mbr_type: String,
+    /// GPT partition type: an sgdisk code (EF00, 0700) or a GUID.
+    #[arg(long, value_name = "CODE", default_value = "EF00")]
+    pub gpt_type: String,
+    /// Logical sector size of the image (512 or 4096).
+    #[arg(long, value_name = "BYTES", default_value_t = 512)]
+    pub sector_size: u64,
+    /// Image size (K/M/G/T, powers of 1024). Default: 1 MiB + partition + 1 MiB.
+    #[arg(long, value_name = "SIZE")]
+    pub size: Option<String>,
+    /// Size of the firmware partition.
+    #[arg(long, value_name = "SIZE", default_value = "512M")]
+    pub partition_size: String,
+    /// GPT partition name: disko names the cluster's firmware partition disk-sdcard-FIRMWARE.
+    #[arg(long, value_name = "NAME", default_value = "disk-sdcard-FIRMWARE")]
+    pub partition_name: String,
+    /// FAT volume label.
+    #[arg(long, value_name = "LABEL", default_value = "FIRMWARE")]
+    pub label: String,
+    /// Seed for the disk and partition GUIDs and the FAT volume id (default: board, firmware
+    /// version and partition name).
+    #[arg(long)]
+    pub seed: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

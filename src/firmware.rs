@@ -1,0 +1,200 @@
+//! Choosing and verifying the firmware: a zip is accepted only when it matches a pin, either the
+//! manifest's (SHA-256 of the zip and/or the Nix NAR hash of its tree) or the user's `--sha256`.
+
+use crate::digest::Sha256Digest;
+use crate::fileset::FileSet;
+use crate::manifest::{Board, Manifest, Release};
+use crate::nar::nar_sha256;
+use crate::unpack::unpack_zip;
+use anyhow::{bail, Result};
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub board: String,
+    /// `None`: identify the zip among the board's pinned releases.
+    pub version: Option<String>,
+    /// The user's own pin of the zip file.
+    pub sha256: Option<Sha256Digest>,
+    pub max_unpacked: u64,
+}
+
+/// Which pin a firmware matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HashKind {
+    /// SHA-256 of the zip, from the manifest.
+    Sha256,
+    /// Nix NAR hash of the unpacked tree, from the manifest.
+    NarSha256,
+    /// SHA-256 of the zip, given with `--sha256`.
+    UserSha256,
+}
+
+/// A verified, unpacked firmware release.
+#[derive(Debug, Clone)]
+pub struct Firmware {
+    pub board: String,
+    /// The manifest version, or `custom-<first 12 hex digits of the zip's hash>`.
+    pub version: String,
+    /// Release date (y, m, d), if known.
+    pub date: Option<(u16, u8, u8)>,
+    pub files: FileSet,
+    pub zip_sha256: Sha256Digest,
+    pub nar_sha256: Sha256Digest,
+    pub verified_by: Vec<HashKind>,
+    pub gpt_boot_warning: bool,
+}
+
+impl Firmware {
+    /// The strongest pin that matched, for reports.
+    pub fn hash(&self) -> (HashKind, String) {
+        let kind = self.verified_by[0];
+        let value = match kind {
+            HashKind::NarSha256 => self.nar_sha256.sri(),
+            _ => self.zip_sha256.hex(),
+        };
+        (kind, value)
+    }
+}
+
+/// Checks a release's pins against computed hashes: the kinds that matched, or the mismatches.
+fn check_pins(
+    r: &Release,
+    zip: &Sha256Digest,
+    nar: &Sha256Digest,
+) -> Result<std::result::Result<Vec<HashKind>, Vec<String>>> {
+    let pins = r.pins()?;
+    let mut ok = vec![];
+    let mut bad = vec![];
+    if let Some(p) = pins.zip {
+        if &p == zip {
+            ok.push(HashKind::Sha256);
+        } else {
+            bad.push(format!("sha256 of the zip: expected {p}, computed {zip}"));
+        }
+    }
+    if let Some(p) = pins.nar {
+        if &p == nar {
+            ok.push(HashKind::NarSha256);
+        } else {
+            bad.push(format!(
+                "NAR hash of the unpacked tree: expected {}, computed {}",
+                p.sri(),
+                nar.sri()
+            ));
+        }
+    }
+    Ok(if bad.is_empty() && !ok.is_empty() {
+        Ok(ok)
+    } else {
+        Err(bad)
+    })
+}
+
+/// Verifies and unpacks `zip` (its bytes) for `req`. `origin` names the zip in messages.
+pub fn verify_zip(
+    manifest: &Manifest,
+    req: &Request,
+    zip: &[u8],
+    origin: &str,
+) -> Result<Firmware> {
+    let board: &Board = manifest.board(&req.board)?;
+    let release = req
+        .version
+        .as_deref()
+        .map(|v| board.release(v))
+        .transpose()?;
+    let zip_sha = Sha256Digest::of(zip);
+    if let Some(user) = req.sha256 {
+        if user != zip_sha {
+            bail!("hash mismatch for {origin}: --sha256 expected {user}, computed {zip_sha}");
+        }
+    }
+    // A wrong file is cheaper to refuse before inflating it, when the zip itself is pinned.
+    if let (Some(r), None) = (release, req.sha256) {
+        if let Some(p) = r.pins()?.zip {
+            if p != zip_sha {
+                bail!(
+                    "hash mismatch for {origin}: {} {} pins sha256 {p}, computed {zip_sha}",
+                    req.board,
+                    r.version
+                );
+            }
+        }
+    }
+    let files = unpack_zip(zip, origin, req.max_unpacked, &board.required_files)?;
+    let nar = nar_sha256(&files);
+    let make = |r: Option<&Release>, verified_by: Vec<HashKind>| -> Result<Firmware> {
+        Ok(Firmware {
+            board: req.board.clone(),
+            version: r
+                .map(|r| r.version.clone())
+                .unwrap_or_else(|| format!("custom-{}", &zip_sha.hex()[..12])),
+            date: r.map(|r| r.ymd()).transpose()?,
+            files: files.clone(),
+            zip_sha256: zip_sha,
+            nar_sha256: nar,
+            verified_by,
+            gpt_boot_warning: r.is_some_and(|r| r.gpt_boot_warning),
+        })
+    };
+    match release {
+        Some(r) => match check_pins(r, &zip_sha, &nar)? {
+            Ok(kinds) => {
+                let mut kinds = kinds;
+                if req.sha256.is_some() {
+                    kinds.push(HashKind::UserSha256);
+                }
+                make(Some(r), kinds)
+            }
+            Err(bad) if bad.is_empty() => {
+                // The release carries no pin in the manifest.
+                if req.sha256.is_some() {
+                    make(Some(r), vec![HashKind::UserSha256])
+                } else {
+                    bail!(
+                        "{} {} has no pinned hash in the manifest; pin it yourself with --sha256 {zip_sha} once you trust {origin}",
+                        req.board, r.version
+                    )
+                }
+            }
+            Err(bad) => bail!(
+                "hash mismatch for {origin} as {} {}: {}",
+                req.board,
+                r.version,
+                bad.join("; ")
+            ),
+        },
+        None => {
+            for r in &board.releases {
+                if let Ok(kinds) = check_pins(r, &zip_sha, &nar)? {
+                    let mut kinds = kinds;
+                    if req.sha256.is_some() {
+                        kinds.push(HashKind::UserSha256);
+                    }
+                    return make(Some(r), kinds);
+                }
+            }
+            if req.sha256.is_some() {
+                return make(None, vec![HashKind::UserSha256]);
+            }
+            let d = board.default_release();
+            let pins = d.pins()?;
+            let expected: Vec<String> = [
+                pins.zip.map(|p| format!("sha256 {p}")),
+                pins.nar.map(|p| format!("NAR {}", p.sri())),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            bail!(
+                "{origin} matches no pinned {} release: computed sha256 {zip_sha} and NAR {}; the default {} expects {}. Name the release with --firmware VERSION, or pin a custom build with --sha256",
+                req.board,
+                nar.sri(),
+                d.version,
+                expected.join(" and ")
+            )
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! pi-burn: boot media for a Raspberry Pi NixOS cluster.
+//!
+//! The way through the program: manifest -> firmware (verify, unpack) -> layout plan ->
+//! [`sparse::SparseImage`] (partition table + filesystem, in memory) -> target -> verify.
+
+pub mod card;
+pub mod cli;
+pub mod commands;
+pub mod digest;
+pub mod fat;
+pub mod fileset;
+pub mod firmware;
+pub mod layout;
+pub mod manifest;
+pub mod nar;
+pub mod partition;
+pub mod progress;
+pub mod report;
+pub mod sparse;
+pub mod unpack;
+pub mod verify;
+pub mod writer;

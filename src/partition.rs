@@ -1,0 +1,289 @@
+//! Partition tables: a protective MBR + GPT (through the `gpt` crate) or a plain MBR, written
+//! from a [`DiskPlan`], and read back from any disk for verification.
+
+use crate::layout::{DiskPlan, PartType, PartitionPlan, TableKind};
+use anyhow::{bail, Context, Result};
+use gpt::disk::LogicalBlockSize;
+use gpt::partition_types::{OperatingSystem, Type};
+use std::collections::BTreeMap;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use uuid::Uuid;
+
+fn lb_size(sector_size: u64) -> Result<LogicalBlockSize> {
+    match sector_size {
+        512 => Ok(LogicalBlockSize::Lb512),
+        4096 => Ok(LogicalBlockSize::Lb4096),
+        s => bail!("sector size {s} is not supported (512 or 4096)"),
+    }
+}
+
+/// Writes the plan's partition table onto `disk` (whose length is the plan's size).
+pub fn write_table<D: Read + Write + Seek + std::fmt::Debug>(
+    plan: &DiskPlan,
+    disk: &mut D,
+) -> Result<()> {
+    match plan.table {
+        TableKind::Gpt => write_gpt(plan, disk),
+        TableKind::Mbr => write_mbr(plan, disk),
+    }
+}
+
+fn write_gpt<D: Read + Write + Seek + std::fmt::Debug>(
+    plan: &DiskPlan,
+    disk: &mut D,
+) -> Result<()> {
+    let lb = lb_size(plan.sector_size)?;
+    let mut parts = BTreeMap::new();
+    for p in &plan.partitions {
+        let PartType::Gpt(type_guid) = p.part_type else {
+            bail!("partition {} has an MBR type in a GPT plan", p.number);
+        };
+        parts.insert(
+            p.number,
+            gpt::partition::Partition {
+                part_type_guid: Type {
+                    guid: type_guid,
+                    os: OperatingSystem::None,
+                },
+                part_guid: p.guid,
+                first_lba: p.first_lba,
+                last_lba: p.last_lba,
+                flags: 0,
+                name: p.name.clone(),
+            },
+        );
+    }
+    let mut gdisk = gpt::GptConfig::new()
+        .writable(true)
+        .logical_block_size(lb)
+        .create_from_device(&mut *disk, Some(plan.disk_guid))
+        .context("setting up the GPT")?;
+    gdisk
+        .update_partitions(parts)
+        .context("setting the GPT partitions")?;
+    gdisk.write().context("writing the GPT")?;
+    let protective_len = (plan.total_sectors() - 1).min(u32::MAX as u64) as u32;
+    gpt::mbr::ProtectiveMBR::with_lb_size(protective_len)
+        .overwrite_lba0(disk)
+        .context("writing the protective MBR")?;
+    Ok(())
+}
+
+/// CHS address of an LBA for the classic 255-head, 63-sector geometry, capped at 1023/254/63.
+fn chs(lba: u64) -> [u8; 3] {
+    let (c, h, s) = if lba >= 1024 * 255 * 63 {
+        (1023u64, 254u64, 63u64)
+    } else {
+        (lba / (255 * 63), (lba / 63) % 255, lba % 63 + 1)
+    };
+    [h as u8, (s as u8) | (((c >> 8) as u8) << 6), c as u8]
+}
+
+fn write_mbr<D: Write + Seek>(plan: &DiskPlan, disk: &mut D) -> Result<()> {
+    if plan.partitions.len() > 4 {
+        bail!(
+            "an MBR holds at most 4 partitions, the plan has {}",
+            plan.partitions.len()
+        );
+    }
+    let mut sector = [0u8; 512];
+    sector[440..444].copy_from_slice(&plan.mbr_id.to_le_bytes());
+    for (i, p) in plan.partitions.iter().enumerate() {
+        let PartType::Mbr(t) = p.part_type else {
+            bail!("partition {} has a GPT type in an MBR plan", p.number);
+        };
+        let e = &mut sector[446 + 16 * i..446 + 16 * (i + 1)];
+        e[0] = 0x00;
+        e[1..4].copy_from_slice(&chs(p.first_lba));
+        e[4] = t;
+        e[5..8].copy_from_slice(&chs(p.last_lba));
+        e[8..12].copy_from_slice(&u32::try_from(p.first_lba)?.to_le_bytes());
+        e[12..16].copy_from_slice(&u32::try_from(p.sectors())?.to_le_bytes());
+    }
+    sector[510] = 0x55;
+    sector[511] = 0xAA;
+    disk.seek(SeekFrom::Start(0))?;
+    disk.write_all(&sector).context("writing the MBR")?;
+    Ok(())
+}
+
+/// A partition table as found on a disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundTable {
+    pub table: TableKind,
+    pub sector_size: u64,
+    pub disk_guid: Uuid,
+    pub partitions: Vec<PartitionPlan>,
+}
+
+/// Lets the `gpt` and `fatfs` crates read from something opened read-only: any write fails.
+#[derive(Debug)]
+pub struct ReadOnly<R>(pub R);
+
+impl<R: Read> Read for ReadOnly<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+impl<R> Write for ReadOnly<R> {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::other("opened read-only"))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+impl<R: Seek> Seek for ReadOnly<R> {
+    fn seek(&mut self, p: SeekFrom) -> io::Result<u64> {
+        self.0.seek(p)
+    }
+}
+
+fn read_at<R: Read + Seek>(disk: &mut R, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    disk.seek(SeekFrom::Start(offset))?;
+    disk.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// Reads the partition table of `disk`. A GPT is looked for at 512- and 4096-byte sectors
+/// (`sector_size` first when given); without one, a plain MBR is read.
+pub fn read_table<R: Read + Seek + std::fmt::Debug>(
+    disk: &mut R,
+    sector_size: Option<u64>,
+) -> Result<FoundTable> {
+    let mut sizes = vec![512u64, 4096];
+    if let Some(s) = sector_size {
+        sizes.retain(|x| *x != s);
+        sizes.insert(0, s);
+    }
+    let mbr = read_at(disk, 0, 512).context("reading sector 0")?;
+    if mbr[510..512] != [0x55, 0xAA] {
+        bail!("no partition table: sector 0 has no MBR signature");
+    }
+    let protective = (0..4).any(|i| mbr[446 + 16 * i + 4] == 0xEE);
+    if protective {
+        for ss in sizes {
+            let hdr = match read_at(disk, ss, 8) {
+                Ok(h) => h,
+                Err(_) => continue,
+            };
+            if hdr != b"EFI PART" {
+                continue;
+            }
+            let gdisk = gpt::GptConfig::new()
+                .writable(false)
+                .logical_block_size(lb_size(ss)?)
+                .open_from_device(ReadOnly(&mut *disk))
+                .with_context(|| format!("reading the GPT ({ss}-byte sectors)"))?;
+            let mut partitions = Vec::new();
+            for (n, p) in gdisk.partitions() {
+                if !p.is_used() {
+                    continue;
+                }
+                partitions.push(PartitionPlan {
+                    number: *n,
+                    first_lba: p.first_lba,
+                    last_lba: p.last_lba,
+                    part_type: PartType::Gpt(p.part_type_guid.guid),
+                    name: p.name.clone(),
+                    guid: p.part_guid,
+                });
+            }
+            return Ok(FoundTable {
+                table: TableKind::Gpt,
+                sector_size: ss,
+                disk_guid: *gdisk.guid(),
+                partitions,
+            });
+        }
+        bail!("sector 0 holds a protective MBR but no GPT header was found");
+    }
+    let ss = sector_size.unwrap_or(512);
+    let mut partitions = Vec::new();
+    for i in 0..4 {
+        let e = &mbr[446 + 16 * i..446 + 16 * (i + 1)];
+        let start = u32::from_le_bytes(e[8..12].try_into().unwrap()) as u64;
+        let len = u32::from_le_bytes(e[12..16].try_into().unwrap()) as u64;
+        if e[4] == 0 || len == 0 {
+            continue;
+        }
+        partitions.push(PartitionPlan {
+            number: i as u32 + 1,
+            first_lba: start,
+            last_lba: start + len - 1,
+            part_type: PartType::Mbr(e[4]),
+            name: String::new(),
+            guid: Uuid::nil(),
+        });
+    }
+    Ok(FoundTable {
+        table: TableKind::Mbr,
+        sector_size: ss,
+        disk_guid: Uuid::nil(),
+        partitions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{esp_type, SdLayout, MIB};
+    use crate::sparse::SparseImage;
+
+    fn layout(table: TableKind, ss: u64) -> SdLayout {
+        SdLayout {
+            sector_size: ss,
+            table,
+            mbr_type: 0x0c,
+            gpt_type: esp_type(),
+            partition_size: 512 * MIB,
+            partition_name: "disk-sdcard-FIRMWARE".into(),
+            seed: "t".into(),
+        }
+    }
+
+    #[test]
+    fn gpt_round_trips_at_both_sector_sizes() {
+        for ss in [512, 4096] {
+            let plan = layout(TableKind::Gpt, ss).plan(514 * MIB).unwrap();
+            let mut img = SparseImage::new(plan.size);
+            write_table(&plan, &mut img).unwrap();
+            let found = read_table(&mut img, None).unwrap();
+            assert_eq!(found.sector_size, ss);
+            assert_eq!(found.table, TableKind::Gpt);
+            assert_eq!(found.disk_guid, plan.disk_guid);
+            assert_eq!(found.partitions, plan.partitions);
+            // Entries at LBA 2 (rpi-eeprom #585).
+            let mut hdr = [0u8; 8];
+            img.read_at(ss + 72, &mut hdr);
+            assert_eq!(u64::from_le_bytes(hdr), 2);
+        }
+    }
+
+    #[test]
+    fn mbr_round_trips() {
+        let plan = layout(TableKind::Mbr, 512).plan(514 * MIB).unwrap();
+        let mut img = SparseImage::new(plan.size);
+        write_table(&plan, &mut img).unwrap();
+        let found = read_table(&mut img, None).unwrap();
+        assert_eq!(found.table, TableKind::Mbr);
+        assert_eq!(found.partitions, plan.partitions);
+        assert_eq!(found.partitions[0].part_type, PartType::Mbr(0x0c));
+    }
+
+    #[test]
+    fn a_blank_disk_has_no_table() {
+        let mut img = SparseImage::new(MIB);
+        assert!(read_table(&mut img, None)
+            .unwrap_err()
+            .to_string()
+            .contains("no partition table"));
+    }
+
+    #[test]
+    fn chs_is_capped() {
+        assert_eq!(chs(2048), [32, 33, 0]);
+        assert_eq!(chs(u32::MAX as u64), [254, 0xff, 0xff]);
+    }
+}

@@ -1,0 +1,118 @@
+//! The `--json` report: what was (or should be) on the target.
+
+use crate::digest::Sha256Digest;
+use crate::fat::FatInfo;
+use crate::firmware::{Firmware, HashKind};
+use crate::layout::{DiskPlan, PartType};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub target: Target,
+    pub table: &'static str,
+    pub sector_size: u64,
+    pub disk_guid: Option<String>,
+    pub partitions: Vec<PartitionReport>,
+    pub filesystem: Option<FatInfo>,
+    pub firmware: Option<FirmwareReport>,
+    pub files: Vec<FileReport>,
+    pub bytes_written: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mismatches: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub kind: &'static str,
+    pub path: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PartitionReport {
+    pub number: u32,
+    pub start_lba: u64,
+    pub end_lba: u64,
+    pub size: u64,
+    #[serde(rename = "type")]
+    pub part_type: String,
+    pub name: String,
+    pub guid: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FirmwareReport {
+    pub board: String,
+    pub version: String,
+    pub hash_kind: HashKind,
+    pub hash: String,
+    pub zip_sha256: String,
+    pub nar_sha256: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FileReport {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl Report {
+    pub fn new(target: Target, plan: &DiskPlan) -> Self {
+        Report {
+            target,
+            table: plan.table.name(),
+            sector_size: plan.sector_size,
+            disk_guid: (!plan.disk_guid.is_nil())
+                .then(|| plan.disk_guid.to_string().to_uppercase()),
+            partitions: plan
+                .partitions
+                .iter()
+                .map(|p| PartitionReport {
+                    number: p.number,
+                    start_lba: p.first_lba,
+                    end_lba: p.last_lba,
+                    size: p.sectors() * plan.sector_size,
+                    part_type: match p.part_type {
+                        PartType::Gpt(g) => g.to_string().to_uppercase(),
+                        PartType::Mbr(t) => format!("0x{t:02x}"),
+                    },
+                    name: p.name.clone(),
+                    guid: (!p.guid.is_nil()).then(|| p.guid.to_string().to_uppercase()),
+                })
+                .collect(),
+            filesystem: None,
+            firmware: None,
+            files: vec![],
+            bytes_written: None,
+            mismatches: None,
+        }
+    }
+
+    pub fn with_firmware(mut self, fw: &Firmware) -> Self {
+        let (hash_kind, hash) = fw.hash();
+        self.firmware = Some(FirmwareReport {
+            board: fw.board.clone(),
+            version: fw.version.clone(),
+            hash_kind,
+            hash,
+            zip_sha256: fw.zip_sha256.hex(),
+            nar_sha256: fw.nar_sha256.sri(),
+        });
+        self.files = fw
+            .files
+            .files()
+            .map(|(path, data)| FileReport {
+                path: path.to_string(),
+                size: data.len() as u64,
+                sha256: Sha256Digest::of(data).hex(),
+            })
+            .collect();
+        self
+    }
+
+    pub fn print_json(&self) -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(self)?);
+        Ok(())
+    }
+}

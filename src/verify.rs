@@ -1,0 +1,196 @@
+//! Reading a card back: its partition table against the plan, and every file of its FAT
+//! against the firmware. Each difference is one line.
+
+use crate::digest::Sha256Digest;
+use crate::fileset::{FileSet, Node};
+use crate::layout::DiskPlan;
+use crate::partition::{read_table, ReadOnly};
+use anyhow::{Context, Result};
+use std::collections::BTreeSet;
+use std::io::{Read, Seek};
+
+/// One or more differences between a card and what it should hold (exit code 3).
+#[derive(Debug)]
+pub struct Mismatch(pub Vec<String>);
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "verification failed: {} mismatch(es): {}",
+            self.0.len(),
+            self.0.join("; ")
+        )
+    }
+}
+
+impl std::error::Error for Mismatch {}
+
+/// Compares the table of `disk` with `plan` and the FAT of its partition `fat_partition`
+/// (1-based) with `files` and `label`. Returns the differences (empty: all good).
+pub fn verify_card<R: Read + Seek + std::fmt::Debug>(
+    disk: &mut R,
+    plan: &DiskPlan,
+    fat_partition: u32,
+    files: &FileSet,
+    label: &str,
+) -> Result<Vec<String>> {
+    let mut out = vec![];
+    let found = match read_table(disk, Some(plan.sector_size)) {
+        Ok(t) => t,
+        Err(e) => return Ok(vec![format!("partition table: {e:#}")]),
+    };
+    if found.table != plan.table {
+        out.push(format!(
+            "partition table: expected {}, found {}",
+            plan.table.name(),
+            found.table.name()
+        ));
+        return Ok(out);
+    }
+    if found.sector_size != plan.sector_size {
+        out.push(format!(
+            "sector size: expected {}, found {}",
+            plan.sector_size, found.sector_size
+        ));
+        return Ok(out);
+    }
+    for want in &plan.partitions {
+        let Some(got) = found.partitions.iter().find(|p| p.number == want.number) else {
+            out.push(format!("partition {}: missing", want.number));
+            continue;
+        };
+        let n = want.number;
+        if (got.first_lba, got.last_lba) != (want.first_lba, want.last_lba) {
+            out.push(format!(
+                "partition {n}: expected sectors {}-{}, found {}-{}",
+                want.first_lba, want.last_lba, got.first_lba, got.last_lba
+            ));
+        }
+        if got.part_type != want.part_type {
+            out.push(format!(
+                "partition {n}: expected type {}, found {}",
+                want.part_type, got.part_type
+            ));
+        }
+        if got.name != want.name {
+            out.push(format!(
+                "partition {n}: expected name '{}', found '{}'",
+                want.name, got.name
+            ));
+        }
+    }
+    for got in &found.partitions {
+        if !plan.partitions.iter().any(|p| p.number == got.number) {
+            out.push(format!(
+                "partition {}: not expected ({} sectors, type {})",
+                got.number,
+                got.sectors(),
+                got.part_type
+            ));
+        }
+    }
+    if !out.is_empty() {
+        return Ok(out);
+    }
+    let part = plan
+        .partitions
+        .iter()
+        .find(|p| p.number == fat_partition)
+        .context("the plan has no FAT partition")?;
+    let start = part.first_lba * plan.sector_size;
+    let end = (part.last_lba + 1) * plan.sector_size;
+    let slice = fscommon::StreamSlice::new(ReadOnly(&mut *disk), start, end)?;
+    let fs =
+        match fatfs::FileSystem::new(slice, fatfs::FsOptions::new().update_accessed_date(false)) {
+            Ok(fs) => fs,
+            Err(e) => {
+                return Ok(vec![format!(
+                    "partition {fat_partition}: no readable FAT filesystem ({e})"
+                )])
+            }
+        };
+    if fs.fat_type() != fatfs::FatType::Fat32 {
+        out.push(format!(
+            "partition {fat_partition}: expected FAT32, found {:?}",
+            fs.fat_type()
+        ));
+    }
+    let got_label = fs.volume_label();
+    if got_label.trim_end() != label.to_ascii_uppercase() {
+        out.push(format!(
+            "filesystem label: expected '{}', found '{}'",
+            label.to_ascii_uppercase(),
+            got_label.trim_end()
+        ));
+    }
+    // Walk the card.
+    let mut on_card = BTreeSet::new();
+    let mut todo = vec![String::new()];
+    while let Some(dir) = todo.pop() {
+        let d = if dir.is_empty() {
+            fs.root_dir()
+        } else {
+            fs.root_dir().open_dir(&dir)?
+        };
+        for entry in d.iter() {
+            let entry = entry.with_context(|| format!("reading directory '/{dir}' on the card"))?;
+            let name = entry.file_name();
+            if name == "."
+                || name == ".."
+                || entry
+                    .attributes()
+                    .contains(fatfs::FileAttributes::VOLUME_ID)
+            {
+                continue;
+            }
+            let path = if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            };
+            match files.get(&path) {
+                None => out.push(format!("/{path}: on the card but not in the firmware")),
+                Some(Node::Dir) if !entry.is_dir() => {
+                    out.push(format!("/{path}: expected a directory, found a file"))
+                }
+                Some(Node::File { .. }) if entry.is_dir() => {
+                    out.push(format!("/{path}: expected a file, found a directory"))
+                }
+                Some(Node::Dir) => todo.push(path.clone()),
+                Some(Node::File { data, .. }) => {
+                    let mut content = Vec::with_capacity(data.len());
+                    entry
+                        .to_file()
+                        .read_to_end(&mut content)
+                        .with_context(|| format!("reading /{path} on the card"))?;
+                    if content.len() != data.len() {
+                        out.push(format!(
+                            "/{path}: expected {} bytes, found {}",
+                            data.len(),
+                            content.len()
+                        ));
+                    } else if content != *data {
+                        let at = content
+                            .iter()
+                            .zip(data)
+                            .position(|(a, b)| a != b)
+                            .unwrap_or(0);
+                        out.push(format!(
+                            "/{path}: content differs from byte {at} (sha256 expected {}, found {})",
+                            Sha256Digest::of(data),
+                            Sha256Digest::of(&content)
+                        ));
+                    }
+                }
+            }
+            on_card.insert(path);
+        }
+    }
+    for (path, _) in files.iter() {
+        if !on_card.contains(path) {
+            out.push(format!("/{path}: missing from the card"));
+        }
+    }
+    Ok(out)
+}
