@@ -219,6 +219,7 @@ pub fn build_fat32(
             .volume_label(label);
         fatfs::format_volume(slice, opts).context("formatting FAT32")?;
     }
+    align_data_area(disk, offset)?;
     {
         let slice = fscommon::StreamSlice::new(&mut *disk, offset, offset + len)?;
         let time: &'static FixedTime = Box::leak(Box::new(FixedTime(spec.timestamp.to_fatfs())));
@@ -268,6 +269,49 @@ pub fn build_fat32(
         clusters: vol.clusters,
         free_clusters: free,
     })
+}
+
+/// Moves the FATs down (more reserved sectors, as mkfs.fat does) until the data area starts
+/// on a cluster boundary, so every cluster is aligned on the card (flash pages, 4 KiB blocks).
+/// Runs right after formatting, when the FATs and the root directory are still empty.
+fn align_data_area(disk: &mut SparseImage, offset: u64) -> Result<()> {
+    let mut bs = vec![0u8; 512];
+    disk.read_at(offset, &mut bs);
+    let ss = le16(&bs, 11);
+    let spc = bs[13] as u64;
+    let reserved = le16(&bs, 14);
+    let nfats = bs[16] as u64;
+    let total = le32(&bs, 32) as u64;
+    let fat_sectors = le32(&bs, 36) as u64;
+    let mut new_reserved = reserved.max(32);
+    while !(new_reserved + nfats * fat_sectors).is_multiple_of(spc) {
+        new_reserved += 1;
+    }
+    if new_reserved == reserved {
+        return Ok(());
+    }
+    let fat_bytes = (nfats * fat_sectors * ss) as usize;
+    let cluster = spc * ss;
+    // The FATs as fatfs initialised them, and the root directory's (zeroed) first cluster.
+    let mut fats = vec![0u8; fat_bytes];
+    disk.read_at(offset + reserved * ss, &mut fats);
+    let old_data = offset + (reserved + nfats * fat_sectors) * ss;
+    let new_data = offset + (new_reserved + nfats * fat_sectors) * ss;
+    disk.zero_range(
+        offset + reserved * ss,
+        new_data + cluster - offset - reserved * ss,
+    )?;
+    disk.write_at(offset + new_reserved * ss, &fats)?;
+    debug_assert!(old_data < new_data);
+    let clusters = (total - new_reserved - nfats * fat_sectors) / spc;
+    if clusters < 65525 {
+        bail!("aligning the FAT32 data area leaves too few clusters ({clusters})");
+    }
+    let r = u16::try_from(new_reserved).context("reserved sectors")?;
+    disk.write_at(offset + 14, &r.to_le_bytes())?;
+    let backup = le16(&bs, 50);
+    disk.write_at(offset + backup * ss + 14, &r.to_le_bytes())?;
+    Ok(())
 }
 
 /// Space the files take in clusters, with one cluster per directory and a margin for the
@@ -561,6 +605,30 @@ mod tests {
         assert!(label_bytes("").is_err());
         assert!(label_bytes("TWELVE_CHARS").is_err());
         assert!(label_bytes("A/B").is_err());
+    }
+
+    #[test]
+    fn firmware_larger_than_the_partition_is_refused_before_formatting() {
+        let mut files = FileSet::new();
+        files
+            .add_file("big.bin", vec![1u8; 40 << 20], false)
+            .unwrap();
+        let mut disk = SparseImage::new(64 << 20);
+        let spec = FatSpec {
+            label: "FIRMWARE".into(),
+            volume_id: 1,
+            timestamp: Timestamp::date(2025, 1, 1),
+            sector_size: 512,
+            hidden_sectors: 2048,
+        };
+        let e = build_fat32(&mut disk, 1 << 20, 34 << 20, &files, &spec)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("firmware needs about") && e.contains("--partition-size"),
+            "{e}"
+        );
+        assert_eq!(disk.written_bytes(), 0, "nothing is written");
     }
 
     #[test]

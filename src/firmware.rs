@@ -105,13 +105,18 @@ pub fn verify_zip(
         .as_deref()
         .map(|v| board.release(v))
         .transpose()?;
-    let zip_sha = Sha256Digest::of(zip);
+    // Hash the zip on the other core while this one inflates it.
+    let (files, zip_sha) = std::thread::scope(|scope| {
+        let hasher = scope.spawn(|| Sha256Digest::of(zip));
+        let files = unpack_zip(zip, origin, req.max_unpacked, &board.required_files);
+        (files, hasher.join().expect("hashing thread"))
+    });
+    let files = files?;
     if let Some(user) = req.sha256 {
         if user != zip_sha {
             bail!("hash mismatch for {origin}: --sha256 expected {user}, computed {zip_sha}");
         }
     }
-    // A wrong file is cheaper to refuse before inflating it, when the zip itself is pinned.
     if let (Some(r), None) = (release, req.sha256) {
         if let Some(p) = r.pins()?.zip {
             if p != zip_sha {
@@ -123,78 +128,64 @@ pub fn verify_zip(
             }
         }
     }
-    let files = unpack_zip(zip, origin, req.max_unpacked, &board.required_files)?;
     let nar = nar_sha256(&files);
-    let make = |r: Option<&Release>, verified_by: Vec<HashKind>| -> Result<Firmware> {
-        Ok(Firmware {
-            board: req.board.clone(),
-            version: r
-                .map(|r| r.version.clone())
-                .unwrap_or_else(|| format!("custom-{}", &zip_sha.hex()[..12])),
-            date: r.map(|r| r.ymd()).transpose()?,
-            files: files.clone(),
-            zip_sha256: zip_sha,
-            nar_sha256: nar,
-            verified_by,
-            gpt_boot_warning: r.is_some_and(|r| r.gpt_boot_warning),
-        })
-    };
-    match release {
+    let user_kind = req.sha256.map(|_| HashKind::UserSha256);
+    let (chosen, verified_by): (Option<&Release>, Vec<HashKind>) = match release {
         Some(r) => match check_pins(r, &zip_sha, &nar)? {
-            Ok(kinds) => {
-                let mut kinds = kinds;
-                if req.sha256.is_some() {
-                    kinds.push(HashKind::UserSha256);
+            Ok(kinds) => (Some(r), kinds.into_iter().chain(user_kind).collect()),
+            Err(bad) if bad.is_empty() => match user_kind {
+                // The release carries no pin in the manifest: the user's pin stands in.
+                Some(k) => (Some(r), vec![k]),
+                None => bail!(
+                    "{} {} has no pinned hash in the manifest; pin it yourself with --sha256 {zip_sha} once you trust {origin}",
+                    req.board,
+                    r.version
+                ),
+            },
+            Err(bad) => bail!("hash mismatch for {origin} as {} {}: {}", req.board, r.version, bad.join("; ")),
+        },
+        None => {
+            let mut found = None;
+            for r in &board.releases {
+                if let Ok(kinds) = check_pins(r, &zip_sha, &nar)? {
+                    found = Some((Some(r), kinds.into_iter().chain(user_kind).collect()));
+                    break;
                 }
-                make(Some(r), kinds)
             }
-            Err(bad) if bad.is_empty() => {
-                // The release carries no pin in the manifest.
-                if req.sha256.is_some() {
-                    make(Some(r), vec![HashKind::UserSha256])
-                } else {
+            match (found, user_kind) {
+                (Some(f), _) => f,
+                (None, Some(k)) => (None, vec![k]),
+                (None, None) => {
+                    let d = board.default_release();
+                    let pins = d.pins()?;
+                    let expected: Vec<String> = [
+                        pins.zip.map(|p| format!("sha256 {p}")),
+                        pins.nar.map(|p| format!("NAR {}", p.sri())),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
                     bail!(
-                        "{} {} has no pinned hash in the manifest; pin it yourself with --sha256 {zip_sha} once you trust {origin}",
-                        req.board, r.version
+                        "{origin} matches no pinned {} release: computed sha256 {zip_sha} and NAR {}; the default {} expects {}. Name the release with --firmware VERSION, or pin a custom build with --sha256",
+                        req.board,
+                        nar.sri(),
+                        d.version,
+                        expected.join(" and ")
                     )
                 }
             }
-            Err(bad) => bail!(
-                "hash mismatch for {origin} as {} {}: {}",
-                req.board,
-                r.version,
-                bad.join("; ")
-            ),
-        },
-        None => {
-            for r in &board.releases {
-                if let Ok(kinds) = check_pins(r, &zip_sha, &nar)? {
-                    let mut kinds = kinds;
-                    if req.sha256.is_some() {
-                        kinds.push(HashKind::UserSha256);
-                    }
-                    return make(Some(r), kinds);
-                }
-            }
-            if req.sha256.is_some() {
-                return make(None, vec![HashKind::UserSha256]);
-            }
-            let d = board.default_release();
-            let pins = d.pins()?;
-            let expected: Vec<String> = [
-                pins.zip.map(|p| format!("sha256 {p}")),
-                pins.nar.map(|p| format!("NAR {}", p.sri())),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            bail!(
-                "{origin} matches no pinned {} release: computed sha256 {zip_sha} and NAR {}; the default {} expects {}. Name the release with --firmware VERSION, or pin a custom build with --sha256",
-                req.board,
-                nar.sri(),
-                d.version,
-                expected.join(" and ")
-            )
         }
-    }
+    };
+    Ok(Firmware {
+        board: req.board.clone(),
+        version: chosen
+            .map(|r| r.version.clone())
+            .unwrap_or_else(|| format!("custom-{}", &zip_sha.hex()[..12])),
+        date: chosen.map(|r| r.ymd()).transpose()?,
+        files,
+        zip_sha256: zip_sha,
+        nar_sha256: nar,
+        verified_by,
+        gpt_boot_warning: chosen.is_some_and(|r| r.gpt_boot_warning),
+    })
 }

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         json: cli.json,
         quiet: cli.quiet,
         verbose: cli.verbose,
-        progress: pi_burn::progress::for_terminal(cli.quiet),
+        progress: pi_burn::progress::for_terminal(cli.quiet, cli.verbose > 0),
     };
     let result = match &cli.command {
         Command::Sdcard(a) => commands::sdcard::run(a, &g),

@@ -53,13 +53,19 @@ impl Progress for Silent {
     }
 }
 
-/// One line per phase on stderr: for logs and pipes.
-pub struct Lines;
+/// One line per phase on stderr: for logs and pipes. With `timed`, each line carries the
+/// seconds since the run began (`-v`).
+pub struct Lines {
+    pub timed: Option<std::time::Instant>,
+}
 
 impl Progress for Lines {
     fn event(&self, e: Event) {
         match e {
-            Event::Phase(s) => eprintln!("pi-burn: {s}"),
+            Event::Phase(s) => match self.timed {
+                Some(t0) => eprintln!("pi-burn: [{:.3}s] {s}", t0.elapsed().as_secs_f64()),
+                None => eprintln!("pi-burn: {s}"),
+            },
             Event::Notice(s) => eprintln!("pi-burn: {s}"),
             Event::Start { label, total } => {
                 eprintln!("pi-burn: {label} ({})", crate::layout::human(total))
@@ -134,14 +140,18 @@ impl Progress for Recorder {
     }
 }
 
-/// The sink for this run: quiet, a bar on a terminal, lines otherwise.
-pub fn for_terminal(quiet: bool) -> Box<dyn Progress> {
+/// The sink for this run: quiet, a bar on a terminal, lines otherwise (timed with `-v`).
+pub fn for_terminal(quiet: bool, verbose: bool) -> Box<dyn Progress> {
     use std::io::IsTerminal;
     if quiet {
         Box::new(Silent { notices: false })
+    } else if verbose {
+        Box::new(Lines {
+            timed: Some(std::time::Instant::now()),
+        })
     } else if std::io::stderr().is_terminal() {
         Box::new(Bar::new())
     } else {
-        Box::new(Lines)
+        Box::new(Lines { timed: None })
     }
 }

@@ -126,7 +126,14 @@ impl SparseImage {
             let pos = offset + done as u64;
             let within = (pos % BLOCK) as usize;
             let n = (BLOCK as usize - within).min(data.len() - done);
-            self.block_mut(pos / BLOCK)[within..within + n].copy_from_slice(&data[done..done + n]);
+            if n == BLOCK as usize {
+                // A whole block: take the bytes as they are, no zero-fill first.
+                self.blocks
+                    .insert(pos / BLOCK, Box::from(&data[done..done + n]));
+            } else {
+                self.block_mut(pos / BLOCK)[within..within + n]
+                    .copy_from_slice(&data[done..done + n]);
+            }
             done += n;
         }
         Ok(())

@@ -67,6 +67,7 @@ pub fn load_firmware(args: &FirmwareArgs, g: &Global) -> Result<Firmware> {
         bail!("{origin} is larger than the --max-unpacked limit of {max_unpacked} bytes");
     }
     let zip = std::fs::read(zip_path).with_context(|| format!("reading {origin}"))?;
+    g.progress.phase("firmware read");
     let fw = verify_zip(&manifest, &req, &zip, &origin)?;
     let (kind, hash) = fw.hash();
     g.progress.phase(&format!(

@@ -36,7 +36,9 @@ pub fn run(args: &SdcardArgs, g: &Global) -> Result<()> {
         &layout.seed,
         timestamp(&fw)?,
     )?;
+    g.progress.phase("card built in memory");
     let stats = write_image_file(&args.image, &card.disk, g.progress.as_ref())?;
+    g.progress.phase("image written");
     let mut report = Report::new(
         Target {
             kind: "image",

@@ -1,0 +1,231 @@
+//! A small harness: temp dirs, the fixture zips, running pi-burn, and the skip rule for tests
+//! that need a tool or root (skip with a reason; fail under PI_BURN_REQUIRE_ALL_TESTS=1).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub const MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/test-manifest.toml");
+pub const GENERATOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/make-firmware-zip.py");
+
+pub fn require_all() -> bool {
+    std::env::var("PI_BURN_REQUIRE_ALL_TESTS").is_ok_and(|v| v == "1")
+}
+
+/// Skips (returns false) with a printed reason, or panics when every test must run.
+pub fn skip(reason: &str) -> bool {
+    if require_all() {
+        panic!("PI_BURN_REQUIRE_ALL_TESTS=1 but this test cannot run: {reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+    false
+}
+
+pub fn have_tool(name: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+                .any(|d| d.join(name).is_file())
+        })
+        .unwrap_or(false);
+    found || skip(&format!("{name} is not installed"))
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    uid == 0 || skip("needs root (loop devices)")
+}
+
+/// A command by name, found on PATH or in /usr/sbin.
+pub fn tool(name: &str) -> Command {
+    for d in ["/usr/sbin", "/sbin"] {
+        let p = Path::new(d).join(name);
+        if p.is_file() && which(name).is_none() {
+            return Command::new(p);
+        }
+    }
+    Command::new(name)
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The fixture zips, made once per test process.
+pub fn fixture_zip(board: &str, variant: Option<&str>) -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    let name = format!("{board}-{}.zip", variant.unwrap_or("good"));
+    let path = dir.path().join(&name);
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !path.exists() {
+        let mut c = Command::new("python3");
+        c.arg(GENERATOR).arg(&path).args(["--board", board]);
+        if let Some(v) = variant {
+            c.args(["--variant", v]);
+        }
+        run_ok(&mut c);
+    }
+    path
+}
+
+/// The fixture's files, read from the zip with the zip crate: (path, bytes).
+pub fn zip_files(zip: &Path) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut a = zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
+    let mut out = vec![];
+    for i in 0..a.len() {
+        let mut f = a.by_index(i).unwrap();
+        if f.is_dir() {
+            continue;
+        }
+        let mut d = vec![];
+        f.read_to_end(&mut d).unwrap();
+        out.push((f.name().unwrap().to_string(), d));
+    }
+    out
+}
+
+pub struct TestDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    pub fn new() -> Self {
+        TestDir {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// pi-burn with a clean environment: no SOURCE_DATE_EPOCH, its own cache.
+    pub fn pi_burn(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pi-burn"));
+        c.current_dir(self.dir.path())
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env("PI_BURN_CACHE_DIR", self.path("cache"))
+            .env_remove("XDG_CACHE_HOME");
+        c
+    }
+
+    /// `pi-burn sdcard --image NAME` from the good rpi4 fixture with the test manifest, plus `extra`.
+    pub fn sdcard(&self, name: &str, extra: &[&str]) -> Output {
+        let zip = fixture_zip("rpi4", None);
+        self.pi_burn()
+            .args(["sdcard", "--image"])
+            .arg(self.path(name))
+            .arg("--firmware-zip")
+            .arg(zip)
+            .args(["--manifest", MANIFEST])
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn assert_success(o: &Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// Asserts a failure with the given exit code whose last stderr line is one `pi-burn: ...` line
+/// mentioning every word of `needles`.
+pub fn assert_fails_with(o: &Output, code: i32, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {err}",
+        stdout(o)
+    );
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("pi-burn: "),
+        "last stderr line is not an error line: {err}"
+    );
+    for n in needles {
+        assert!(last.contains(n), "error line lacks '{n}': {last}");
+    }
+}
+
+pub fn sha256_file(p: &Path) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(std::fs::read(p).unwrap());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Copies `len` bytes at `offset` of `src` into a new file `dst` (a partition for fsck.fat).
+pub fn extract(src: &Path, offset: u64, len: u64, dst: &Path) {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(src).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut out = std::fs::File::create(dst).unwrap();
+    std::io::copy(&mut f.take(len), &mut out).unwrap();
+}
+
+/// A loop device over a file, detached on drop.
+pub struct Loop {
+    pub dev: String,
+}
+
+impl Loop {
+    pub fn attach(file: &Path, sector_size: u64, read_only: bool) -> Self {
+        let mut c = tool("losetup");
+        c.args(["--show", "-f", "--sector-size", &sector_size.to_string()]);
+        if read_only {
+            c.arg("-r");
+        }
+        let dev = run_ok(c.arg(file)).trim().to_string();
+        assert!(dev.starts_with("/dev/loop"), "losetup gave {dev}");
+        Loop { dev }
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = tool("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+/// `sfdisk --json` of a disk, parsed.
+pub fn sfdisk_json(disk: &Path) -> serde_json::Value {
+    let out = run_ok(tool("sfdisk").arg("--json").arg(disk));
+    serde_json::from_str(&out).unwrap()
+}

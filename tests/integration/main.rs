@@ -1,0 +1,4 @@
+//! pi-burn's integration tests: one binary, a module per area.
+
+mod harness;
+mod sdcard;
