@@ -32,6 +32,9 @@ pub enum Command {
     Sdcard(SdcardArgs),
     /// Read a card or image back and compare its table and every file with the firmware.
     Verify(VerifyArgs),
+    /// Firmware releases: list them, fetch one into the cache, or check a local zip.
+    #[command(subcommand)]
+    Firmware(FirmwareCommand),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -39,6 +42,31 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout.
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FirmwareCommand {
+    /// List the boards and releases of the manifest: pins, cache state, defaults.
+    List {
+        /// Read this manifest instead of the built-in one.
+        #[arg(long, value_name = "PATH")]
+        manifest: Option<PathBuf>,
+    },
+    /// Download a release (or --firmware-url) into the cache, verified.
+    Fetch(FetchArgs),
+    /// Check a local zip against the manifest and print its hashes (exit 3 on a mismatch).
+    Verify {
+        /// The zip to check.
+        path: PathBuf,
+        #[command(flatten)]
+        firmware: FirmwareArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub firmware: FirmwareArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -81,8 +109,21 @@ pub struct FirmwareArgs {
     #[arg(long, value_name = "VERSION")]
     pub firmware: Option<String>,
     /// Use this local release zip (verified against the manifest before anything is written).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "firmware_url")]
     pub firmware_zip: Option<PathBuf>,
+    /// Download the zip from this URL instead of the manifest's (a mirror, a custom build);
+    /// needs --sha256. https only (plain http only to loopback addresses).
+    #[arg(long, value_name = "URL", requires = "sha256")]
+    pub firmware_url: Option<String>,
+    /// Use the cache only; never touch the network.
+    #[arg(long)]
+    pub offline: bool,
+    /// Seconds to wait for a connection, or for any read, before retrying.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
+    /// Retries after transient download failures (resets, timeouts, HTTP 5xx), with backoff.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub retries: u32,
     /// Pin the zip yourself: its SHA-256 in hex (a custom build, or a release the manifest does not pin).
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,

@@ -44,6 +44,17 @@ pub struct Firmware {
     pub nar_sha256: Sha256Digest,
     pub verified_by: Vec<HashKind>,
     pub gpt_boot_warning: bool,
+    /// Where the zip came from.
+    pub source: Source,
+}
+
+/// Where a verified zip came from (for reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Local,
+    Cache,
+    Network,
 }
 
 impl Firmware {
@@ -92,12 +103,15 @@ fn check_pins(
     })
 }
 
-/// Verifies and unpacks `zip` (its bytes) for `req`. `origin` names the zip in messages.
+/// Verifies and unpacks `zip` (its bytes) for `req`. `origin` names the zip in messages;
+/// `known_sha` is the zip's SHA-256 when it was computed while downloading.
 pub fn verify_zip(
     manifest: &Manifest,
     req: &Request,
     zip: &[u8],
     origin: &str,
+    known_sha: Option<Sha256Digest>,
+    source: Source,
 ) -> Result<Firmware> {
     let board: &Board = manifest.board(&req.board)?;
     let release = req
@@ -107,7 +121,7 @@ pub fn verify_zip(
         .transpose()?;
     // Hash the zip on the other core while this one inflates it.
     let (files, zip_sha) = std::thread::scope(|scope| {
-        let hasher = scope.spawn(|| Sha256Digest::of(zip));
+        let hasher = scope.spawn(|| known_sha.unwrap_or_else(|| Sha256Digest::of(zip)));
         let files = unpack_zip(zip, origin, req.max_unpacked, &board.required_files);
         (files, hasher.join().expect("hashing thread"))
     });
@@ -187,5 +201,164 @@ pub fn verify_zip(
         nar_sha256: nar,
         verified_by,
         gpt_boot_warning: chosen.is_some_and(|r| r.gpt_boot_warning),
+        source,
     })
+}
+
+/// Where to get the zip from.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A local file.
+    Zip(std::path::PathBuf),
+    /// A URL outside the manifest, pinned by the request's `sha256`.
+    Url(String),
+    /// The manifest's release for the request (cache, else network).
+    Release,
+}
+
+/// How to reach the network, if at all.
+pub struct Online<'a> {
+    pub offline: bool,
+    pub fetch: &'a crate::fetch::FetchOptions,
+    pub cache: &'a crate::cache::Cache,
+}
+
+/// Gets, verifies and unpacks the firmware: from a local zip, the cache, or the network (then
+/// cached). Nothing is cached before it verified; a cached zip is verified again before use.
+pub fn obtain(
+    manifest: &Manifest,
+    req: &Request,
+    origin: &Origin,
+    net: &Online,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Firmware> {
+    use anyhow::Context;
+    match origin {
+        Origin::Zip(path) => {
+            let name = path.display().to_string();
+            let meta = std::fs::metadata(path).with_context(|| format!("reading {name}"))?;
+            if !meta.is_file() {
+                bail!("{name} is not a regular file");
+            }
+            if meta.len() > req.max_unpacked {
+                bail!(
+                    "{name} is larger than the --max-unpacked limit of {} bytes",
+                    req.max_unpacked
+                );
+            }
+            let zip = std::fs::read(path).with_context(|| format!("reading {name}"))?;
+            verify_zip(manifest, req, &zip, &name, None, Source::Local)
+        }
+        Origin::Url(url) => {
+            let parsed = reqwest::Url::parse(url)
+                .with_context(|| format!("--firmware-url: '{url}' is not a URL"))?;
+            crate::fetch::check_url(&parsed)?;
+            let Some(sha) = req.sha256 else {
+                bail!("--firmware-url needs --sha256 HEX: a release outside the manifest must be pinned");
+            };
+            let blob = net.cache.blob_path(&sha);
+            if blob.is_file() {
+                let zip =
+                    std::fs::read(&blob).with_context(|| format!("reading {}", blob.display()))?;
+                match verify_zip(
+                    manifest,
+                    req,
+                    &zip,
+                    &blob.display().to_string(),
+                    None,
+                    Source::Cache,
+                ) {
+                    Ok(fw) => return Ok(fw),
+                    Err(e) => {
+                        progress.notice(&format!(
+                            "cached {} no longer verifies ({e:#}); fetching it again",
+                            blob.display()
+                        ));
+                        net.cache.evict(&sha);
+                    }
+                }
+            }
+            if net.offline {
+                bail!("{url} (sha256 {sha}) is not in the cache at {} and --offline forbids fetching it", net.cache.root.display());
+            }
+            fetch_and_store(manifest, req, url, "url", &sha.hex(), net, progress)
+        }
+        Origin::Release => {
+            let board = manifest.board(&req.board)?;
+            let release = match &req.version {
+                Some(v) => board.release(v)?,
+                None => board.default_release(),
+            };
+            let req = Request {
+                version: Some(release.version.clone()),
+                ..req.clone()
+            };
+            let pins = release.pins()?;
+            if let Some(cached) = net.cache.lookup(&req.board, &release.version, pins.zip) {
+                let zip = std::fs::read(&cached)
+                    .with_context(|| format!("reading {}", cached.display()))?;
+                match verify_zip(
+                    manifest,
+                    &req,
+                    &zip,
+                    &cached.display().to_string(),
+                    None,
+                    Source::Cache,
+                ) {
+                    Ok(fw) => return Ok(fw),
+                    Err(e) => {
+                        progress.notice(&format!(
+                            "cached {} no longer verifies ({e:#}); fetching it again",
+                            cached.display()
+                        ));
+                        net.cache.evict(&Sha256Digest::of(&zip));
+                    }
+                }
+            }
+            if net.offline {
+                bail!(
+                    "{} {} is not in the cache at {} and --offline forbids downloading it; run `pi-burn firmware fetch --board {} --firmware {}` while online",
+                    req.board, release.version, net.cache.root.display(), req.board, release.version
+                );
+            }
+            fetch_and_store(
+                manifest,
+                &req,
+                &release.url,
+                &req.board,
+                &release.version,
+                net,
+                progress,
+            )
+        }
+    }
+}
+
+fn fetch_and_store(
+    manifest: &Manifest,
+    req: &Request,
+    url: &str,
+    ref_board: &str,
+    ref_version: &str,
+    net: &Online,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Firmware> {
+    progress.phase(&format!("downloading {url}"));
+    let opts = crate::fetch::FetchOptions {
+        max_bytes: req.max_unpacked,
+        ..net.fetch.clone()
+    };
+    let d = crate::fetch::download(url, &net.cache.partial_path(url), &opts, progress)?;
+    // Verified first; only then does it enter the cache.
+    let fw = verify_zip(
+        manifest,
+        req,
+        &d.bytes,
+        url,
+        Some(d.sha256),
+        Source::Network,
+    )?;
+    net.cache
+        .store(ref_board, ref_version, &d.sha256, &d.bytes)?;
+    Ok(fw)
 }

@@ -3,11 +3,13 @@
 //! The way through the program: manifest -> firmware (verify, unpack) -> layout plan ->
 //! [`sparse::SparseImage`] (partition table + filesystem, in memory) -> target -> verify.
 
+pub mod cache;
 pub mod card;
 pub mod cli;
 pub mod commands;
 pub mod digest;
 pub mod fat;
+pub mod fetch;
 pub mod fileset;
 pub mod firmware;
 pub mod layout;

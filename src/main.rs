@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Sdcard(a) => commands::sdcard::run(a, &g),
         Command::Verify(a) => commands::verify::run(a, &g),
+        Command::Firmware(c) => commands::firmware::run(c, &g),
         Command::Completions { shell } => commands::meta::completions(*shell),
         Command::Man => commands::meta::man(),
     };

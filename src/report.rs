@@ -48,6 +48,7 @@ pub struct FirmwareReport {
     pub hash: String,
     pub zip_sha256: String,
     pub nar_sha256: String,
+    pub source: crate::firmware::Source,
 }
 
 #[derive(Debug, Serialize)]
@@ -98,6 +99,7 @@ impl Report {
             hash,
             zip_sha256: fw.zip_sha256.hex(),
             nar_sha256: fw.nar_sha256.sri(),
+            source: fw.source,
         });
         self.files = fw
             .files

@@ -1,17 +1,21 @@
 //! One module per subcommand: arguments -> plan -> run.
 
+pub mod firmware;
 pub mod meta;
 pub mod sdcard;
 pub mod verify;
 
+use crate::cache::Cache;
 use crate::cli::{FirmwareArgs, LayoutArgs, Table};
 use crate::digest::Sha256Digest;
 use crate::fat::Timestamp;
-use crate::firmware::{verify_zip, Firmware, Request};
+use crate::fetch::FetchOptions;
+use crate::firmware::{obtain, Firmware, Online, Origin, Request};
 use crate::layout::{gpt_type, parse_size, SdLayout, TableKind};
 use crate::manifest::Manifest;
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
+use std::time::Duration;
 
 /// Options shared by every command.
 pub struct Global {
@@ -37,9 +41,33 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
 }
 
-/// Loads and verifies the firmware named by the arguments.
+/// Gets (local zip, cache or network) and verifies the firmware named by the arguments.
 pub fn load_firmware(args: &FirmwareArgs, g: &Global) -> Result<Firmware> {
     let manifest = Manifest::load(args.manifest.as_deref())?;
+    let req = request(args)?;
+    let origin = match (&args.firmware_zip, &args.firmware_url) {
+        (Some(p), _) => Origin::Zip(p.clone()),
+        (None, Some(u)) => Origin::Url(u.clone()),
+        (None, None) => Origin::Release,
+    };
+    let cache = Cache::from_env()?;
+    let fetch = fetch_options(args);
+    let net = Online {
+        offline: args.offline,
+        fetch: &fetch,
+        cache: &cache,
+    };
+    g.progress.phase("verifying firmware");
+    let fw = obtain(&manifest, &req, &origin, &net, g.progress.as_ref())?;
+    let (kind, hash) = fw.hash();
+    g.progress.phase(&format!(
+        "firmware {} {} verified ({kind:?} {hash}, from {:?})",
+        fw.board, fw.version, fw.source
+    ));
+    Ok(fw)
+}
+
+pub fn request(args: &FirmwareArgs) -> Result<Request> {
     let max_unpacked =
         parse_size(&args.max_unpacked).map_err(|e| usage(format!("--max-unpacked: {e:#}")))?;
     let sha256 = args
@@ -48,33 +76,21 @@ pub fn load_firmware(args: &FirmwareArgs, g: &Global) -> Result<Firmware> {
         .map(Sha256Digest::from_hex)
         .transpose()
         .map_err(|e| usage(format!("--sha256: {e:#}")))?;
-    let req = Request {
+    Ok(Request {
         board: args.board.clone(),
         version: args.firmware.clone(),
         sha256,
         max_unpacked,
-    };
-    let Some(zip_path) = &args.firmware_zip else {
-        bail!(usage("no firmware given: pass --firmware-zip PATH (the release zip of the board's UEFI firmware)"));
-    };
-    let origin = zip_path.display().to_string();
-    g.progress.phase(&format!("verifying firmware {origin}"));
-    let meta = std::fs::metadata(zip_path).with_context(|| format!("reading {origin}"))?;
-    if !meta.is_file() {
-        bail!("{origin} is not a regular file");
+    })
+}
+
+pub fn fetch_options(args: &FirmwareArgs) -> FetchOptions {
+    FetchOptions {
+        connect_timeout: Duration::from_secs(args.timeout.max(1)),
+        read_timeout: Duration::from_secs(args.timeout.max(1)),
+        retries: args.retries,
+        max_bytes: u64::MAX,
     }
-    if meta.len() > max_unpacked {
-        bail!("{origin} is larger than the --max-unpacked limit of {max_unpacked} bytes");
-    }
-    let zip = std::fs::read(zip_path).with_context(|| format!("reading {origin}"))?;
-    g.progress.phase("firmware read");
-    let fw = verify_zip(&manifest, &req, &zip, &origin)?;
-    let (kind, hash) = fw.hash();
-    g.progress.phase(&format!(
-        "firmware {} {} verified ({kind:?} {hash})",
-        fw.board, fw.version
-    ));
-    Ok(fw)
 }
 
 /// The SD card layout the arguments describe, for this firmware.

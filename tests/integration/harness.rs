@@ -129,7 +129,34 @@ impl TestDir {
             .env_remove("SOURCE_DATE_EPOCH")
             .env("PI_BURN_CACHE_DIR", self.path("cache"))
             .env_remove("XDG_CACHE_HOME");
+        for v in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ] {
+            c.env_remove(v);
+        }
         c
+    }
+
+    /// A copy of the test manifest whose rpi4 v9.0 lives at `url`.
+    pub fn manifest_with_url(&self, url: &str) -> PathBuf {
+        let text = std::fs::read_to_string(MANIFEST)
+            .unwrap()
+            .replace("http://127.0.0.1:9/RPi4_UEFI_Firmware_v9.0.zip", url);
+        let p = self.path("manifest.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Files under the cache's blobs/ and partial/ directories.
+    pub fn cached_blobs(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.path("cache/blobs"))
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
     }
 
     /// `pi-burn sdcard --image NAME` from the good rpi4 fixture with the test manifest, plus `extra`.

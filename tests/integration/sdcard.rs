@@ -483,7 +483,7 @@ fn bad_inputs_are_refused_and_nothing_is_written() {
             1,
             vec!["/nonexistent/fw.zip"],
         ),
-        (vec![], 2, vec!["no firmware given"]),
+        (s(&["--offline"]), 1, vec!["not in the cache", "--offline"]),
     ];
     for (args, code, needles) in cases {
         let o = t

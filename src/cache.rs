@@ -1,0 +1,121 @@
+//! The firmware cache: verified zips keyed by their SHA-256, and references from a board's
+//! release to the zip that verified as it.
+//!
+//! ```text
+//! $PI_BURN_CACHE_DIR | $XDG_CACHE_HOME/pi-burn | ~/.cache/pi-burn
+//!   blobs/<sha256>.zip        a zip that passed verification (written by rename, never in place)
+//!   refs/<board>/<version>    the sha256 of the zip that verified as that release
+//!   partial/<sha256 of url>   an interrupted download, resumed by the next attempt (locked)
+//! ```
+//! A cached zip is verified again before every use.
+
+use crate::digest::Sha256Digest;
+use anyhow::{Context, Result};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub struct Cache {
+    pub root: PathBuf,
+}
+
+impl Cache {
+    /// The cache directory from the environment.
+    pub fn from_env() -> Result<Self> {
+        let root = if let Some(d) = std::env::var_os("PI_BURN_CACHE_DIR").filter(|d| !d.is_empty())
+        {
+            PathBuf::from(d)
+        } else if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+            PathBuf::from(d).join("pi-burn")
+        } else if let Some(h) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+            PathBuf::from(h).join(".cache").join("pi-burn")
+        } else {
+            anyhow::bail!("no cache directory: set PI_BURN_CACHE_DIR, XDG_CACHE_HOME or HOME");
+        };
+        Ok(Cache { root })
+    }
+
+    pub fn blob_path(&self, sha: &Sha256Digest) -> PathBuf {
+        self.root.join("blobs").join(format!("{sha}.zip"))
+    }
+
+    fn ref_path(&self, board: &str, version: &str) -> PathBuf {
+        self.root.join("refs").join(safe(board)).join(safe(version))
+    }
+
+    pub fn partial_path(&self, url: &str) -> PathBuf {
+        self.root
+            .join("partial")
+            .join(Sha256Digest::of(url.as_bytes()).hex())
+    }
+
+    /// The cached zip for a release: by its zip pin, else through its reference.
+    pub fn lookup(
+        &self,
+        board: &str,
+        version: &str,
+        zip_pin: Option<Sha256Digest>,
+    ) -> Option<PathBuf> {
+        if let Some(sha) = zip_pin {
+            let p = self.blob_path(&sha);
+            return p.is_file().then_some(p);
+        }
+        let text = fs::read_to_string(self.ref_path(board, version)).ok()?;
+        let sha = Sha256Digest::from_hex(text.trim()).ok()?;
+        let p = self.blob_path(&sha);
+        p.is_file().then_some(p)
+    }
+
+    /// Stores verified zip bytes under their hash and records the release's reference.
+    pub fn store(
+        &self,
+        board: &str,
+        version: &str,
+        sha: &Sha256Digest,
+        bytes: &[u8],
+    ) -> Result<PathBuf> {
+        let blob = self.blob_path(sha);
+        if !blob.is_file() {
+            write_atomic(&blob, bytes)?;
+        }
+        write_atomic(
+            &self.ref_path(board, version),
+            format!("{sha}\n").as_bytes(),
+        )?;
+        Ok(blob)
+    }
+
+    /// Forgets a blob that no longer verifies.
+    pub fn evict(&self, sha: &Sha256Digest) {
+        let _ = fs::remove_file(self.blob_path(sha));
+    }
+}
+
+/// Keeps a path component to safe characters.
+fn safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Writes `bytes` to `path` through a unique temporary file in the same directory and a rename,
+/// so concurrent runs never see a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().context("cache path without a directory")?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}

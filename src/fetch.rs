@@ -1,0 +1,295 @@
+//! Downloads over HTTPS (plain HTTP only to loopback), following redirects, with timeouts,
+//! retries with backoff on transient failures, resumption of partial downloads with Range
+//! requests, and hashing while streaming.
+
+use crate::digest::Sha256Digest;
+use crate::progress::Progress;
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    pub connect_timeout: Duration,
+    /// Longest wait for any single read (or for the response headers).
+    pub read_timeout: Duration,
+    /// Attempts after the first one, for transient failures only.
+    pub retries: u32,
+    /// Refuse bodies larger than this.
+    pub max_bytes: u64,
+}
+
+/// A finished download, in memory, with its SHA-256 computed as it streamed.
+pub struct Downloaded {
+    pub bytes: Vec<u8>,
+    pub sha256: Sha256Digest,
+}
+
+/// Refuses anything but `https://`, and `http://` to a loopback address.
+pub fn check_url(url: &reqwest::Url) -> Result<()> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Ipv4(a)) => a.is_loopback(),
+                Some(url::Host::Ipv6(a)) => a.is_loopback(),
+                Some(url::Host::Domain(d)) => d == "localhost",
+                None => false,
+            };
+            if loopback {
+                Ok(())
+            } else {
+                bail!("refusing plain http:// to {url}: firmware is fetched over https only (http is allowed to loopback addresses, for local testing)")
+            }
+        }
+        s => bail!("refusing {url}: unsupported scheme '{s}' (use https)"),
+    }
+}
+
+/// Why an attempt failed, and whether another one may help.
+enum Failure {
+    Transient(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
+fn client(opts: &FetchOptions) -> Result<reqwest::blocking::Client> {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() >= 10 {
+            attempt.error("more than 10 redirects")
+        } else if let Err(e) = check_url(attempt.url()) {
+            attempt.error(e.to_string())
+        } else {
+            attempt.follow()
+        }
+    });
+    reqwest::blocking::Client::builder()
+        .user_agent(concat!("pi-burn/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(opts.connect_timeout)
+        .timeout(opts.read_timeout)
+        .redirect(policy)
+        .build()
+        .context("setting up the HTTP client")
+}
+
+/// Holds an exclusive lock on a file for as long as it lives (concurrent runs fetching the same
+/// URL take turns on its partial download). The lock goes with the descriptor.
+struct Lock(#[allow(dead_code)] File);
+
+impl Lock {
+    fn take(path: &Path) -> Result<Self> {
+        use std::os::fd::AsRawFd;
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening lock {}", path.display()))?;
+        // SAFETY: flock on a file descriptor we own; blocks until the lock is ours.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("locking {}", path.display()));
+        }
+        Ok(Lock(f))
+    }
+}
+
+/// Downloads `url`, resuming from `partial` (kept between attempts and runs until complete).
+pub fn download(
+    url: &str,
+    partial: &Path,
+    opts: &FetchOptions,
+    progress: &dyn Progress,
+) -> Result<Downloaded> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("'{url}' is not a URL"))?;
+    check_url(&parsed)?;
+    let dir = partial
+        .parent()
+        .context("partial path without a directory")?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let _lock = Lock::take(&partial.with_extension("lock"))?;
+    let client = client(opts)?;
+    let mut attempt = 0u32;
+    loop {
+        match try_once(&client, url, partial, opts, progress) {
+            Ok(d) => {
+                let _ = fs::remove_file(partial);
+                return Ok(d);
+            }
+            Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Transient(e)) if attempt < opts.retries => {
+                let wait = Duration::from_millis(500 << attempt.min(5));
+                progress.notice(&format!("{e:#}; retrying in {:.1}s", wait.as_secs_f64()));
+                std::thread::sleep(wait);
+                attempt += 1;
+            }
+            Err(Failure::Transient(e)) => {
+                return Err(e.context(format!("giving up on {url} after {} attempts", attempt + 1)))
+            }
+        }
+    }
+}
+
+fn transient(e: &reqwest::Error) -> bool {
+    e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() || e.is_decode()
+}
+
+fn try_once(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    partial: &Path,
+    opts: &FetchOptions,
+    progress: &dyn Progress,
+) -> std::result::Result<Downloaded, Failure> {
+    let fatal = |e: anyhow::Error| Failure::Fatal(e);
+    // What an earlier attempt left.
+    let mut bytes = fs::read(partial).unwrap_or_default();
+    let mut req = client.get(url);
+    if !bytes.is_empty() {
+        req = req.header(reqwest::header::RANGE, format!("bytes={}-", bytes.len()));
+    }
+    let mut resp = match req.send() {
+        Ok(r) => r,
+        Err(e) if e.is_redirect() => {
+            return Err(fatal(
+                anyhow::Error::new(e).context(format!("fetching {url}")),
+            ))
+        }
+        Err(e) if transient(&e) => {
+            return Err(Failure::Transient(
+                anyhow::Error::new(e).context(format!("fetching {url}")),
+            ))
+        }
+        Err(e) => {
+            return Err(fatal(
+                anyhow::Error::new(e).context(format!("fetching {url}")),
+            ))
+        }
+    };
+    let status = resp.status();
+    let final_url = resp.url().to_string();
+    let append = match status.as_u16() {
+        206 if !bytes.is_empty() => true,
+        200 => false,
+        416 => {
+            // The partial is no prefix of what the server has: start again.
+            let _ = fs::remove_file(partial);
+            return Err(Failure::Transient(anyhow::anyhow!(
+                "{url}: the server refused to resume; starting again"
+            )));
+        }
+        s if (500..600).contains(&s) || s == 429 || s == 408 => {
+            return Err(Failure::Transient(anyhow::anyhow!("{url}: HTTP {status}")));
+        }
+        _ => {
+            return Err(fatal(anyhow::anyhow!(
+                "{url}: HTTP {status}{}",
+                if final_url != url {
+                    format!(" (from {final_url})")
+                } else {
+                    String::new()
+                }
+            )))
+        }
+    };
+    if !append {
+        bytes.clear();
+    }
+    let expected_total = resp.content_length().map(|n| n + bytes.len() as u64);
+    if let Some(t) = expected_total {
+        if t > opts.max_bytes {
+            return Err(fatal(anyhow::anyhow!(
+                "{url} is {t} bytes, more than the limit of {}",
+                opts.max_bytes
+            )));
+        }
+    }
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(partial)
+        .map_err(|e| {
+            fatal(anyhow::Error::new(e).context(format!("opening {}", partial.display())))
+        })?;
+    let mut hasher = Sha256::new();
+    hasher.update(&bytes);
+    progress.start("downloading", expected_total.unwrap_or(0));
+    progress.advance(bytes.len() as u64);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match resp.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                progress.finish();
+                let _ = file.sync_all();
+                return Err(Failure::Transient(anyhow::Error::new(e).context(format!(
+                    "reading {url} (kept {} bytes to resume from)",
+                    bytes.len()
+                ))));
+            }
+        };
+        file.write_all(&buf[..n]).map_err(|e| {
+            fatal(anyhow::Error::new(e).context(format!("writing {}", partial.display())))
+        })?;
+        hasher.update(&buf[..n]);
+        bytes.extend_from_slice(&buf[..n]);
+        progress.advance(n as u64);
+        if bytes.len() as u64 > opts.max_bytes {
+            progress.finish();
+            drop(file);
+            let _ = fs::remove_file(partial);
+            return Err(fatal(anyhow::anyhow!(
+                "{url} sends more than the limit of {} bytes",
+                opts.max_bytes
+            )));
+        }
+    }
+    progress.finish();
+    if let Some(t) = expected_total {
+        if (bytes.len() as u64) < t {
+            return Err(Failure::Transient(anyhow::anyhow!(
+                "{url}: the connection closed after {} of {t} bytes",
+                bytes.len()
+            )));
+        }
+    }
+    Ok(Downloaded {
+        sha256: Sha256Digest::from_hasher(hasher),
+        bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_or_loopback_http() {
+        let ok = [
+            "https://github.com/x.zip",
+            "http://127.0.0.1:8080/x",
+            "http://[::1]/x",
+            "http://localhost/x",
+            "http://127.1.2.3/x",
+        ];
+        for u in ok {
+            check_url(&reqwest::Url::parse(u).unwrap()).unwrap();
+        }
+        let bad = [
+            "http://github.com/x.zip",
+            "http://10.0.0.1/x",
+            "ftp://127.0.0.1/x",
+            "file:///etc/passwd",
+        ];
+        for u in bad {
+            assert!(check_url(&reqwest::Url::parse(u).unwrap()).is_err(), "{u}");
+        }
+    }
+}
