@@ -32,6 +32,8 @@ pub enum Command {
     Sdcard(SdcardArgs),
     /// Read a card or image back and compare its table and every file with the firmware.
     Verify(VerifyArgs),
+    /// List whole disks, and whether pi-burn would write to each (and why not).
+    Devices,
     /// Firmware releases: list them, fetch one into the cache, or check a local zip.
     #[command(subcommand)]
     Firmware(FirmwareCommand),
@@ -77,21 +79,49 @@ pub enum Shell {
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["device", "image"]))]
 pub struct SdcardArgs {
-    /// Write an image file at this path (created sparse; an existing file is replaced only on success).
+    /// The whole-disk block device to burn (/dev/sdX, /dev/mmcblkN, /dev/disk/by-id/...).
+    #[arg(value_name = "DEVICE")]
+    pub device: Option<PathBuf>,
+    /// Write an image file at this path instead (created sparse; an existing file is replaced
+    /// only on success).
     #[arg(long, value_name = "PATH")]
-    pub image: PathBuf,
+    pub image: Option<PathBuf>,
     #[command(flatten)]
     pub firmware: FirmwareArgs,
     #[command(flatten)]
     pub layout: LayoutArgs,
+    #[command(flatten)]
+    pub device_opts: DeviceArgs,
+}
+
+/// Safety options for block devices.
+#[derive(Debug, Args, Clone)]
+pub struct DeviceArgs {
+    /// Do not ask: the device name is taken as typed (needed without a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Show the device and the plan, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Allow a disk that is neither removable nor on USB or MMC.
+    #[arg(long)]
+    pub allow_fixed_disk: bool,
+    /// Skip reading the written ranges back.
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["device", "image"]))]
 pub struct VerifyArgs {
+    /// The card (whole-disk block device) to check.
+    #[arg(value_name = "DEVICE")]
+    pub device: Option<PathBuf>,
     /// The image file to check.
     #[arg(long, value_name = "PATH")]
-    pub image: PathBuf,
+    pub image: Option<PathBuf>,
     #[command(flatten)]
     pub firmware: FirmwareArgs,
     #[command(flatten)]
@@ -155,9 +185,9 @@ pub struct LayoutArgs {
     /// GPT partition type: an sgdisk code (EF00, 0700) or a GUID.
     #[arg(long, value_name = "CODE", default_value = "EF00")]
     pub gpt_type: String,
-    /// Logical sector size of the image (512 or 4096).
-    #[arg(long, value_name = "BYTES", default_value_t = 512)]
-    pub sector_size: u64,
+    /// Logical sector size of an image (512 or 4096; default 512). A device's own is always used.
+    #[arg(long, value_name = "BYTES")]
+    pub sector_size: Option<u64>,
     /// Image size (K/M/G/T, powers of 1024). Default: 1 MiB + partition + 1 MiB.
     #[arg(long, value_name = "SIZE")]
     pub size: Option<String>,

@@ -3,6 +3,7 @@
 //! The way through the program: manifest -> firmware (verify, unpack) -> layout plan ->
 //! [`sparse::SparseImage`] (partition table + filesystem, in memory) -> target -> verify.
 
+pub mod burn;
 pub mod cache;
 pub mod card;
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod partition;
 pub mod progress;
 pub mod report;
 pub mod sparse;
+pub mod target;
 pub mod unpack;
 pub mod verify;
 pub mod writer;

@@ -1,8 +1,10 @@
 //! pi-burn's entry point: parse, run, print one error line, map it to an exit code.
 //!
-//! Exit codes: 0 success, 1 failure, 2 usage error, 3 verification mismatch.
+//! Exit codes: 0 success, 1 failure, 2 usage error, 3 verification mismatch, 4 refused by a
+//! safety check.
 
 use clap::Parser;
+use pi_burn::burn::Refused;
 use pi_burn::cli::{Cli, Command};
 use pi_burn::commands::{self, Global, UsageError};
 use pi_burn::verify::Mismatch;
@@ -19,6 +21,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Sdcard(a) => commands::sdcard::run(a, &g),
         Command::Verify(a) => commands::verify::run(a, &g),
+        Command::Devices => commands::devices::run(&g),
         Command::Firmware(c) => commands::firmware::run(c, &g),
         Command::Completions { shell } => commands::meta::completions(*shell),
         Command::Man => commands::meta::man(),
@@ -33,6 +36,8 @@ fn main() -> ExitCode {
             eprintln!("pi-burn: {e:#}");
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
+            } else if e.downcast_ref::<Refused>().is_some() {
+                ExitCode::from(4)
             } else {
                 ExitCode::FAILURE
             }

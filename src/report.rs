@@ -18,6 +18,8 @@ pub struct Report {
     pub files: Vec<FileReport>,
     pub bytes_written: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_read_back: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mismatches: Option<Vec<String>>,
 }
 
@@ -86,6 +88,7 @@ impl Report {
             firmware: None,
             files: vec![],
             bytes_written: None,
+            bytes_read_back: None,
             mismatches: None,
         }
     }

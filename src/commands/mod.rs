@@ -1,5 +1,6 @@
 //! One module per subcommand: arguments -> plan -> run.
 
+pub mod devices;
 pub mod firmware;
 pub mod meta;
 pub mod sdcard;
@@ -14,6 +15,8 @@ use crate::firmware::{obtain, Firmware, Online, Origin, Request};
 use crate::layout::{gpt_type, parse_size, SdLayout, TableKind};
 use crate::manifest::Manifest;
 use crate::progress::Progress;
+use crate::target::sysfs::{DiskInfo, SysTree};
+use crate::target::{inspect_whole_disk, resolve, Resolved};
 use anyhow::{bail, Context, Result};
 use std::time::Duration;
 
@@ -112,10 +115,10 @@ pub fn sd_layout(args: &LayoutArgs, fw: &Firmware) -> Result<SdLayout> {
             "--mbr-type: 0x{mbr_type:02x} cannot hold the firmware partition"
         )));
     }
-    if args.sector_size != 512 && args.sector_size != 4096 {
+    let sector_size = args.sector_size.unwrap_or(512);
+    if sector_size != 512 && sector_size != 4096 {
         bail!(usage(format!(
-            "--sector-size: {} is not supported (512 or 4096)",
-            args.sector_size
+            "--sector-size: {sector_size} is not supported (512 or 4096)"
         )));
     }
     let partition_size =
@@ -128,7 +131,7 @@ pub fn sd_layout(args: &LayoutArgs, fw: &Firmware) -> Result<SdLayout> {
         )));
     }
     Ok(SdLayout {
-        sector_size: args.sector_size,
+        sector_size,
         table: match args.table {
             Table::Gpt => TableKind::Gpt,
             Table::Mbr => TableKind::Mbr,
@@ -165,4 +168,31 @@ pub fn timestamp(fw: &Firmware) -> Result<Timestamp> {
         Some((y, m, d)) => Timestamp::date(y, m, d),
         None => Timestamp::date(1980, 1, 1),
     })
+}
+
+/// Resolves and inspects a device argument: a block device, a whole disk.
+pub fn device_target(path: &std::path::Path) -> Result<(SysTree, Resolved, DiskInfo)> {
+    let t = SysTree::system();
+    let r = resolve(path)?;
+    let d = inspect_whole_disk(&t, &r)?;
+    Ok((t, r, d))
+}
+
+/// The layout on a device: the device's sector size (an explicit, different --sector-size is
+/// an error) and its whole size (--size is for images).
+pub fn layout_for_device(args: &LayoutArgs, fw: &Firmware, d: &DiskInfo) -> Result<SdLayout> {
+    if let Some(s) = args.sector_size {
+        if s != d.logical_sector_size {
+            bail!(usage(format!(
+                "--sector-size {s} does not match {}'s {}-byte sectors (a device's own sector size is always used)",
+                d.name, d.logical_sector_size
+            )));
+        }
+    }
+    if args.size.is_some() {
+        bail!(usage("--size is for image files; a device is used whole"));
+    }
+    let mut layout = sd_layout(args, fw)?;
+    layout.sector_size = d.logical_sector_size;
+    Ok(layout)
 }

@@ -1,33 +1,63 @@
-//! `pi-burn sdcard`: the UEFI firmware SD card.
+//! `pi-burn sdcard`: the UEFI firmware SD card, as an image file or on a block device.
 
-use super::{image_size, load_firmware, sd_layout, timestamp, Global};
+use super::{
+    device_target, image_size, layout_for_device, load_firmware, sd_layout, timestamp, Global,
+};
+use crate::burn::{burn, confirm, describe, Refused};
 use crate::card::build_sdcard;
 use crate::cli::SdcardArgs;
-use crate::layout::{human, TableKind};
+use crate::firmware::Firmware;
+use crate::layout::{human, DiskPlan, SdLayout, TableKind};
 use crate::report::{Report, Target};
+use crate::target::{blockers, Allow};
+use crate::verify::Mismatch;
 use crate::writer::{check_image_path, write_image_file};
-use anyhow::Result;
+use anyhow::{bail, Result};
 
-pub fn run(args: &SdcardArgs, g: &Global) -> Result<()> {
-    // Every check before anything is written.
-    check_image_path(&args.image)?;
-    let fw = load_firmware(&args.firmware, g)?;
-    let layout = sd_layout(&args.layout, &fw)?;
-    let size = image_size(&args.layout, &layout)?;
-    let plan = layout.plan(size)?;
+fn warn_old_start4(fw: &Firmware, plan: &DiskPlan, g: &Global) {
     if fw.gpt_boot_warning && plan.table == TableKind::Gpt {
         g.progress.notice(&format!(
             "warning: {} {}'s start4.elf predates the EEPROM 2025-02-11 GPT fix: with that EEPROM or newer a GPT card does not boot (rpi-eeprom #668); use v1.42+ or --table mbr",
             fw.board, fw.version
         ));
     }
-    g.progress.phase(&format!(
-        "building {} {} card: partition 1 at sector {}, {}, FAT32 '{}'",
-        human(size),
+}
+
+fn plan_line(plan: &DiskPlan, layout: &SdLayout, label: &str) -> String {
+    format!(
+        "{} {} table; partition 1 at sector {}, {}, {}FAT32 '{}'",
+        human(plan.size),
         plan.table.name(),
         plan.partitions[0].first_lba,
         human(layout.partition_size),
-        args.layout.label.to_ascii_uppercase()
+        if plan.table == TableKind::Gpt {
+            format!("name '{}', ", layout.partition_name)
+        } else {
+            String::new()
+        },
+        label.to_ascii_uppercase()
+    )
+}
+
+pub fn run(args: &SdcardArgs, g: &Global) -> Result<()> {
+    match (&args.device, &args.image) {
+        (Some(_), _) => run_device(args, g),
+        (None, Some(image)) => run_image(args, image, g),
+        (None, None) => unreachable!("clap requires DEVICE or --image"),
+    }
+}
+
+fn run_image(args: &SdcardArgs, image: &std::path::Path, g: &Global) -> Result<()> {
+    // Every check before anything is written.
+    check_image_path(image)?;
+    let fw = load_firmware(&args.firmware, g)?;
+    let layout = sd_layout(&args.layout, &fw)?;
+    let size = image_size(&args.layout, &layout)?;
+    let plan = layout.plan(size)?;
+    warn_old_start4(&fw, &plan, g);
+    g.progress.phase(&format!(
+        "building {}",
+        plan_line(&plan, &layout, &args.layout.label)
     ));
     let card = build_sdcard(
         &plan,
@@ -37,12 +67,12 @@ pub fn run(args: &SdcardArgs, g: &Global) -> Result<()> {
         timestamp(&fw)?,
     )?;
     g.progress.phase("card built in memory");
-    let stats = write_image_file(&args.image, &card.disk, g.progress.as_ref())?;
+    let stats = write_image_file(image, &card.disk, g.progress.as_ref())?;
     g.progress.phase("image written");
     let mut report = Report::new(
         Target {
             kind: "image",
-            path: args.image.display().to_string(),
+            path: image.display().to_string(),
             size,
         },
         &plan,
@@ -55,7 +85,7 @@ pub fn run(args: &SdcardArgs, g: &Global) -> Result<()> {
     } else if !g.quiet {
         println!(
             "{}: {} {} image, firmware {} {} ({} files, {}), {} written",
-            args.image.display(),
+            image.display(),
             human(size),
             plan.table.name(),
             fw.board,
@@ -64,6 +94,103 @@ pub fn run(args: &SdcardArgs, g: &Global) -> Result<()> {
             human(fw.files.payload_bytes()),
             human(stats.bytes_written)
         );
+    }
+    Ok(())
+}
+
+fn run_device(args: &SdcardArgs, g: &Global) -> Result<()> {
+    let dev_path = args.device.as_ref().expect("checked by the caller");
+    let opts = &args.device_opts;
+    // 1. The device: a whole disk that nothing uses.
+    let (t, r, d) = device_target(dev_path)?;
+    let blocked = blockers(
+        &t,
+        &d,
+        Allow {
+            fixed_disk: opts.allow_fixed_disk,
+        },
+    )?;
+    if !blocked.is_empty() {
+        bail!(Refused(format!(
+            "refusing {}: {}",
+            r.canonical.display(),
+            blocked.join("; ")
+        )));
+    }
+    // 2. The firmware, verified; the layout on this device; the card, built in memory.
+    let fw = load_firmware(&args.firmware, g)?;
+    let layout = layout_for_device(&args.layout, &fw, &d)?;
+    let plan = layout
+        .plan(d.size)
+        .map_err(|e| anyhow::anyhow!("{}: {e:#}", r.canonical.display()))?;
+    warn_old_start4(&fw, &plan, g);
+    let card = build_sdcard(
+        &plan,
+        &fw.files,
+        &args.layout.label,
+        &layout.seed,
+        timestamp(&fw)?,
+    )?;
+    // 3. The plan, shown; the user's word.
+    if !g.quiet || opts.dry_run {
+        eprint!("{}", describe(&r, &d));
+        eprintln!(
+            "will write:  {}; firmware {} {} ({} files); {} of extents, table last",
+            plan_line(&plan, &layout, &args.layout.label),
+            fw.board,
+            fw.version,
+            fw.files.file_count(),
+            human(card.disk.written_bytes())
+        );
+    }
+    let mut report = Report::new(
+        Target {
+            kind: "device",
+            path: r.canonical.display().to_string(),
+            size: d.size,
+        },
+        &plan,
+    )
+    .with_firmware(&fw);
+    report.filesystem = Some(card.fat.clone());
+    if opts.dry_run {
+        g.progress.phase("dry run: nothing was written");
+        if g.json {
+            report.print_json()?;
+        }
+        return Ok(());
+    }
+    confirm(&d, &r, opts.yes)?;
+    // 4. The write.
+    let stats = burn(&t, &r, &d, &card.disk, !opts.no_verify, g.progress.as_ref())?;
+    report.bytes_written = Some(stats.bytes_written);
+    report.bytes_read_back = (!opts.no_verify).then_some(stats.bytes_read_back);
+    if !stats.mismatches.is_empty() {
+        report.mismatches = Some(stats.mismatches.clone());
+    }
+    if g.json {
+        report.print_json()?;
+    } else {
+        for m in &stats.mismatches {
+            println!("{}: {m}", r.canonical.display());
+        }
+        if stats.mismatches.is_empty() && !g.quiet {
+            println!(
+                "{}: burned firmware {} {}: {} written{}",
+                r.canonical.display(),
+                fw.board,
+                fw.version,
+                human(stats.bytes_written),
+                if opts.no_verify {
+                    String::new()
+                } else {
+                    format!(", {} read back and verified", human(stats.bytes_read_back))
+                }
+            );
+        }
+    }
+    if !stats.mismatches.is_empty() {
+        return Err(Mismatch(stats.mismatches).into());
     }
     Ok(())
 }

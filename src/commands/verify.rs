@@ -1,38 +1,64 @@
-//! `pi-burn verify`: read a card back and compare it with the firmware.
+//! `pi-burn verify`: read a card or image back and compare it with the firmware.
 
-use super::{image_size, load_firmware, sd_layout, Global};
+use super::{device_target, image_size, layout_for_device, load_firmware, sd_layout, Global};
 use crate::cli::VerifyArgs;
 use crate::report::{Report, Target};
+use crate::target::ioctl;
 use crate::verify::{verify_card, Mismatch};
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 
 pub fn run(args: &VerifyArgs, g: &Global) -> Result<()> {
     let fw = load_firmware(&args.firmware, g)?;
-    let layout = sd_layout(&args.layout, &fw)?;
-    let path = &args.image;
-    let meta = std::fs::metadata(path).with_context(|| format!("opening {}", path.display()))?;
-    if !meta.is_file() {
-        bail!("{} is not an image file", path.display());
-    }
-    let size = meta.len();
-    if args.layout.size.is_some() {
-        let want = image_size(&args.layout, &layout)?;
-        if want != size {
-            return Err(
-                Mismatch(vec![format!("image size: expected {want}, found {size}")]).into(),
-            );
+    let (kind, path, size, layout, mut f) = match (&args.device, &args.image) {
+        (Some(dev), _) => {
+            let (_, r, d) = device_target(dev)?;
+            let layout = layout_for_device(&args.layout, &fw, &d)?;
+            let f = File::open(&r.canonical)
+                .with_context(|| format!("opening {}", r.canonical.display()))?;
+            let size = ioctl::size_bytes(&f)
+                .with_context(|| format!("reading the size of {}", r.canonical.display()))?;
+            // Read what is on the card, not what the page cache remembers.
+            // SAFETY: posix_fadvise only takes the descriptor and a range.
+            unsafe {
+                use std::os::fd::AsRawFd;
+                libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+            }
+            ("device", r.canonical.display().to_string(), size, layout, f)
         }
-    }
+        (None, Some(path)) => {
+            let layout = sd_layout(&args.layout, &fw)?;
+            let meta =
+                std::fs::metadata(path).with_context(|| format!("opening {}", path.display()))?;
+            if !meta.is_file() {
+                bail!(
+                    "{} is not an image file (give a card as the positional DEVICE)",
+                    path.display()
+                );
+            }
+            let size = meta.len();
+            if args.layout.size.is_some() {
+                let want = image_size(&args.layout, &layout)?;
+                if want != size {
+                    return Err(Mismatch(vec![format!(
+                        "image size: expected {want}, found {size}"
+                    )])
+                    .into());
+                }
+            }
+            let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            ("image", path.display().to_string(), size, layout, f)
+        }
+        (None, None) => unreachable!("clap requires DEVICE or --image"),
+    };
     let plan = layout.plan(size)?;
-    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    g.progress.phase(&format!("verifying {}", path.display()));
+    g.progress.phase(&format!("verifying {path}"));
     let mismatches = verify_card(&mut f, &plan, 1, &fw.files, &args.layout.label)?;
     if g.json {
         let mut report = Report::new(
             Target {
-                kind: "image",
-                path: path.display().to_string(),
+                kind,
+                path: path.clone(),
                 size,
             },
             &plan,
@@ -42,12 +68,11 @@ pub fn run(args: &VerifyArgs, g: &Global) -> Result<()> {
         report.print_json()?;
     } else {
         for m in &mismatches {
-            println!("{}: {m}", path.display());
+            println!("{path}: {m}");
         }
         if mismatches.is_empty() && !g.quiet {
             println!(
-                "{}: OK: {} table and {} files match firmware {} {}",
-                path.display(),
+                "{path}: OK: {} table and {} files match firmware {} {}",
                 plan.table.name(),
                 fw.files.file_count(),
                 fw.board,

@@ -1,5 +1,6 @@
 //! pi-burn's integration tests: one binary, a module per area.
 
+mod device;
 mod download;
 mod harness;
 mod nar;

@@ -1,0 +1,157 @@
+//! Burning a built disk onto a block device: show the plan, get the user's word, then the
+//! exclusive open, the ordered write, the reread and the read-back.
+
+use crate::layout::human;
+use crate::progress::Progress;
+use crate::sparse::SparseImage;
+use crate::target::device::{open_exclusive, read_back, reread, write_ordered};
+use crate::target::sysfs::{DiskInfo, SysTree};
+use crate::target::Resolved;
+use anyhow::{bail, Result};
+use std::io::{BufRead, IsTerminal, Write};
+
+/// A refusal by a safety check (exit code 4).
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The device as a person should see it before agreeing to overwrite it.
+pub fn describe(r: &Resolved, d: &DiskInfo) -> String {
+    let mut s = String::new();
+    let shown = if r.given != r.canonical {
+        format!("{} -> {}", r.given.display(), r.canonical.display())
+    } else {
+        r.canonical.display().to_string()
+    };
+    s.push_str(&format!(
+        "device:      {shown} ({}, {}:{})\n",
+        d.name, d.dev.0, d.dev.1
+    ));
+    for id in &d.by_id {
+        s.push_str(&format!("by-id:       {id}\n"));
+    }
+    let model = [d.vendor.as_deref(), d.model.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    s.push_str(&format!(
+        "model:       {}\n",
+        if model.is_empty() {
+            "(unknown)"
+        } else {
+            &model
+        }
+    ));
+    s.push_str(&format!(
+        "serial:      {}\n",
+        d.serial.as_deref().unwrap_or("(unknown)")
+    ));
+    s.push_str(&format!(
+        "transport:   {}{}\n",
+        d.transport,
+        if d.removable { ", removable" } else { "" }
+    ));
+    if let Some(b) = &d.backing_file {
+        s.push_str(&format!("backing:     {b}\n"));
+    }
+    s.push_str(&format!(
+        "size:        {} ({} bytes), {}-byte sectors\n",
+        human(d.size),
+        d.size,
+        d.logical_sector_size
+    ));
+    if d.partitions.is_empty() {
+        s.push_str("partitions:  none\n");
+    }
+    for p in &d.partitions {
+        s.push_str(&format!(
+            "partition:   {} {} {}\n",
+            p.name,
+            human(p.size),
+            p.label
+                .as_deref()
+                .map(|l| format!("'{l}'"))
+                .unwrap_or_default()
+        ));
+    }
+    s
+}
+
+/// Asks the user to type the device's name. Without a terminal, refuses.
+pub fn confirm(d: &DiskInfo, path: &Resolved, yes: bool) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(Refused(format!(
+            "refusing to write {} without confirmation: there is no terminal to ask on; pass --yes",
+            path.canonical.display()
+        )));
+    }
+    eprint!(
+        "pi-burn: everything on {} will be lost. Type its name ({}) to go on: ",
+        path.canonical.display(),
+        d.name
+    );
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let answer = line.trim();
+    if answer == d.name
+        || answer == path.canonical.to_string_lossy()
+        || answer == path.given.to_string_lossy()
+    {
+        Ok(())
+    } else {
+        bail!(Refused(format!(
+            "not confirmed ('{answer}' is not '{}'); nothing was written",
+            d.name
+        )))
+    }
+}
+
+/// What a burn did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BurnStats {
+    pub bytes_written: u64,
+    pub bytes_read_back: u64,
+    pub mismatches: Vec<String>,
+}
+
+/// Writes `img` to the device and reads it back unless `verify` is false.
+pub fn burn(
+    t: &SysTree,
+    r: &Resolved,
+    shown: &DiskInfo,
+    img: &SparseImage,
+    verify: bool,
+    progress: &dyn Progress,
+) -> Result<BurnStats> {
+    let dev = open_exclusive(t, r, shown)?;
+    progress.phase(&format!(
+        "writing {} ({} of extents)",
+        dev.path.display(),
+        human(img.written_bytes())
+    ));
+    let bytes_written = write_ordered(&dev, img, progress)?;
+    reread(&dev, progress);
+    let mut stats = BurnStats {
+        bytes_written,
+        ..Default::default()
+    };
+    if verify {
+        progress.phase(&format!("reading {} back", dev.path.display()));
+        let (bad, read) = read_back(&dev, img, progress)?;
+        stats.bytes_read_back = read;
+        stats.mismatches = bad;
+    }
+    Ok(stats)
+}

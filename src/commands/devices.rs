@@ -1,0 +1,71 @@
+//! `pi-burn devices`: the whole disks, and whether pi-burn would write to each.
+
+use super::Global;
+use crate::layout::human;
+use crate::target::sysfs::{self, DiskInfo, SysTree};
+use crate::target::{blockers, Allow};
+use anyhow::Result;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Row {
+    path: String,
+    #[serde(flatten)]
+    disk: DiskInfo,
+    in_use: bool,
+    accepted: bool,
+    reasons: Vec<String>,
+}
+
+pub fn run(g: &Global) -> Result<()> {
+    let t = SysTree::system();
+    let mut rows = vec![];
+    for dev in sysfs::list_disks(&t) {
+        let Ok(disk) = sysfs::inspect(&t, dev) else {
+            continue;
+        };
+        let reasons = blockers(&t, &disk, Allow::default())?;
+        let in_use = reasons.iter().any(|r| !r.contains("--allow-fixed-disk"));
+        rows.push(Row {
+            path: format!("/dev/{}", disk.name),
+            accepted: reasons.is_empty(),
+            in_use,
+            reasons,
+            disk,
+        });
+    }
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<14} {:>10} {:<9} {:<4} {:<28} {:<20} {:<6} pi-burn",
+        "device", "size", "transport", "rm", "model", "serial", "in use"
+    );
+    for r in rows {
+        let model = [r.disk.vendor.as_deref(), r.disk.model.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!(
+            "{:<14} {:>10} {:<9} {:<4} {:<28} {:<20} {:<6} {}",
+            r.path,
+            human(r.disk.size),
+            r.disk.transport,
+            if r.disk.removable { "yes" } else { "no" },
+            if model.is_empty() { "-".into() } else { model },
+            r.disk.serial.as_deref().unwrap_or("-"),
+            if r.in_use { "yes" } else { "no" },
+            if r.accepted {
+                "ok".to_string()
+            } else {
+                format!("refused: {}", r.reasons.join("; "))
+            }
+        );
+        for id in &r.disk.by_id {
+            println!("{:<14} {id}", "");
+        }
+    }
+    Ok(())
+}
