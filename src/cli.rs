@@ -30,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Build the UEFI firmware SD card: GPT (or MBR), one FAT32 partition, the verified firmware.
     Sdcard(SdcardArgs),
+    /// Give a node's USB SSD the GPT its disko config describes, stale signatures wiped.
+    Ssd(SsdArgs),
     /// Read a card or image back and compare its table and every file with the firmware.
     Verify(VerifyArgs),
     /// List whole disks, and whether pi-burn would write to each (and why not).
@@ -69,6 +71,61 @@ pub enum FirmwareCommand {
 pub struct FetchArgs {
     #[command(flatten)]
     pub firmware: FirmwareArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").args(["device", "image"]))]
+pub struct SsdArgs {
+    /// The node whose SSD to prepare (its config is FLAKE/hosts/NODE/disk-config.nix).
+    #[arg(long)]
+    pub node: String,
+    /// The whole-disk block device (default: the config's `device`, when it exists here).
+    #[arg(value_name = "DEVICE")]
+    pub device: Option<PathBuf>,
+    /// Write a sparse image file of --size instead.
+    #[arg(long, value_name = "PATH", requires = "size")]
+    pub image: Option<PathBuf>,
+    /// Size of the image (K/M/G/T, powers of 1024).
+    #[arg(long, value_name = "SIZE", requires = "image")]
+    pub size: Option<String>,
+    /// Logical sector size of an image (512 or 4096; default 512). A device's own is always used.
+    #[arg(long, value_name = "BYTES", requires = "image")]
+    pub sector_size: Option<u64>,
+    #[command(flatten)]
+    pub config: DiskoArgs,
+    /// Which disk of the config (default: the one that is not the SD card).
+    #[arg(long, value_name = "NAME")]
+    pub disk: Option<String>,
+    /// Leave the ESP unformatted (disko formats it).
+    #[arg(long)]
+    pub no_format: bool,
+    /// Seed for the GUIDs and the FAT volume id (default: node and disk name).
+    #[arg(long)]
+    pub seed: Option<String>,
+    #[command(flatten)]
+    pub device_opts: DeviceArgs,
+}
+
+/// Where a node's disko config comes from.
+#[derive(Debug, Args, Clone)]
+pub struct DiskoArgs {
+    /// The flake (or any directory) holding hosts/NODE/disk-config.nix.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub flake: PathBuf,
+    /// How to evaluate disk-config.nix: auto (built-in, then nix-instantiate if it must),
+    /// builtin (the literal subset disko configs use), nix (nix-instantiate).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub eval: Eval,
+    /// Read the JSON of `disko.devices` from this file instead.
+    #[arg(long, value_name = "FILE")]
+    pub disko_json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Eval {
+    Auto,
+    Builtin,
+    Nix,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -182,21 +239,22 @@ pub struct LayoutArgs {
     /// boot ROM's recovery mode also reads).
     #[arg(long, value_name = "BYTE", default_value = "0xef")]
     pub mbr_type: String,
-    /// GPT partition type: an sgdisk code (EF00, 0700) or a GUID.
-    #[arg(long, value_name = "CODE", default_value = "EF00")]
-    pub gpt_type: String,
+    /// GPT partition type: an sgdisk code (EF00, 0700) or a GUID [default: EF00].
+    #[arg(long, value_name = "CODE")]
+    pub gpt_type: Option<String>,
     /// Logical sector size of an image (512 or 4096; default 512). A device's own is always used.
     #[arg(long, value_name = "BYTES")]
     pub sector_size: Option<u64>,
     /// Image size (K/M/G/T, powers of 1024). Default: 1 MiB + partition + 1 MiB.
     #[arg(long, value_name = "SIZE")]
     pub size: Option<String>,
-    /// Size of the firmware partition.
-    #[arg(long, value_name = "SIZE", default_value = "512M")]
-    pub partition_size: String,
-    /// GPT partition name: disko names the cluster's firmware partition disk-sdcard-FIRMWARE.
-    #[arg(long, value_name = "NAME", default_value = "disk-sdcard-FIRMWARE")]
-    pub partition_name: String,
+    /// Size of the firmware partition [default: 512M].
+    #[arg(long, value_name = "SIZE")]
+    pub partition_size: Option<String>,
+    /// GPT partition name: disko names the cluster's firmware partition disk-sdcard-FIRMWARE
+    /// [default: disk-sdcard-FIRMWARE].
+    #[arg(long, value_name = "NAME")]
+    pub partition_name: Option<String>,
     /// FAT volume label.
     #[arg(long, value_name = "LABEL", default_value = "FIRMWARE")]
     pub label: String,
@@ -204,6 +262,12 @@ pub struct LayoutArgs {
     /// version and partition name).
     #[arg(long)]
     pub seed: Option<String>,
+    /// Take the partition's name, size and type from this node's disko config (its disk that
+    /// mounts /boot/firmware).
+    #[arg(long, value_name = "NODE", conflicts_with_all = ["partition_name", "partition_size", "gpt_type"])]
+    pub node: Option<String>,
+    #[command(flatten)]
+    pub config: DiskoArgs,
 }
 
 #[cfg(test)]

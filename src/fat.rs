@@ -120,8 +120,9 @@ impl fatfs::TimeProvider for FixedTime {
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct FatSpec {
-    /// Up to 11 characters of printable ASCII, stored upper-case.
-    pub label: String,
+    /// Up to 11 characters of printable ASCII, stored upper-case; `None` is mkfs.fat's default
+    /// without `-n` (`NO NAME` in the boot sector, no label entry).
+    pub label: Option<String>,
     pub volume_id: u32,
     pub timestamp: Timestamp,
     pub sector_size: u64,
@@ -199,7 +200,10 @@ pub fn build_fat32(
     files: &FileSet,
     spec: &FatSpec,
 ) -> Result<FatInfo> {
-    let label = label_bytes(&spec.label)?;
+    let label = match &spec.label {
+        Some(l) => label_bytes(l)?,
+        None => *b"NO NAME    ",
+    };
     let cluster = cluster_size_for(len, spec.sector_size)?;
     let needed = estimate_bytes(files, cluster);
     if needed > len {
@@ -253,12 +257,18 @@ pub fn build_fat32(
     }
     let mut vol = RawFat::open(disk, offset)?;
     vol.fix_directories(disk)?;
-    vol.add_root_label(disk, &label, spec.timestamp)?;
+    if spec.label.is_some() {
+        vol.add_root_label(disk, &label, spec.timestamp)?;
+    }
     let free = vol.fix_fsinfo(disk)?;
     vol.set_hidden_sectors(disk, spec.hidden_sectors)?;
     Ok(FatInfo {
         fat_type: "FAT32",
-        label: spec.label.to_ascii_uppercase(),
+        label: spec
+            .label
+            .as_deref()
+            .unwrap_or("NO NAME")
+            .to_ascii_uppercase(),
         volume_id: format!(
             "{:04X}-{:04X}",
             spec.volume_id >> 16,
@@ -615,7 +625,7 @@ mod tests {
             .unwrap();
         let mut disk = SparseImage::new(64 << 20);
         let spec = FatSpec {
-            label: "FIRMWARE".into(),
+            label: Some("FIRMWARE".into()),
             volume_id: 1,
             timestamp: Timestamp::date(2025, 1, 1),
             sector_size: 512,
@@ -649,7 +659,7 @@ mod tests {
             .unwrap();
         let mut disk = SparseImage::new(300 << 20);
         let spec = FatSpec {
-            label: "FIRMWARE".into(),
+            label: Some("FIRMWARE".into()),
             volume_id: 0x1234_5678,
             timestamp: Timestamp::date(2025, 11, 21),
             sector_size: 512,

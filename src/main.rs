@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Sdcard(a) => commands::sdcard::run(a, &g),
+        Command::Ssd(a) => commands::ssd::run(a, &g),
         Command::Verify(a) => commands::verify::run(a, &g),
         Command::Devices => commands::devices::run(&g),
         Command::Firmware(c) => commands::firmware::run(c, &g),

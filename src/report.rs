@@ -14,6 +14,8 @@ pub struct Report {
     pub disk_guid: Option<String>,
     pub partitions: Vec<PartitionReport>,
     pub filesystem: Option<FatInfo>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filesystems: Vec<crate::card::Formatted>,
     pub firmware: Option<FirmwareReport>,
     pub files: Vec<FileReport>,
     pub bytes_written: Option<u64>,
@@ -85,6 +87,7 @@ impl Report {
                 })
                 .collect(),
             filesystem: None,
+            filesystems: vec![],
             firmware: None,
             files: vec![],
             bytes_written: None,

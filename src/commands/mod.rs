@@ -4,11 +4,13 @@ pub mod devices;
 pub mod firmware;
 pub mod meta;
 pub mod sdcard;
+pub mod ssd;
 pub mod verify;
 
 use crate::cache::Cache;
-use crate::cli::{FirmwareArgs, LayoutArgs, Table};
+use crate::cli::{DiskoArgs, Eval, FirmwareArgs, LayoutArgs, Table};
 use crate::digest::Sha256Digest;
+use crate::disko::{choose_disk, EvalMode};
 use crate::fat::Timestamp;
 use crate::fetch::FetchOptions;
 use crate::firmware::{obtain, Firmware, Online, Origin, Request};
@@ -121,13 +123,37 @@ pub fn sd_layout(args: &LayoutArgs, fw: &Firmware) -> Result<SdLayout> {
             "--sector-size: {sector_size} is not supported (512 or 4096)"
         )));
     }
-    let partition_size =
-        parse_size(&args.partition_size).map_err(|e| usage(format!("--partition-size: {e:#}")))?;
-    crate::fat::label_bytes(&args.label).map_err(|e| usage(format!("--label: {e:#}")))?;
-    if args.partition_name.encode_utf16().count() > 36 {
-        bail!(usage(format!(
-            "--partition-name: '{}' is longer than GPT's 36 characters",
+    // From the node's disko config, or the options, or the cluster's defaults.
+    let (name, size, ptype) = match &args.node {
+        Some(node) => {
+            let cfg = load_disko(node, &args.config)?;
+            let disk = choose_disk(&cfg.devices, None, true)?;
+            let p = disk.partitions.first().with_context(|| {
+                format!("disk '{}' of {node}'s config has no partition", disk.name)
+            })?;
+            let Some(size) = p.end.strip_prefix('+') else {
+                bail!(
+                    "the SD card partition '{}' of {node}'s config has no fixed size (end '{}')",
+                    p.label,
+                    p.end
+                );
+            };
+            (p.label.clone(), size.to_string(), p.type_code.clone())
+        }
+        None => (
             args.partition_name
+                .clone()
+                .unwrap_or_else(|| "disk-sdcard-FIRMWARE".into()),
+            args.partition_size.clone().unwrap_or_else(|| "512M".into()),
+            args.gpt_type.clone().unwrap_or_else(|| "EF00".into()),
+        ),
+    };
+    let partition_size =
+        parse_size(&size).map_err(|e| usage(format!("--partition-size: {e:#}")))?;
+    crate::fat::label_bytes(&args.label).map_err(|e| usage(format!("--label: {e:#}")))?;
+    if name.encode_utf16().count() > 36 {
+        bail!(usage(format!(
+            "--partition-name: '{name}' is longer than GPT's 36 characters"
         )));
     }
     Ok(SdLayout {
@@ -137,14 +163,24 @@ pub fn sd_layout(args: &LayoutArgs, fw: &Firmware) -> Result<SdLayout> {
             Table::Mbr => TableKind::Mbr,
         },
         mbr_type,
-        gpt_type: gpt_type(&args.gpt_type).map_err(|e| usage(format!("--gpt-type: {e:#}")))?,
+        gpt_type: gpt_type(&ptype).map_err(|e| usage(format!("--gpt-type: {e:#}")))?,
         partition_size,
-        partition_name: args.partition_name.clone(),
         seed: args
             .seed
             .clone()
-            .unwrap_or_else(|| format!("{}/{}/{}", fw.board, fw.version, args.partition_name)),
+            .unwrap_or_else(|| format!("{}/{}/{}", fw.board, fw.version, name)),
+        partition_name: name,
     })
+}
+
+/// A node's disko config, as the options say to read it.
+pub fn load_disko(node: &str, a: &DiskoArgs) -> Result<crate::disko::NodeConfig> {
+    let mode = match a.eval {
+        Eval::Auto => EvalMode::Auto,
+        Eval::Builtin => EvalMode::Builtin,
+        Eval::Nix => EvalMode::Nix,
+    };
+    crate::disko::load(&a.flake, node, mode, a.disko_json.as_deref())
 }
 
 /// The image size the arguments ask for, or the layout's default.

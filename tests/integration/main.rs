@@ -6,3 +6,4 @@ mod harness;
 mod nar;
 mod sdcard;
 mod server;
+mod ssd;

@@ -1,0 +1,267 @@
+//! `pi-burn ssd --node NAME`: the node's USB SSD gets the GPT its disko config describes.
+
+use super::{load_disko, usage, Global};
+use crate::burn::{burn, confirm, describe, Refused};
+use crate::card::{build_ssd, PARTITION_WIPE};
+use crate::cli::SsdArgs;
+use crate::disko::{choose_disk, plan, ConfigSource};
+use crate::fat::Timestamp;
+use crate::layout::{gpt_type_code, human, parse_size, DiskPlan, PartType};
+use crate::report::{Report, Target};
+use crate::target::sysfs::{self, SysTree};
+use crate::target::{blockers, inspect_whole_disk, resolve, Allow};
+use crate::verify::Mismatch;
+use crate::writer::{check_image_path, write_image_file};
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+fn table_text(plan: &DiskPlan) -> String {
+    let mut s = String::from("  #  start sector    end sector        size  type  name\n");
+    for p in &plan.partitions {
+        let code = match p.part_type {
+            PartType::Gpt(g) => gpt_type_code(&g)
+                .map(str::to_string)
+                .unwrap_or_else(|| g.to_string().to_uppercase()),
+            PartType::Mbr(t) => format!("0x{t:02x}"),
+        };
+        s.push_str(&format!(
+            "{:>3} {:>13} {:>13} {:>11}  {code}  {}\n",
+            p.number,
+            p.first_lba,
+            p.last_lba,
+            human(p.sectors() * plan.sector_size),
+            p.name
+        ));
+    }
+    s
+}
+
+/// Candidate disks, for an error when the configured device is not here.
+fn candidates(t: &SysTree) -> String {
+    let mut out = vec![];
+    for dev in sysfs::list_disks(t) {
+        if let Ok(d) = sysfs::inspect(t, dev) {
+            if blockers(t, &d, Allow::default())
+                .map(|b| b.is_empty())
+                .unwrap_or(false)
+            {
+                let model = [d.vendor.as_deref(), d.model.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                out.push(format!(
+                    "/dev/{} ({}, {}, {})",
+                    d.name,
+                    if model.is_empty() {
+                        "unknown model"
+                    } else {
+                        &model
+                    },
+                    human(d.size),
+                    d.transport
+                ));
+            }
+        }
+    }
+    if out.is_empty() {
+        "no disk here is free to write".into()
+    } else {
+        format!("candidates: {}", out.join(", "))
+    }
+}
+
+pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
+    let cfg = load_disko(&a.node, &a.config)?;
+    match &cfg.source {
+        ConfigSource::BuiltinDefault => g.progress.notice(&format!(
+            "notice: {} has no {}: using the cluster's documented layout (BOOT 1G EF00 vfat /boot; zfs 100% for pool rpool)",
+            a.node,
+            a.config.flake.join("hosts").join(&a.node).join("disk-config.nix").display()
+        )),
+        ConfigSource::File(p) | ConfigSource::Json(p) => g.progress.phase(&format!("read {}", p.display())),
+    }
+    let disk = choose_disk(&cfg.devices, a.disk.as_deref(), false)?;
+    let seed = a
+        .seed
+        .clone()
+        .unwrap_or_else(|| format!("{}/{}", a.node, disk.name));
+    let timestamp = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => Timestamp::from_unix(
+            v.trim()
+                .parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH='{v}' is not a number of seconds"))?,
+        ),
+        Err(_) => Timestamp::date(1980, 1, 1),
+    };
+
+    if let Some(image) = &a.image {
+        check_image_path(image)?;
+        let size = parse_size(a.size.as_deref().expect("clap requires --size"))
+            .map_err(|e| usage(format!("--size: {e:#}")))?;
+        let ss = a.sector_size.unwrap_or(512);
+        if ss != 512 && ss != 4096 {
+            bail!(usage(format!(
+                "--sector-size: {ss} is not supported (512 or 4096)"
+            )));
+        }
+        if size % ss != 0 {
+            bail!(usage(format!(
+                "--size: {size} is not a multiple of the {ss}-byte sector size"
+            )));
+        }
+        let plan = plan(&disk, size, ss, &seed)?;
+        if !g.quiet || a.device_opts.dry_run {
+            eprint!(
+                "{} disk '{}' on {}, {}:\n{}",
+                a.node,
+                disk.name,
+                image.display(),
+                human(size),
+                table_text(&plan)
+            );
+        }
+        let (img, formatted) = build_ssd(&plan, &disk, !a.no_format, &seed, timestamp)?;
+        let mut report = Report::new(
+            Target {
+                kind: "image",
+                path: image.display().to_string(),
+                size,
+            },
+            &plan,
+        );
+        report.filesystems = formatted;
+        if a.device_opts.dry_run {
+            g.progress.phase("dry run: nothing was written");
+            return if g.json { report.print_json() } else { Ok(()) };
+        }
+        let stats = write_image_file(image, &img, g.progress.as_ref())?;
+        report.bytes_written = Some(stats.bytes_written);
+        finish(a, g, &report, &image.display().to_string())
+    } else {
+        let t = SysTree::system();
+        let dev_path = match (&a.device, &disk.device) {
+            (Some(d), _) => d.clone(),
+            (None, Some(cfg_dev)) if Path::new(cfg_dev).exists() => cfg_dev.into(),
+            (None, Some(cfg_dev)) => bail!(
+                "the configured device {cfg_dev} of disk '{}' is not attached here; {}; name the disk: pi-burn ssd --node {} /dev/sdX",
+                disk.name,
+                candidates(&t),
+                a.node
+            ),
+            (None, None) => bail!("disk '{}' of {}'s config names no device; {}; name the disk: pi-burn ssd --node {} /dev/sdX", disk.name, a.node, candidates(&t), a.node),
+        };
+        if a.sector_size.is_some() || a.size.is_some() {
+            bail!(usage("--size and --sector-size are for images; a device is used whole with its own sector size"));
+        }
+        let r = resolve(&dev_path)?;
+        let d = inspect_whole_disk(&t, &r)?;
+        let blocked = blockers(
+            &t,
+            &d,
+            Allow {
+                fixed_disk: a.device_opts.allow_fixed_disk,
+            },
+        )?;
+        if !blocked.is_empty() {
+            bail!(Refused(format!(
+                "refusing {}: {}",
+                r.canonical.display(),
+                blocked.join("; ")
+            )));
+        }
+        if let (Some(_), Some(cfg_dev)) = (&a.device, &disk.device) {
+            let cfg_canon = std::fs::canonicalize(cfg_dev).ok();
+            if !d.by_id.iter().any(|i| i == cfg_dev)
+                && cfg_canon.as_deref() != Some(r.canonical.as_path())
+            {
+                g.progress.notice(&format!(
+                    "warning: {} is not the configured {cfg_dev}: NixOS will look for its partitions by label, but update the config's device to one of: {}",
+                    r.canonical.display(),
+                    if d.by_id.is_empty() { "(no by-id names)".to_string() } else { d.by_id.join(", ") }
+                ));
+            }
+        }
+        let plan = plan(&disk, d.size, d.logical_sector_size, &seed)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", r.canonical.display()))?;
+        let (img, formatted) = build_ssd(&plan, &disk, !a.no_format, &seed, timestamp)?;
+        if !g.quiet || a.device_opts.dry_run {
+            eprint!("{}", describe(&r, &d));
+            eprint!(
+                "will write:  {}'s disk '{}': GPT, {} each end of every partition wiped, {}\n{}",
+                a.node,
+                disk.name,
+                human(PARTITION_WIPE),
+                if formatted.is_empty() {
+                    "nothing formatted".to_string()
+                } else {
+                    format!(
+                        "FAT32 on partition {}",
+                        formatted
+                            .iter()
+                            .map(|f| f.partition.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+                table_text(&plan)
+            );
+        }
+        let mut report = Report::new(
+            Target {
+                kind: "device",
+                path: r.canonical.display().to_string(),
+                size: d.size,
+            },
+            &plan,
+        );
+        report.filesystems = formatted;
+        if a.device_opts.dry_run {
+            g.progress.phase("dry run: nothing was written");
+            return if g.json { report.print_json() } else { Ok(()) };
+        }
+        confirm(&d, &r, a.device_opts.yes)?;
+        let stats = burn(
+            &t,
+            &r,
+            &d,
+            &img,
+            !a.device_opts.no_verify,
+            g.progress.as_ref(),
+        )?;
+        report.bytes_written = Some(stats.bytes_written);
+        report.bytes_read_back = (!a.device_opts.no_verify).then_some(stats.bytes_read_back);
+        if !stats.mismatches.is_empty() {
+            for m in &stats.mismatches {
+                println!("{}: {m}", r.canonical.display());
+            }
+            return Err(Mismatch(stats.mismatches).into());
+        }
+        finish(a, g, &report, &r.canonical.display().to_string())
+    }
+}
+
+fn finish(a: &SsdArgs, g: &Global, report: &Report, target: &str) -> Result<()> {
+    if g.json {
+        report.print_json()?;
+    } else if !g.quiet {
+        println!(
+            "{target}: {} partitions written as disko names them: {}",
+            report.partitions.len(),
+            report
+                .partitions
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!(
+            "next: boot {node} from its SD card and install with disko in format or mount mode, e.g.\n  nixos-anywhere --flake .#{node} --disko-mode format --target-host root@<address>",
+            node = a.node
+        );
+        println!(
+            "warning: nixos-anywhere's default disko mode (destroy, format, mount) wipes every disk of the config again, this SSD and the SD card included: keep --disko-mode format or mount, or set disko.devices.disk.<name>.destroy = false"
+        );
+    }
+    Ok(())
+}
