@@ -87,33 +87,51 @@ pub fn describe(r: &Resolved, d: &DiskInfo) -> String {
 
 /// Asks the user to type the device's name. Without a terminal, refuses.
 pub fn confirm(d: &DiskInfo, path: &Resolved, yes: bool) -> Result<()> {
+    confirm_all(&[(path, d)], yes)
+}
+
+/// One confirmation for several devices: the user types their names, in order, separated by
+/// spaces. Without a terminal, refuses.
+pub fn confirm_all(devices: &[(&Resolved, &DiskInfo)], yes: bool) -> Result<()> {
+    let paths: Vec<String> = devices
+        .iter()
+        .map(|(r, _)| r.canonical.display().to_string())
+        .collect();
     if yes {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
         bail!(Refused(format!(
             "refusing to write {} without confirmation: there is no terminal to ask on; pass --yes",
-            path.canonical.display()
+            paths.join(", ")
         )));
     }
+    let names: Vec<&str> = devices.iter().map(|(_, d)| d.name.as_str()).collect();
     eprint!(
-        "pi-burn: everything on {} will be lost. Type its name ({}) to go on: ",
-        path.canonical.display(),
-        d.name
+        "pi-burn: everything on {} will be lost. Type {} ({}) to go on: ",
+        paths.join(", "),
+        if names.len() == 1 {
+            "its name"
+        } else {
+            "their names"
+        },
+        names.join(" ")
     );
     std::io::stderr().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
-    let answer = line.trim();
-    if answer == d.name
-        || answer == path.canonical.to_string_lossy()
-        || answer == path.given.to_string_lossy()
-    {
+    let answer: Vec<&str> = line.split_whitespace().collect();
+    let ok = answer.len() == names.len()
+        && answer.iter().zip(devices).all(|(a, (r, d))| {
+            *a == d.name || *a == r.canonical.to_string_lossy() || *a == r.given.to_string_lossy()
+        });
+    if ok {
         Ok(())
     } else {
         bail!(Refused(format!(
-            "not confirmed ('{answer}' is not '{}'); nothing was written",
-            d.name
+            "not confirmed ('{}' is not '{}'); nothing was written",
+            answer.join(" "),
+            names.join(" ")
         )))
     }
 }

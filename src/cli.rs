@@ -34,6 +34,9 @@ pub enum Command {
     Ssd(SsdArgs),
     /// Read a card or image back and compare its table and every file with the firmware.
     Verify(VerifyArgs),
+    /// Write an image (raw, or gzip/xz/zstd, or - for stdin) onto one or more devices, sparse
+    /// with its block map, GPT moved to a bigger device's end, verified by reading back.
+    Flash(FlashArgs),
     /// List whole disks, and whether pi-burn would write to each (and why not).
     Devices,
     /// Firmware releases: list them, fetch one into the cache, or check a local zip.
@@ -149,6 +152,24 @@ pub struct SdcardArgs {
     pub firmware: FirmwareArgs,
     #[command(flatten)]
     pub layout: LayoutArgs,
+    #[command(flatten)]
+    pub device_opts: DeviceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FlashArgs {
+    /// The image: raw, gzip, xz or zstd (told by content), or - for standard input.
+    #[arg(value_name = "IMAGE")]
+    pub image: PathBuf,
+    /// The whole-disk block devices to write.
+    #[arg(value_name = "DEVICE", required = true)]
+    pub devices: Vec<PathBuf>,
+    /// The image's block map (default: IMAGE.bmap, or the name without .gz/.xz/.zst plus .bmap).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_bmap")]
+    pub bmap: Option<PathBuf>,
+    /// Ignore any block map: write a raw file's data extents, or a stream whole.
+    #[arg(long)]
+    pub no_bmap: bool,
     #[command(flatten)]
     pub device_opts: DeviceArgs,
 }

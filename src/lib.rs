@@ -3,6 +3,7 @@
 //! The way through the program: manifest -> firmware (verify, unpack) -> layout plan ->
 //! [`sparse::SparseImage`] (partition table + filesystem, in memory) -> target -> verify.
 
+pub mod bmap;
 pub mod burn;
 pub mod cache;
 pub mod card;
@@ -14,6 +15,7 @@ pub mod fat;
 pub mod fetch;
 pub mod fileset;
 pub mod firmware;
+pub mod flash;
 pub mod layout;
 pub mod manifest;
 pub mod nar;
@@ -21,6 +23,7 @@ pub mod nixeval;
 pub mod partition;
 pub mod progress;
 pub mod report;
+pub mod source;
 pub mod sparse;
 pub mod target;
 pub mod unpack;

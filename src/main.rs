@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Sdcard(a) => commands::sdcard::run(a, &g),
         Command::Ssd(a) => commands::ssd::run(a, &g),
         Command::Verify(a) => commands::verify::run(a, &g),
+        Command::Flash(a) => commands::flash::run(a, &g),
         Command::Devices => commands::devices::run(&g),
         Command::Firmware(c) => commands::firmware::run(c, &g),
         Command::Completions { shell } => commands::meta::completions(*shell),

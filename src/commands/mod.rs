@@ -2,6 +2,7 @@
 
 pub mod devices;
 pub mod firmware;
+pub mod flash;
 pub mod meta;
 pub mod sdcard;
 pub mod ssd;

@@ -68,7 +68,9 @@ fn run_image(args: &SdcardArgs, image: &std::path::Path, g: &Global) -> Result<(
     )?;
     g.progress.phase("card built in memory");
     let stats = write_image_file(image, &card.disk, g.progress.as_ref())?;
-    g.progress.phase("image written");
+    let bmap = crate::bmap::write_sidecar(image, &card.disk)?;
+    g.progress
+        .phase(&format!("image written, block map in {}", bmap.display()));
     let mut report = Report::new(
         Target {
             kind: "image",

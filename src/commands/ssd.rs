@@ -136,6 +136,9 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
             return if g.json { report.print_json() } else { Ok(()) };
         }
         let stats = write_image_file(image, &img, g.progress.as_ref())?;
+        let bmap = crate::bmap::write_sidecar(image, &img)?;
+        g.progress
+            .phase(&format!("block map in {}", bmap.display()));
         report.bytes_written = Some(stats.bytes_written);
         finish(a, g, &report, &image.display().to_string())
     } else {

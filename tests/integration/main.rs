@@ -2,6 +2,7 @@
 
 mod device;
 mod download;
+mod flash;
 mod harness;
 mod nar;
 mod sdcard;

@@ -1,0 +1,263 @@
+//! Block maps in bmaptool's XML format (version 2.0): which blocks of an image must be written,
+//! zeros included, with a SHA-256 per range. pi-burn writes one next to every image it builds
+//! and reads them (its own or `bmaptool create`'s) when flashing.
+
+use crate::digest::Sha256Digest;
+use crate::sparse::SparseImage;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// One range of blocks, `first..=last`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BmapRange {
+    pub first: u64,
+    pub last: u64,
+    pub sha256: Option<Sha256Digest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bmap {
+    pub image_size: u64,
+    pub block_size: u64,
+    pub ranges: Vec<BmapRange>,
+}
+
+impl Bmap {
+    /// The byte ranges to write: (offset, len), the last one cut at the image's end.
+    pub fn byte_ranges(&self) -> Vec<(u64, u64)> {
+        self.ranges
+            .iter()
+            .map(|r| {
+                let off = r.first * self.block_size;
+                let end = ((r.last + 1) * self.block_size).min(self.image_size);
+                (off, end - off)
+            })
+            .collect()
+    }
+
+    pub fn mapped_bytes(&self) -> u64 {
+        self.byte_ranges().iter().map(|r| r.1).sum()
+    }
+}
+
+/// The sidecar path of an image: `IMAGE.bmap`.
+pub fn sidecar(image: &Path) -> PathBuf {
+    let mut s = image.as_os_str().to_owned();
+    s.push(".bmap");
+    PathBuf::from(s)
+}
+
+/// The bmap of a disk built in memory: every written extent, with its SHA-256.
+pub fn from_image(img: &SparseImage) -> Bmap {
+    const B: u64 = crate::sparse::BLOCK;
+    let mut ranges = vec![];
+    for e in img.extents() {
+        let mut data = vec![0u8; e.len as usize];
+        img.read_at(e.offset, &mut data);
+        ranges.push(BmapRange {
+            first: e.offset / B,
+            last: (e.end() - 1) / B,
+            sha256: Some(Sha256Digest::of(&data)),
+        });
+    }
+    Bmap {
+        image_size: img.size(),
+        block_size: B,
+        ranges,
+    }
+}
+
+const ZERO_CHECKSUM: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Serialises a bmap, with its own checksum filled in as bmaptool expects.
+pub fn to_xml(b: &Bmap) -> String {
+    let blocks = b.image_size.div_ceil(b.block_size);
+    let mapped: u64 = b.ranges.iter().map(|r| r.last - r.first + 1).sum();
+    let mut x = String::new();
+    x.push_str("<?xml version=\"1.0\" ?>\n<!-- Block map written by pi-burn: the blocks to write to a device, zeros included. -->\n");
+    x.push_str("<bmap version=\"2.0\">\n");
+    x.push_str(&format!("    <ImageSize> {} </ImageSize>\n", b.image_size));
+    x.push_str(&format!("    <BlockSize> {} </BlockSize>\n", b.block_size));
+    x.push_str(&format!("    <BlocksCount> {blocks} </BlocksCount>\n"));
+    x.push_str(&format!(
+        "    <MappedBlocksCount> {mapped} </MappedBlocksCount>\n"
+    ));
+    x.push_str("    <ChecksumType> sha256 </ChecksumType>\n");
+    x.push_str(&format!(
+        "    <BmapFileChecksum> {ZERO_CHECKSUM} </BmapFileChecksum>\n"
+    ));
+    x.push_str("    <BlockMap>\n");
+    for r in &b.ranges {
+        let span = if r.first == r.last {
+            r.first.to_string()
+        } else {
+            format!("{}-{}", r.first, r.last)
+        };
+        match &r.sha256 {
+            Some(c) => x.push_str(&format!("        <Range chksum=\"{c}\"> {span} </Range>\n")),
+            None => x.push_str(&format!("        <Range> {span} </Range>\n")),
+        }
+    }
+    x.push_str("    </BlockMap>\n</bmap>\n");
+    let sum = Sha256Digest::of(x.as_bytes());
+    x.replace(ZERO_CHECKSUM, &sum.hex())
+}
+
+fn strip_comments(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("<!--") {
+        out.push_str(&rest[..i]);
+        match rest[i..].find("-->") {
+            Some(j) => rest = &rest[i + j + 3..],
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn tag<'a>(s: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let a = s.find(&open)? + open.len();
+    let b = s[a..].find(&close)? + a;
+    Some(s[a..b].trim())
+}
+
+/// Parses a bmap (version 2.x, SHA-256 checksums), checking its own checksum. `origin` names it.
+pub fn parse(text: &str, origin: &str) -> Result<Bmap> {
+    let body = strip_comments(text);
+    let version = body
+        .find("<bmap version=\"")
+        .map(|i| &body[i + 15..])
+        .and_then(|v| v.split('"').next())
+        .with_context(|| format!("{origin} is not a bmap file"))?;
+    if !version.starts_with("2.") {
+        bail!("{origin}: bmap version {version} is not supported (2.x)");
+    }
+    let num = |name: &str| -> Result<u64> {
+        tag(&body, name)
+            .with_context(|| format!("{origin}: no <{name}>"))?
+            .parse()
+            .with_context(|| format!("{origin}: <{name}> is not a number"))
+    };
+    let image_size = num("ImageSize")?;
+    let block_size = num("BlockSize")?;
+    if block_size == 0 || block_size % 512 != 0 {
+        bail!("{origin}: block size {block_size} is not a multiple of 512");
+    }
+    let ctype = tag(&body, "ChecksumType").unwrap_or("sha256");
+    if ctype != "sha256" {
+        bail!("{origin}: checksum type {ctype} is not supported (sha256; recreate it with a current bmaptool)");
+    }
+    if let Some(sum) = tag(&body, "BmapFileChecksum") {
+        let want =
+            Sha256Digest::from_hex(sum).with_context(|| format!("{origin}: BmapFileChecksum"))?;
+        let zeroed = text.replacen(sum, ZERO_CHECKSUM, 1);
+        if Sha256Digest::of(zeroed.as_bytes()) != want {
+            bail!("{origin} is damaged: its BmapFileChecksum does not match its contents");
+        }
+    }
+    let map = tag(&body, "BlockMap").with_context(|| format!("{origin}: no <BlockMap>"))?;
+    let mut ranges = vec![];
+    let blocks = image_size.div_ceil(block_size);
+    for piece in map.split("<Range").skip(1) {
+        let (attrs, rest) = piece
+            .split_once('>')
+            .with_context(|| format!("{origin}: malformed <Range>"))?;
+        let span = rest.split("</Range>").next().unwrap_or("").trim();
+        let sha256 = attrs
+            .split("chksum=\"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .map(Sha256Digest::from_hex)
+            .transpose()
+            .with_context(|| format!("{origin}: range {span}"))?;
+        let (a, b) = match span.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (span, span),
+        };
+        let first: u64 = a
+            .parse()
+            .with_context(|| format!("{origin}: range '{span}'"))?;
+        let last: u64 = b
+            .parse()
+            .with_context(|| format!("{origin}: range '{span}'"))?;
+        if last < first || last >= blocks {
+            bail!("{origin}: range '{span}' lies outside the {blocks}-block image");
+        }
+        if let Some(prev) = ranges.last().map(|r: &BmapRange| r.last) {
+            if first <= prev {
+                bail!("{origin}: ranges overlap or are out of order at '{span}'");
+            }
+        }
+        ranges.push(BmapRange {
+            first,
+            last,
+            sha256,
+        });
+    }
+    Ok(Bmap {
+        image_size,
+        block_size,
+        ranges,
+    })
+}
+
+/// Writes the sidecar of `image` atomically.
+pub fn write_sidecar(image: &Path, img: &SparseImage) -> Result<PathBuf> {
+    let path = sidecar(image);
+    crate::cache::write_atomic(&path, to_xml(&from_image(img)).as_bytes())?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_with_its_checksum() {
+        let mut img = SparseImage::new(1 << 20);
+        img.write_at(0, &[1u8; 512]).unwrap();
+        img.zero_range(8192, 4096 * 3).unwrap();
+        img.write_at((1 << 20) - 4096, b"end").unwrap();
+        let b = from_image(&img);
+        assert_eq!(
+            b.ranges
+                .iter()
+                .map(|r| (r.first, r.last))
+                .collect::<Vec<_>>(),
+            [(0, 0), (2, 4), (255, 255)]
+        );
+        let xml = to_xml(&b);
+        assert_eq!(parse(&xml, "t").unwrap(), b);
+        assert_eq!(b.mapped_bytes(), 5 * 4096);
+        let damaged = xml.replace("> 2-4 <", "> 2-5 <");
+        assert!(parse(&damaged, "t")
+            .unwrap_err()
+            .to_string()
+            .contains("damaged"));
+    }
+
+    #[test]
+    fn reads_bmaptool_s_format_with_comments() {
+        let text = r#"<?xml version="1.0" ?>
+<!-- less data is copied: <MappedBlocksCount> blocks instead of <BlocksCount> blocks. -->
+<bmap version="2.0">
+    <ImageSize> 10000 </ImageSize>
+    <BlockSize> 4096 </BlockSize>
+    <BlocksCount> 3 </BlocksCount>
+    <MappedBlocksCount> 2 </MappedBlocksCount>
+    <ChecksumType> sha256 </ChecksumType>
+    <BlockMap>
+        <Range chksum="a3a80a906450c1e0ed5f4528afe57adc2064d31a49c9c1eac66d5e32bfe9d037"> 0 </Range>
+        <Range> 2 </Range>
+    </BlockMap>
+</bmap>"#;
+        let b = parse(text, "t").unwrap();
+        assert_eq!(b.byte_ranges(), [(0, 4096), (8192, 10000 - 8192)]);
+        assert!(parse(&text.replace("sha256 </Ch", "sha1 </Ch"), "t").is_err());
+        assert!(parse(&text.replace("> 2 <", "> 3 <"), "t").is_err());
+    }
+}

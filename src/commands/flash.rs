@@ -1,0 +1,231 @@
+//! `pi-burn flash IMAGE DEVICE...`: golden images onto one or many cards.
+
+use super::{device_target, Global};
+use crate::bmap::{self, Bmap};
+use crate::burn::{confirm_all, describe, Refused};
+use crate::cli::FlashArgs;
+use crate::flash::{flash, Input, Plan};
+use crate::layout::human;
+use crate::source::{self, Kind};
+use crate::target::device::{open_exclusive, DeviceSink};
+use crate::target::{blockers, Allow};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// The block map to use: the one given, else a sidecar next to the image.
+fn find_bmap(a: &FlashArgs) -> Result<Option<(PathBuf, Bmap)>> {
+    if a.no_bmap {
+        return Ok(None);
+    }
+    let candidates: Vec<PathBuf> = match &a.bmap {
+        Some(p) => vec![p.clone()],
+        None if a.image.as_os_str() == "-" => vec![],
+        None => {
+            let mut c = vec![bmap::sidecar(&a.image)];
+            let s = a.image.to_string_lossy();
+            for ext in [".gz", ".xz", ".zst"] {
+                if let Some(stem) = s.strip_suffix(ext) {
+                    c.push(bmap::sidecar(Path::new(stem)));
+                }
+            }
+            c
+        }
+    };
+    for p in candidates {
+        if a.bmap.is_none() && !p.is_file() {
+            continue;
+        }
+        let text =
+            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        return Ok(Some((
+            p.clone(),
+            bmap::parse(&text, &p.display().to_string())?,
+        )));
+    }
+    Ok(None)
+}
+
+pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
+    // 1. Every device: a whole disk, free, not named twice.
+    let mut targets = vec![];
+    for p in &a.devices {
+        let (t, r, d) = device_target(p)?;
+        if targets
+            .iter()
+            .any(|(_, r2, _): &(_, crate::target::Resolved, _)| r2.dev == r.dev)
+        {
+            bail!(super::usage(format!(
+                "{} is named twice",
+                r.canonical.display()
+            )));
+        }
+        targets.push((t, r, d));
+    }
+    let mut refusals = vec![];
+    for (t, r, d) in &targets {
+        let b = blockers(
+            t,
+            d,
+            Allow {
+                fixed_disk: a.device_opts.allow_fixed_disk,
+            },
+        )?;
+        if !b.is_empty() {
+            refusals.push(format!("{}: {}", r.canonical.display(), b.join("; ")));
+        }
+    }
+    if !refusals.is_empty() {
+        bail!(Refused(format!("refusing: {}", refusals.join("; "))));
+    }
+    // 2. The image and its map.
+    let src = source::open(&a.image)?;
+    let map = find_bmap(a)?;
+    let (input, plan, how) = match (&map, src.kind, src.file) {
+        (Some((p, b)), Kind::Raw, Some(f)) => {
+            if src.size != Some(b.image_size) {
+                bail!(
+                    "{} is {} bytes but its block map {} describes {} bytes",
+                    src.name,
+                    src.size.unwrap_or(0),
+                    p.display(),
+                    b.image_size
+                );
+            }
+            (
+                Input::File(f),
+                plan_of(b),
+                format!(
+                    "block map {} ({} mapped)",
+                    p.display(),
+                    human(b.mapped_bytes())
+                ),
+            )
+        }
+        (Some((p, b)), _, _) => (
+            Input::Stream(src.stream.expect("a stream")),
+            plan_of(b),
+            format!(
+                "block map {} ({} mapped, {} stream)",
+                p.display(),
+                human(b.mapped_bytes()),
+                kind_name(src.kind)
+            ),
+        ),
+        (None, Kind::Raw, Some(f)) => {
+            let size = src.size.unwrap_or(0);
+            let extents = source::data_extents(&f, size, 4096)
+                .with_context(|| format!("finding the data extents of {}", src.name))?;
+            let data: u64 = extents.iter().map(|e| e.1).sum();
+            (
+                Input::File(f),
+                Plan {
+                    image_size: Some(size),
+                    ranges: Some(extents.into_iter().map(|(o, l)| (o, l, None)).collect()),
+                },
+                format!(
+                    "no block map: the file's data extents ({} of {}); holes are not written",
+                    human(data),
+                    human(size)
+                ),
+            )
+        }
+        (None, k, _) => (
+            Input::Stream(src.stream.expect("a stream")),
+            Plan {
+                image_size: None,
+                ranges: None,
+            },
+            format!("no block map: the whole {} stream", kind_name(k)),
+        ),
+    };
+    // 3. The plan, shown; one confirmation for all.
+    if !g.quiet || a.device_opts.dry_run {
+        for (_, r, d) in &targets {
+            eprint!("{}", describe(r, d));
+        }
+        eprintln!(
+            "will write:  {} onto {} device(s): {how}; partition table last, read back after",
+            src.name,
+            targets.len()
+        );
+    }
+    if a.device_opts.dry_run {
+        g.progress.phase("dry run: nothing was written");
+        return Ok(());
+    }
+    let pairs: Vec<(&crate::target::Resolved, &crate::target::sysfs::DiskInfo)> =
+        targets.iter().map(|(_, r, d)| (r, d)).collect();
+    confirm_all(&pairs, a.device_opts.yes)?;
+    let mut sinks: Vec<Box<dyn crate::flash::Sink>> = vec![];
+    for (t, r, d) in &targets {
+        sinks.push(Box::new(DeviceSink::new(open_exclusive(t, r, d)?)?));
+    }
+    // 4. One read of the image, every device in parallel.
+    let outcomes = flash(
+        input,
+        &plan,
+        sinks,
+        !a.device_opts.no_verify,
+        g.progress.as_ref(),
+    )?;
+    let failed: Vec<_> = outcomes.iter().filter(|o| !o.ok).collect();
+    if g.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "image": src.name, "source": kind_name(src.kind), "outcomes": outcomes })
+            )?
+        );
+    } else if !g.quiet || !failed.is_empty() {
+        println!(
+            "{:<24} {:<6} {:>12} {:>12} {:<9} error",
+            "device", "result", "written", "read back", "gpt moved"
+        );
+        for o in &outcomes {
+            println!(
+                "{:<24} {:<6} {:>12} {:>12} {:<9} {}",
+                o.target,
+                if o.ok { "ok" } else { "FAILED" },
+                human(o.bytes_written),
+                human(o.bytes_read_back),
+                if o.gpt_relocated { "yes" } else { "no" },
+                o.error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} device(s) failed: {}",
+            failed.len(),
+            outcomes.len(),
+            failed
+                .iter()
+                .map(|o| format!("{}: {}", o.target, o.error.as_deref().unwrap_or("?")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    Ok(())
+}
+
+fn plan_of(b: &Bmap) -> Plan {
+    Plan {
+        image_size: Some(b.image_size),
+        ranges: Some(
+            b.byte_ranges()
+                .into_iter()
+                .zip(&b.ranges)
+                .map(|((o, l), r)| (o, l, r.sha256))
+                .collect(),
+        ),
+    }
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Raw => "raw",
+        Kind::Gzip => "gzip",
+        Kind::Xz => "xz",
+        Kind::Zstd => "zstd",
+    }
+}

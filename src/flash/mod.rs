@@ -1,0 +1,634 @@
+//! Flashing an image onto one or many targets: one read of the source feeds every target;
+//! each writes in its own thread, wipes its table areas first and writes the partition table
+//! last, moves a GPT's backup to its end when it is larger than the image, and reads back
+//! everything it wrote. A failing target stops only itself.
+
+use crate::digest::Sha256Digest;
+use crate::progress::Progress;
+use anyhow::{bail, Result};
+use sha2::{Digest, Sha256};
+use std::io::{self, Read};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+
+/// Bytes at the start of an image held back and written last: the MBR, the primary GPT and
+/// whatever else lies in the first MiB.
+pub const HEAD: u64 = 1 << 20;
+const CHUNK: u64 = 4 << 20;
+
+/// A target of a flash: a block device, or anything that behaves like one (tests).
+pub trait Sink: Send {
+    fn name(&self) -> String;
+    fn size(&self) -> u64;
+    fn sector_size(&self) -> u64;
+    fn write_at(&mut self, off: u64, data: &[u8]) -> io::Result<()>;
+    fn sync(&mut self) -> io::Result<()>;
+    /// Reads what the medium holds, bypassing any cache.
+    fn read_back(&mut self, off: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Asks the kernel to reread the partition table (a no-op by default).
+    fn reread(&mut self) {}
+}
+
+/// The image's partition table, from its first MiB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Table {
+    Gpt(GptInfo),
+    /// An MBR: the last sector any partition uses.
+    Mbr {
+        end_lba: u64,
+    },
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GptInfo {
+    pub sector_size: u64,
+    pub alternate_lba: u64,
+    pub entries_lba: u64,
+    pub entry_sectors: u64,
+    /// The last sector any partition uses.
+    pub max_end_lba: u64,
+}
+
+impl GptInfo {
+    /// The image's backup GPT (entries then header): (offset, len).
+    pub fn backup_region(&self) -> (u64, u64) {
+        let start = (self.alternate_lba - self.entry_sectors) * self.sector_size;
+        (start, (self.entry_sectors + 1) * self.sector_size)
+    }
+}
+
+fn le64(b: &[u8], o: usize) -> u64 {
+    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
+}
+fn le32(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+}
+
+/// Reads the table from the image's first MiB (zeros where the image has none).
+pub fn read_table(head: &[u8]) -> Table {
+    for ss in [512u64, 4096] {
+        let h = ss as usize;
+        if head.len() < h + 92 || &head[h..h + 8] != b"EFI PART" {
+            continue;
+        }
+        let hdr = &head[h..];
+        let hsize = le32(hdr, 12) as usize;
+        if !(92..=ss as usize).contains(&hsize) {
+            continue;
+        }
+        let mut copy = hdr[..hsize].to_vec();
+        copy[16..20].fill(0);
+        if crc32fast::hash(&copy) != le32(hdr, 16) {
+            continue;
+        }
+        let entries_lba = le64(hdr, 72);
+        let n = le32(hdr, 80) as u64;
+        let esize = le32(hdr, 84) as u64;
+        let entry_sectors = (n * esize).div_ceil(ss);
+        let mut max_end = 0;
+        let start = (entries_lba * ss) as usize;
+        for i in 0..n as usize {
+            let e = start + i * esize as usize;
+            if e + 48 > head.len() {
+                break;
+            }
+            if head[e..e + 16].iter().any(|b| *b != 0) {
+                max_end = max_end.max(le64(head, e + 40));
+            }
+        }
+        return Table::Gpt(GptInfo {
+            sector_size: ss,
+            alternate_lba: le64(hdr, 32),
+            entries_lba,
+            entry_sectors,
+            max_end_lba: max_end,
+        });
+    }
+    if head.len() >= 512 && head[510..512] == [0x55, 0xAA] {
+        let mut end = 0u64;
+        for i in 0..4 {
+            let e = &head[446 + 16 * i..462 + 16 * i];
+            let (start, len) = (le32(e, 8) as u64, le32(e, 12) as u64);
+            if e[4] != 0 && len > 0 {
+                end = end.max(start + len - 1);
+            }
+        }
+        if end > 0 {
+            return Table::Mbr { end_lba: end };
+        }
+    }
+    Table::None
+}
+
+/// Why an image cannot go onto a target of `size` bytes with `ss`-byte sectors, if it cannot.
+pub fn misfit(table: &Table, image_size: Option<u64>, size: u64, ss: u64) -> Option<String> {
+    if let Some(s) = image_size {
+        if s > size {
+            return Some(format!(
+                "the image ({s} bytes) is larger than the device ({size} bytes)"
+            ));
+        }
+    }
+    match table {
+        Table::Gpt(g) => {
+            if g.sector_size != ss {
+                return Some(format!(
+                    "the image's GPT uses {}-byte sectors, the device {ss}-byte ones",
+                    g.sector_size
+                ));
+            }
+            let last_usable = (size / ss).saturating_sub(2 + g.entry_sectors);
+            if g.max_end_lba > last_usable {
+                return Some(format!("its partitions end at sector {}, past the device's last usable sector {last_usable}", g.max_end_lba));
+            }
+        }
+        Table::Mbr { end_lba } => {
+            if (end_lba + 1) * ss > size {
+                return Some(format!(
+                    "its partitions end at sector {end_lba}, past the device's end"
+                ));
+            }
+        }
+        Table::None => {}
+    }
+    None
+}
+
+/// The GPT moved to the end of a `total`-sector device: the patched head (primary header and
+/// protective MBR) and the backup (entries then header) to write at the device's end.
+pub fn relocate_gpt(head: &[u8], g: &GptInfo, total: u64) -> (Vec<u8>, (u64, Vec<u8>)) {
+    let ss = g.sector_size as usize;
+    let mut head = head.to_vec();
+    let alt = total - 1;
+    let last_usable = total - 2 - g.entry_sectors;
+    let hsize = le32(&head[ss..], 12) as usize;
+    let patch_crc = |h: &mut [u8]| {
+        h[16..20].fill(0);
+        let c = crc32fast::hash(&h[..hsize]);
+        h[16..20].copy_from_slice(&c.to_le_bytes());
+    };
+    {
+        let h = &mut head[ss..2 * ss];
+        h[32..40].copy_from_slice(&alt.to_le_bytes());
+        h[48..56].copy_from_slice(&last_usable.to_le_bytes());
+        patch_crc(h);
+    }
+    // The protective MBR covers the whole device.
+    for i in 0..4 {
+        let e = 446 + 16 * i;
+        if head[e + 4] == 0xEE {
+            let len = (total - 1).min(u32::MAX as u64) as u32;
+            head[e + 12..e + 16].copy_from_slice(&len.to_le_bytes());
+        }
+    }
+    let entries_start = (g.entries_lba as usize) * ss;
+    let entries = head[entries_start..entries_start + (g.entry_sectors as usize) * ss].to_vec();
+    let mut backup_hdr = head[ss..2 * ss].to_vec();
+    let backup_entries_lba = alt - g.entry_sectors;
+    backup_hdr[24..32].copy_from_slice(&alt.to_le_bytes());
+    backup_hdr[32..40].copy_from_slice(&1u64.to_le_bytes());
+    backup_hdr[72..80].copy_from_slice(&backup_entries_lba.to_le_bytes());
+    patch_crc(&mut backup_hdr);
+    let mut backup = entries;
+    backup.extend_from_slice(&backup_hdr);
+    (head, (backup_entries_lba * g.sector_size, backup))
+}
+
+/// Where the bytes come from.
+pub enum Input {
+    /// A seekable raw file: each range is read where it lies.
+    File(std::fs::File),
+    /// A stream: read in order, bytes outside the ranges skipped.
+    Stream(Box<dyn Read + Send>),
+}
+
+/// What to write: byte ranges in order (with the bmap's SHA-256 of each), or the whole input.
+pub struct Plan {
+    pub image_size: Option<u64>,
+    pub ranges: Option<Vec<(u64, u64, Option<Sha256Digest>)>>,
+}
+
+struct Chunk {
+    off: u64,
+    data: Vec<u8>,
+}
+
+enum Msg {
+    Data(Arc<Chunk>),
+    Finish(Arc<Final>),
+    Abort(String),
+}
+
+struct Final {
+    head: Vec<u8>,
+    head_mapped: Vec<(u64, u64)>,
+    table: Table,
+    tail: Vec<Arc<Chunk>>,
+    image_size: Option<u64>,
+}
+
+/// How one target fared.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Outcome {
+    pub target: String,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub bytes_written: u64,
+    pub bytes_read_back: u64,
+    pub gpt_relocated: bool,
+}
+
+/// Reads the plan's bytes in order, calling `emit` with chunks; checks each range's SHA-256.
+struct Reader {
+    input: Input,
+    pos: u64,
+}
+
+impl Reader {
+    fn read_exact_at(&mut self, off: u64, buf: &mut [u8]) -> io::Result<()> {
+        match &mut self.input {
+            Input::File(f) => {
+                use std::os::unix::fs::FileExt;
+                f.read_exact_at(buf, off)
+            }
+            Input::Stream(s) => {
+                if off < self.pos {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "ranges out of order",
+                    ));
+                }
+                io::copy(&mut s.by_ref().take(off - self.pos), &mut io::sink())?;
+                s.read_exact(buf)?;
+                self.pos = off + buf.len() as u64;
+                Ok(())
+            }
+        }
+    }
+
+    /// Up to `buf.len()` bytes of a stream at its current position (for whole-stream plans).
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Input::Stream(s) = &mut self.input else {
+            unreachable!("whole-input plans read streams")
+        };
+        let mut n = 0;
+        while n < buf.len() {
+            match s.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Splits the plan into chunks, handing each to `emit`. Ranges are checked against their hashes.
+fn produce(
+    reader: &mut Reader,
+    plan: &Plan,
+    emit: &mut dyn FnMut(u64, Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    match &plan.ranges {
+        Some(ranges) => {
+            for (off, len, sum) in ranges {
+                let mut h = Sha256::new();
+                let mut at = *off;
+                while at < off + len {
+                    // Chunks never straddle the head's end.
+                    let lim = if at < HEAD {
+                        HEAD.min(off + len)
+                    } else {
+                        off + len
+                    };
+                    let n = (lim - at).min(CHUNK);
+                    let mut buf = vec![0u8; n as usize];
+                    reader
+                        .read_exact_at(at, &mut buf)
+                        .map_err(|e| anyhow::anyhow!("reading the image at byte {at}: {e}"))?;
+                    h.update(&buf);
+                    emit(at, buf)?;
+                    at += n;
+                }
+                if let Some(want) = sum {
+                    let got = Sha256Digest::from_hasher(h);
+                    if &got != want {
+                        bail!("the image does not match its block map at bytes {off}-{}: sha256 {got}, the map says {want}", off + len);
+                    }
+                }
+            }
+        }
+        None => loop {
+            let at = reader.pos;
+            let n = if at < HEAD { HEAD - at } else { CHUNK };
+            let mut buf = vec![0u8; n as usize];
+            let got = reader
+                .read_some(&mut buf)
+                .map_err(|e| anyhow::anyhow!("reading the image at byte {at}: {e}"))?;
+            if got == 0 {
+                break;
+            }
+            buf.truncate(got);
+            emit(at, buf)?;
+        },
+    }
+    Ok(())
+}
+
+/// One target's thread: wipe, data, flush, head and table last, flush, reread, read back.
+fn run_sink(mut sink: Box<dyn Sink>, rx: Receiver<Msg>, verify: bool) -> Outcome {
+    let mut out = Outcome {
+        target: sink.name(),
+        ..Default::default()
+    };
+    let size = sink.size();
+    // Enough to unmake any table: the MBR and a primary GPT header at 512- or 4096-byte
+    // sectors, and the backup GPT header in the last sector.
+    let areas: Vec<(u64, u64)> = if size <= 3 * 4096 {
+        vec![(0, size)]
+    } else {
+        vec![(0, 8192), (size - 4096, 4096)]
+    };
+    let mut written: Vec<(u64, u64, Sha256Digest)> = vec![];
+    let wipe = |sink: &mut Box<dyn Sink>| -> io::Result<u64> {
+        let z = vec![0u8; 8192];
+        let mut n = 0;
+        for (o, l) in &areas {
+            sink.write_at(*o, &z[..*l as usize])?;
+            n += l;
+        }
+        Ok(n)
+    };
+    let result = (|| -> Result<()> {
+        out.bytes_written +=
+            wipe(&mut sink).map_err(|e| anyhow::anyhow!("wiping the table areas: {e}"))?;
+        let mut write =
+            |sink: &mut Box<dyn Sink>, off: u64, data: &[u8], out: &mut Outcome| -> Result<()> {
+                if off + data.len() as u64 > size {
+                    bail!(
+                        "the image goes past the device's end ({size} bytes) at byte {}",
+                        off + data.len() as u64
+                    );
+                }
+                sink.write_at(off, data)
+                    .map_err(|e| anyhow::anyhow!("writing at byte {off}: {e}"))?;
+                out.bytes_written += data.len() as u64;
+                if verify {
+                    written.push((off, data.len() as u64, Sha256Digest::of(data)));
+                }
+                Ok(())
+            };
+        loop {
+            match rx.recv() {
+                Ok(Msg::Data(c)) => write(&mut sink, c.off, &c.data, &mut out)?,
+                Ok(Msg::Abort(why)) => bail!("{why}"),
+                Err(_) => bail!("the image ended early"),
+                Ok(Msg::Finish(f)) => {
+                    sink.sync().map_err(|e| anyhow::anyhow!("flushing: {e}"))?;
+                    let relocate = match (&f.table, f.image_size) {
+                        (Table::Gpt(g), Some(s)) => {
+                            s < size && (size / g.sector_size) > g.alternate_lba + 1
+                        }
+                        (Table::Gpt(_), None) => false,
+                        _ => false,
+                    };
+                    let head = match (&f.table, relocate) {
+                        (Table::Gpt(g), true) => {
+                            let (head, (boff, backup)) =
+                                relocate_gpt(&f.head, g, size / g.sector_size);
+                            write(&mut sink, boff, &backup, &mut out)?;
+                            out.gpt_relocated = true;
+                            head
+                        }
+                        _ => {
+                            for c in &f.tail {
+                                write(&mut sink, c.off, &c.data, &mut out)?;
+                            }
+                            f.head.clone()
+                        }
+                    };
+                    // The head: its mapped parts only (a block map may leave gaps).
+                    for (o, l) in &f.head_mapped {
+                        write(
+                            &mut sink,
+                            *o,
+                            &head[*o as usize..(o + l) as usize],
+                            &mut out,
+                        )?;
+                    }
+                    sink.sync().map_err(|e| anyhow::anyhow!("flushing: {e}"))?;
+                    return Ok(());
+                }
+            }
+        }
+    })();
+    if let Err(e) = result {
+        let _ = wipe(&mut sink).and_then(|_| sink.sync());
+        drop(rx);
+        out.error = Some(format!(
+            "{e:#}; its partition table was wiped: flash it again"
+        ));
+        return out;
+    }
+    sink.reread();
+    if verify {
+        let mut buf = vec![];
+        for (off, len, sum) in &written {
+            buf.resize(*len as usize, 0);
+            if let Err(e) = sink.read_back(*off, &mut buf) {
+                out.error = Some(format!("reading back at byte {off}: {e}"));
+                return out;
+            }
+            out.bytes_read_back += len;
+            if Sha256Digest::of(&buf) != *sum {
+                out.error = Some(format!(
+                    "read back differs from what was written at bytes {off}-{}",
+                    off + len
+                ));
+                return out;
+            }
+        }
+    }
+    out.ok = true;
+    out
+}
+
+/// Flashes `input` per `plan` onto every sink. Sinks that cannot take the image (`misfit`) fail
+/// before anything is written to them; the others run in parallel.
+pub fn flash(
+    input: Input,
+    plan: &Plan,
+    sinks: Vec<Box<dyn Sink>>,
+    verify: bool,
+    progress: &dyn Progress,
+) -> Result<Vec<Outcome>> {
+    let mut reader = Reader { input, pos: 0 };
+    // 1. The head, read before anything is written, to learn the table.
+    let mut head = vec![0u8; HEAD as usize];
+    let mut head_mapped: Vec<(u64, u64)> = vec![];
+    let mut head_done = false;
+    let mut pending_err = None;
+    let total_bytes = plan
+        .ranges
+        .as_ref()
+        .map(|r| r.iter().map(|x| x.1).sum())
+        .or(plan.image_size)
+        .unwrap_or(0);
+    progress.start("reading image", total_bytes);
+
+    // Everything below HEAD is collected first; the first chunk beyond it starts the writers.
+    struct State {
+        txs: Vec<Option<SyncSender<Msg>>>,
+        tail_region: Option<(u64, u64)>,
+        tail: Vec<Arc<Chunk>>,
+    }
+    let mut state = State {
+        txs: vec![],
+        tail_region: None,
+        tail: vec![],
+    };
+    let mut handles = vec![];
+    let mut outcomes: Vec<Option<Outcome>> = vec![];
+    let mut table = Table::None;
+    let mut pending_sinks: Option<Vec<Box<dyn Sink>>> = Some(sinks);
+
+    let mut image_size = plan.image_size;
+    let mut start_writers = |head: &[u8],
+                             table: &mut Table,
+                             image_size: &mut Option<u64>,
+                             state: &mut State,
+                             handles: &mut Vec<_>,
+                             outcomes: &mut Vec<Option<Outcome>>| {
+        *table = read_table(head);
+        if let Table::Gpt(g) = table {
+            state.tail_region = Some(g.backup_region());
+            // A stream's size: where its backup GPT ends.
+            image_size.get_or_insert((g.alternate_lba + 1) * g.sector_size);
+        }
+        for sink in pending_sinks.take().unwrap_or_default() {
+            if let Some(why) = misfit(table, *image_size, sink.size(), sink.sector_size()) {
+                outcomes.push(Some(Outcome {
+                    target: sink.name(),
+                    error: Some(format!("{why}; nothing was written")),
+                    ..Default::default()
+                }));
+                state.txs.push(None);
+                continue;
+            }
+            let (tx, rx) = sync_channel::<Msg>(4);
+            handles.push((
+                outcomes.len(),
+                std::thread::spawn(move || run_sink(sink, rx, verify)),
+            ));
+            outcomes.push(None);
+            state.txs.push(Some(tx));
+        }
+    };
+    let send = |state: &mut State, m: &dyn Fn() -> Msg| {
+        for t in state.txs.iter_mut() {
+            if let Some(tx) = t {
+                if tx.send(m()).is_err() {
+                    *t = None;
+                }
+            }
+        }
+    };
+
+    let r = produce(&mut reader, plan, &mut |off, data| {
+        progress.advance(data.len() as u64);
+        if off < HEAD {
+            head[off as usize..off as usize + data.len()].copy_from_slice(&data);
+            match head_mapped.last_mut() {
+                Some(l) if l.0 + l.1 == off => l.1 += data.len() as u64,
+                _ => head_mapped.push((off, data.len() as u64)),
+            }
+            return Ok(());
+        }
+        if !head_done {
+            head_done = true;
+            start_writers(
+                &head,
+                &mut table,
+                &mut image_size,
+                &mut state,
+                &mut handles,
+                &mut outcomes,
+            );
+        }
+        let c = Arc::new(Chunk { off, data });
+        if let Some((t0, tl)) = state.tail_region {
+            if c.off + c.data.len() as u64 > t0 && c.off < t0 + tl {
+                // Keep the image's backup GPT for the end (or for relocation); split around it.
+                let (a, b) = (t0.max(c.off), (t0 + tl).min(c.off + c.data.len() as u64));
+                if c.off < a {
+                    let pre = Arc::new(Chunk {
+                        off: c.off,
+                        data: c.data[..(a - c.off) as usize].to_vec(),
+                    });
+                    send(&mut state, &|| Msg::Data(pre.clone()));
+                }
+                state.tail.push(Arc::new(Chunk {
+                    off: a,
+                    data: c.data[(a - c.off) as usize..(b - c.off) as usize].to_vec(),
+                }));
+                if b < c.off + c.data.len() as u64 {
+                    let post = Arc::new(Chunk {
+                        off: b,
+                        data: c.data[(b - c.off) as usize..].to_vec(),
+                    });
+                    send(&mut state, &|| Msg::Data(post.clone()));
+                }
+                return Ok(());
+            }
+        }
+        send(&mut state, &|| Msg::Data(c.clone()));
+        Ok(())
+    });
+    if let Err(e) = r {
+        pending_err = Some(format!("{e:#}"));
+    }
+    if !head_done {
+        start_writers(
+            &head,
+            &mut table,
+            &mut image_size,
+            &mut state,
+            &mut handles,
+            &mut outcomes,
+        );
+    }
+    progress.finish();
+    match &pending_err {
+        Some(e) => {
+            let e = e.clone();
+            send(&mut state, &|| Msg::Abort(e.clone()));
+        }
+        None => {
+            let fin = Arc::new(Final {
+                head,
+                head_mapped,
+                table,
+                tail: std::mem::take(&mut state.tail),
+                image_size,
+            });
+            send(&mut state, &|| Msg::Finish(fin.clone()));
+        }
+    }
+    state.txs.clear();
+    for (i, h) in handles {
+        outcomes[i] = Some(h.join().unwrap_or_else(|_| Outcome {
+            error: Some("the writer thread panicked".into()),
+            ..Default::default()
+        }));
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.expect("every target has an outcome"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests;

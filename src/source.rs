@@ -1,0 +1,212 @@
+//! An image to flash: a raw file (seekable, its data extents known), or a gzip, xz or zstd
+//! stream (detected by content, not name), or standard input.
+
+use anyhow::{Context, Result};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Raw,
+    Gzip,
+    Xz,
+    Zstd,
+}
+
+pub struct ImageSource {
+    pub name: String,
+    pub kind: Kind,
+    /// The raw file, when the image is one (seekable: ranges are read where they are).
+    pub file: Option<File>,
+    /// The file's size, for a raw file.
+    pub size: Option<u64>,
+    /// The decompressed stream otherwise.
+    pub stream: Option<Box<dyn Read + Send>>,
+    pub path: Option<PathBuf>,
+}
+
+fn detect(head: &[u8]) -> Kind {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Kind::Gzip
+    } else if head.starts_with(&[0xFD, b'7', b'z', b'X', b'Z', 0x00]) {
+        Kind::Xz
+    } else if head.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
+        Kind::Zstd
+    } else {
+        Kind::Raw
+    }
+}
+
+/// Reads what a decoder thread writes.
+struct ChannelReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(b)) => {
+                    self.buf = b;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => self.done = true,
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+struct ChannelWriter(std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>);
+
+impl io::Write for ChannelWriter {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0
+            .send(Ok(b.to_vec()))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "reader gone"))?;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `decode` on a thread, reading `input`, and returns its output as a reader.
+fn decoder_thread<R: BufRead + Send + 'static>(
+    input: R,
+    decode: impl FnOnce(R, &mut ChannelWriter) -> io::Result<()> + Send + 'static,
+) -> Box<dyn Read + Send> {
+    let (tx, rx) = sync_channel(16);
+    std::thread::spawn(move || {
+        let mut w = ChannelWriter(tx.clone());
+        let r = io::BufWriter::with_capacity(256 * 1024, &mut w);
+        let mut r = r;
+        let result = decode(input, r.get_mut()).and_then(|_| io::Write::flush(&mut r));
+        drop(r);
+        if let Err(e) = result {
+            let _ = tx.send(Err(e));
+        }
+    });
+    Box::new(ChannelReader {
+        rx,
+        buf: vec![],
+        pos: 0,
+        done: false,
+    })
+}
+
+fn decompress<R: BufRead + Send + 'static>(kind: Kind, input: R) -> Box<dyn Read + Send> {
+    match kind {
+        Kind::Raw => Box::new(input),
+        Kind::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        Kind::Xz => decoder_thread(input, |mut i, w| {
+            lzma_rs::xz_decompress(&mut i, w)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("xz: {e}")))
+        }),
+        Kind::Zstd => decoder_thread(input, |mut i, w| {
+            // One frame after another until the input ends (zstd -T0 and pzstd write several).
+            while !i.fill_buf()?.is_empty() {
+                let mut dec = ruzstd::decoding::StreamingDecoder::new(&mut i).map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}"))
+                })?;
+                io::copy(&mut dec, w)?;
+            }
+            Ok(())
+        }),
+    }
+}
+
+/// Opens `path` (`-` for standard input).
+pub fn open(path: &Path) -> Result<ImageSource> {
+    if path.as_os_str() == "-" {
+        let mut input = BufReader::with_capacity(1 << 20, io::stdin());
+        let kind = detect(input.fill_buf().context("reading standard input")?);
+        return Ok(ImageSource {
+            name: "(stdin)".into(),
+            kind,
+            file: None,
+            size: None,
+            stream: Some(decompress(kind, input)),
+            path: None,
+        });
+    }
+    let name = path.display().to_string();
+    let mut f = File::open(path).with_context(|| format!("opening {name}"))?;
+    let meta = f.metadata().with_context(|| format!("reading {name}"))?;
+    if !meta.is_file() {
+        anyhow::bail!("{name} is not an image file");
+    }
+    let mut head = [0u8; 8];
+    let n = f
+        .read(&mut head)
+        .with_context(|| format!("reading {name}"))?;
+    let kind = detect(&head[..n]);
+    if kind == Kind::Raw {
+        return Ok(ImageSource {
+            name,
+            kind,
+            file: Some(f),
+            size: Some(meta.len()),
+            stream: None,
+            path: Some(path.into()),
+        });
+    }
+    let f = File::open(path).with_context(|| format!("opening {name}"))?;
+    let stream = decompress(kind, BufReader::with_capacity(1 << 20, f));
+    Ok(ImageSource {
+        name,
+        kind,
+        file: None,
+        size: None,
+        stream: Some(stream),
+        path: Some(path.into()),
+    })
+}
+
+/// The data extents of a (sparse) file, from SEEK_DATA/SEEK_HOLE, widened to `align`.
+pub fn data_extents(f: &File, size: u64, align: u64) -> io::Result<Vec<(u64, u64)>> {
+    use std::os::fd::AsRawFd;
+    let fd = f.as_raw_fd();
+    let mut out: Vec<(u64, u64)> = vec![];
+    let mut pos: i64 = 0;
+    while (pos as u64) < size {
+        // SAFETY: lseek on a descriptor we own; errors are checked.
+        let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
+        if data < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                break;
+            }
+            return Err(e);
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let start = (data as u64) / align * align;
+        let end = ((hole as u64).div_ceil(align) * align).min(size);
+        match out.last_mut() {
+            Some(last) if last.0 + last.1 >= start => last.1 = end.max(last.0 + last.1) - last.0,
+            _ => out.push((start, end - start)),
+        }
+        pos = hole;
+    }
+    Ok(out)
+}

@@ -1,0 +1,247 @@
+//! `pi-burn flash`: images from pi-burn and from the shell recipe, compressed inputs, several
+//! targets at once, onto loop devices each test creates (root only).
+
+use crate::harness::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const MIB: u64 = 1 << 20;
+
+fn can_run() -> bool {
+    is_root() && have_tool("losetup") && have_tool("sgdisk") && have_tool("sfdisk")
+}
+
+fn backing(t: &TestDir, name: &str, size: u64) -> PathBuf {
+    let p = t.path(name);
+    std::fs::File::create(&p).unwrap().set_len(size).unwrap();
+    p
+}
+
+fn sectors_written(dev: &str) -> u64 {
+    let name = Path::new(dev)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let stat = std::fs::read_to_string(format!("/sys/block/{name}/stat")).unwrap();
+    stat.split_whitespace()
+        .nth(6)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 512
+}
+
+fn flash(t: &TestDir, image: &Path, devs: &[&str], extra: &[&str]) -> Output {
+    t.pi_burn()
+        .arg("flash")
+        .arg(image)
+        .args(devs)
+        .args(["--yes"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn verify_card(t: &TestDir, dev: &str) {
+    let o = t
+        .pi_burn()
+        .args(["verify", dev, "--manifest", MANIFEST])
+        .arg("--firmware-zip")
+        .arg(fixture_zip("rpi4", None))
+        .output()
+        .unwrap();
+    assert_success(&o);
+}
+
+fn golden(t: &TestDir) -> PathBuf {
+    assert_success(&t.sdcard("golden.img", &[]));
+    t.path("golden.img")
+}
+
+/// The shell recipe: truncate + sfdisk + mkfs.vfat --offset + mcopy -s (no block map).
+fn shell_image(t: &TestDir) -> PathBuf {
+    let img = t.path("shell.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(514 * MIB)
+        .unwrap();
+    let mut sf = tool("sfdisk")
+        .arg("-q")
+        .arg(&img)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    sf.stdin.take().unwrap().write_all(b"label: gpt\nstart=2048, size=1048576, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=\"disk-sdcard-FIRMWARE\"\n").unwrap();
+    assert!(sf.wait().unwrap().success());
+    run_ok(
+        tool("mkfs.vfat")
+            .args(["-F", "32", "-n", "FIRMWARE", "--offset", "2048"])
+            .arg(&img)
+            .arg("524288"),
+    );
+    let tree = t.path("tree");
+    zip::ZipArchive::new(std::fs::File::open(fixture_zip("rpi4", None)).unwrap())
+        .unwrap()
+        .extract(&tree)
+        .unwrap();
+    let mut c = tool("mcopy");
+    c.env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-s", "-i", &format!("{}@@{}", img.display(), MIB)]);
+    for e in std::fs::read_dir(&tree).unwrap() {
+        c.arg(e.unwrap().path());
+    }
+    c.arg("::/");
+    run_ok(&mut c);
+    img
+}
+
+#[test]
+fn images_from_pi_burn_and_the_shell_recipe_land_on_bigger_devices() {
+    if !(can_run() && have_tool("mkfs.vfat") && have_tool("mcopy") && have_tool("fsck.fat")) {
+        return;
+    }
+    let t = TestDir::new();
+    // pi-burn's golden image, with its block map: exactly the mapped ranges.
+    let img = golden(&t);
+    let mapped = pi_burn::bmap::parse(
+        &std::fs::read_to_string(pi_burn::bmap::sidecar(&img)).unwrap(),
+        "t",
+    )
+    .unwrap()
+    .mapped_bytes();
+    let file = backing(&t, "card.img", 600 * MIB);
+    let lo = Loop::attach(&file, 512, false);
+    let before = sectors_written(&lo.dev);
+    let o = flash(&t, &img, &[&lo.dev], &["--json"]);
+    assert_success(&o);
+    let written = sectors_written(&lo.dev) - before;
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(j["outcomes"][0]["gpt_relocated"], true);
+    // The device counts whole pages; the report counts the bytes pi-burn wrote.
+    let reported = j["outcomes"][0]["bytes_written"].as_u64().unwrap();
+    assert!(
+        written >= reported && written - reported <= 64 * 1024,
+        "reported {reported}, the device saw {written}"
+    );
+    assert!(
+        (written as f64) <= 1.1 * mapped as f64,
+        "wrote {written} bytes for {mapped} mapped"
+    );
+    let v = run_ok(tool("sgdisk").arg("-v").arg(&lo.dev));
+    assert!(v.contains("No problems found"), "{v}");
+    let sf = sfdisk_json(Path::new(&lo.dev));
+    assert_eq!(sf["partitiontable"]["lastlba"], 600 * 2048 - 34);
+    verify_card(&t, &lo.dev);
+    drop(lo);
+
+    // The shell recipe's image, no block map: the file's data extents.
+    let img = shell_image(&t);
+    let file = backing(&t, "card2.img", 600 * MIB);
+    let lo = Loop::attach(&file, 512, false);
+    let o = flash(&t, &img, &[&lo.dev], &[]);
+    assert_success(&o);
+    assert!(stderr(&o).contains("data extents"), "{}", stderr(&o));
+    let v = run_ok(tool("sgdisk").arg("-v").arg(&lo.dev));
+    assert!(v.contains("No problems found"), "{v}");
+    let part = t.path("p.img");
+    extract(&file, MIB, 512 * MIB, &part);
+    let f = tool("fsck.fat").args(["-n"]).arg(&part).output().unwrap();
+    assert!(f.status.success(), "{}", stdout(&f));
+    verify_card(&t, &lo.dev);
+}
+
+#[test]
+fn zstd_xz_and_gzip_images_with_and_without_their_block_map() {
+    if !(can_run() && have_tool("zstd") && have_tool("xz") && have_tool("gzip")) {
+        return;
+    }
+    let t = TestDir::new();
+    let img = golden(&t);
+    let file = backing(&t, "card.img", 514 * MIB);
+    let lo = Loop::attach(&file, 512, false);
+    for (tool_name, ext) in [("zstd", "zst"), ("xz", "xz"), ("gzip", "gz")] {
+        run_ok(Command::new(tool_name).args(["-k", "-f", "-1"]).arg(&img));
+        let packed = PathBuf::from(format!("{}.{ext}", img.display()));
+        // Its block map is found as golden.img.bmap.
+        let o = flash(&t, &packed, &[&lo.dev], &[]);
+        assert_success(&o);
+        assert!(
+            stderr(&o).contains(&format!("{ext} stream")) || stderr(&o).contains(tool_name),
+            "{}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains("block map"), "{}", stderr(&o));
+        verify_card(&t, &lo.dev);
+        let o = flash(&t, &packed, &[&lo.dev], &["--no-bmap"]);
+        assert_success(&o);
+        assert!(stderr(&o).contains("whole"), "{}", stderr(&o));
+        verify_card(&t, &lo.dev);
+        std::fs::remove_file(&packed).unwrap();
+    }
+    // From standard input.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cat '{}' | '{}' flash - {} --yes",
+            img.display(),
+            env!("CARGO_BIN_EXE_pi-burn"),
+            lo.dev
+        ))
+        .env("PI_BURN_CACHE_DIR", t.path("cache"))
+        .output()
+        .unwrap();
+    assert_success(&o);
+    verify_card(&t, &lo.dev);
+}
+
+#[test]
+fn three_targets_where_one_is_too_small() {
+    if !can_run() {
+        return;
+    }
+    let t = TestDir::new();
+    let img = golden(&t);
+    let files = [
+        backing(&t, "a.img", 600 * MIB),
+        backing(&t, "b.img", 514 * MIB),
+        backing(&t, "c.img", 300 * MIB),
+    ];
+    let loops: Vec<Loop> = files.iter().map(|f| Loop::attach(f, 512, false)).collect();
+    let devs: Vec<&str> = loops.iter().map(|l| l.dev.as_str()).collect();
+    let before = sectors_written(devs[2]);
+    let o = flash(&t, &img, &devs, &[]);
+    assert_fails_with(
+        &o,
+        1,
+        &["1 of 3 device(s) failed", devs[2], "larger than the device"],
+    );
+    let table = stdout(&o);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(devs[0]) && l.contains(" ok ")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(devs[1]) && l.contains(" ok ")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(devs[2]) && l.contains("FAILED")),
+        "{table}"
+    );
+    verify_card(&t, devs[0]);
+    verify_card(&t, devs[1]);
+    assert_eq!(
+        sectors_written(devs[2]),
+        before,
+        "the small device was not written"
+    );
+}
