@@ -61,6 +61,11 @@ pub enum FirmwareCommand {
     },
     /// Download a release (or --firmware-url) into the cache, verified.
     Fetch(FetchArgs),
+    /// Show the UEFI variables stored in a firmware file (RPI_EFI.fd).
+    Settings {
+        /// The firmware file.
+        file: PathBuf,
+    },
     /// Check a local zip against the manifest and print its hashes (exit 3 on a mismatch).
     Verify {
         /// The zip to check.
@@ -153,7 +158,34 @@ pub struct SdcardArgs {
     #[command(flatten)]
     pub layout: LayoutArgs,
     #[command(flatten)]
+    pub uefi: UefiArgs,
+    #[command(flatten)]
     pub device_opts: DeviceArgs,
+}
+
+/// UEFI settings baked into RPI_EFI.fd (Raspberry Pi 4 firmware).
+#[derive(Debug, Args, Clone, Default)]
+pub struct UefiArgs {
+    /// Limit RAM to 3 GB (the firmware's default is on; 8 GB nodes want off).
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub ram_limit_3gb: Option<OnOff>,
+    /// Which system tables the firmware hands the OS (its default is acpi).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub system_table: Option<SystemTable>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SystemTable {
+    Acpi,
+    #[value(name = "acpi+devicetree")]
+    AcpiDevicetree,
+    Devicetree,
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +236,8 @@ pub struct VerifyArgs {
     pub firmware: FirmwareArgs,
     #[command(flatten)]
     pub layout: LayoutArgs,
+    #[command(flatten)]
+    pub uefi: UefiArgs,
 }
 
 /// Which firmware, and how it is pinned.

@@ -26,6 +26,7 @@ pub mod report;
 pub mod source;
 pub mod sparse;
 pub mod target;
+pub mod uefivars;
 pub mod unpack;
 pub mod verify;
 pub mod writer;

@@ -11,6 +11,11 @@ use pi_burn::verify::Mismatch;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Like any Unix filter: a closed pipe (`pi-burn devices | head`) ends the program quietly.
+    // SAFETY: restoring the default action of SIGPIPE, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let g = Global {
         json: cli.json,

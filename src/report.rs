@@ -18,6 +18,8 @@ pub struct Report {
     pub filesystems: Vec<crate::card::Formatted>,
     pub firmware: Option<FirmwareReport>,
     pub files: Vec<FileReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub uefi_settings: Vec<crate::uefivars::Applied>,
     pub bytes_written: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_read_back: Option<u64>,
@@ -90,6 +92,7 @@ impl Report {
             filesystems: vec![],
             firmware: None,
             files: vec![],
+            uefi_settings: vec![],
             bytes_written: None,
             bytes_read_back: None,
             mismatches: None,

@@ -52,6 +52,7 @@ pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
             }
             Ok(())
         }
+        FirmwareCommand::Settings { file } => settings(file, g),
         FirmwareCommand::Verify { path, firmware } => {
             let manifest = Manifest::load(firmware.manifest.as_deref())?;
             let req = request(firmware)?;
@@ -148,6 +149,52 @@ fn list(manifest: Option<&std::path::Path>, g: &Global) -> Result<()> {
             } else {
                 ""
             }
+        );
+    }
+    Ok(())
+}
+
+fn settings(file: &std::path::Path, g: &Global) -> Result<()> {
+    use crate::uefivars::{find_store, read_vars};
+    let name = file.display().to_string();
+    let fd = std::fs::read(file).with_context(|| format!("reading {name}"))?;
+    let store = find_store(&fd, &name)?;
+    let (vars, free) = read_vars(&fd, &store, &name)?;
+    if g.json {
+        let j = serde_json::json!({ "file": name, "store": store, "free_bytes": store.store_offset + store.store_size - free, "variables": vars });
+        println!("{}", serde_json::to_string_pretty(&j)?);
+        return Ok(());
+    }
+    println!(
+        "{name}: variable store at 0x{:x} ({} bytes, {} free), firmware volume at 0x{:x}",
+        store.store_offset,
+        store.store_size,
+        store.store_offset + store.store_size - free,
+        store.fv_offset
+    );
+    for v in &vars {
+        let value = match v.data.len() {
+            1 => format!("{}", v.data[0]),
+            4 => format!("{}", u32::from_le_bytes(v.data[..4].try_into().unwrap())),
+            n if n <= 16 => v
+                .data
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+            n => format!("({n} bytes)"),
+        };
+        println!(
+            "{:<8} {:<24} {} attr 0x{:x} = {value}",
+            if v.live {
+                "live"
+            } else if v.state & 0x02 == 0 {
+                "deleted"
+            } else {
+                "partial"
+            },
+            v.name,
+            v.guid.to_string().to_uppercase(),
+            v.attributes
         );
     }
     Ok(())

@@ -233,3 +233,47 @@ pub fn layout_for_device(args: &LayoutArgs, fw: &Firmware, d: &DiskInfo) -> Resu
     layout.sector_size = d.logical_sector_size;
     Ok(layout)
 }
+
+/// Bakes the requested UEFI settings into the firmware's RPI_EFI.fd (before anything is built).
+pub fn apply_uefi(
+    fw: &mut Firmware,
+    a: &crate::cli::UefiArgs,
+    g: &Global,
+) -> Result<Vec<crate::uefivars::Applied>> {
+    use crate::cli::{OnOff, SystemTable};
+    use crate::uefivars::Setting;
+    let mut settings = vec![];
+    if let Some(v) = a.ram_limit_3gb {
+        settings.push(Setting::RamLimitTo3Gb(v == OnOff::On));
+    }
+    if let Some(m) = a.system_table {
+        settings.push(Setting::SystemTableMode(match m {
+            SystemTable::Acpi => 0,
+            SystemTable::AcpiDevicetree => 1,
+            SystemTable::Devicetree => 2,
+        }));
+    }
+    if settings.is_empty() {
+        return Ok(vec![]);
+    }
+    if fw.board != "rpi4" {
+        bail!(usage(format!(
+            "--ram-limit-3gb and --system-table are Raspberry Pi 4 firmware settings; pi-burn knows no such variables for board {}",
+            fw.board
+        )));
+    }
+    let fd = fw
+        .files
+        .file("RPI_EFI.fd")
+        .context("the firmware has no RPI_EFI.fd")?;
+    let (patched, applied) = crate::uefivars::apply(
+        fd,
+        &settings,
+        &format!("RPI_EFI.fd of {} {}", fw.board, fw.version),
+    )?;
+    fw.files.replace("RPI_EFI.fd", patched)?;
+    for s in &settings {
+        g.progress.phase(&format!("UEFI setting {}", s.describe()));
+    }
+    Ok(applied)
+}

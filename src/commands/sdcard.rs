@@ -1,7 +1,8 @@
 //! `pi-burn sdcard`: the UEFI firmware SD card, as an image file or on a block device.
 
 use super::{
-    device_target, image_size, layout_for_device, load_firmware, sd_layout, timestamp, Global,
+    apply_uefi, device_target, image_size, layout_for_device, load_firmware, sd_layout, timestamp,
+    Global,
 };
 use crate::burn::{burn, confirm, describe, Refused};
 use crate::card::build_sdcard;
@@ -50,7 +51,8 @@ pub fn run(args: &SdcardArgs, g: &Global) -> Result<()> {
 fn run_image(args: &SdcardArgs, image: &std::path::Path, g: &Global) -> Result<()> {
     // Every check before anything is written.
     check_image_path(image)?;
-    let fw = load_firmware(&args.firmware, g)?;
+    let mut fw = load_firmware(&args.firmware, g)?;
+    let uefi = apply_uefi(&mut fw, &args.uefi, g)?;
     let layout = sd_layout(&args.layout, &fw)?;
     let size = image_size(&args.layout, &layout)?;
     let plan = layout.plan(size)?;
@@ -81,6 +83,7 @@ fn run_image(args: &SdcardArgs, image: &std::path::Path, g: &Global) -> Result<(
     )
     .with_firmware(&fw);
     report.filesystem = Some(card.fat);
+    report.uefi_settings = uefi;
     report.bytes_written = Some(stats.bytes_written);
     if g.json {
         report.print_json()?;
@@ -120,7 +123,8 @@ fn run_device(args: &SdcardArgs, g: &Global) -> Result<()> {
         )));
     }
     // 2. The firmware, verified; the layout on this device; the card, built in memory.
-    let fw = load_firmware(&args.firmware, g)?;
+    let mut fw = load_firmware(&args.firmware, g)?;
+    let uefi = apply_uefi(&mut fw, &args.uefi, g)?;
     let layout = layout_for_device(&args.layout, &fw, &d)?;
     let plan = layout
         .plan(d.size)
@@ -155,6 +159,7 @@ fn run_device(args: &SdcardArgs, g: &Global) -> Result<()> {
     )
     .with_firmware(&fw);
     report.filesystem = Some(card.fat.clone());
+    report.uefi_settings = uefi;
     if opts.dry_run {
         g.progress.phase("dry run: nothing was written");
         if g.json {

@@ -1,6 +1,8 @@
 //! `pi-burn verify`: read a card or image back and compare it with the firmware.
 
-use super::{device_target, image_size, layout_for_device, load_firmware, sd_layout, Global};
+use super::{
+    apply_uefi, device_target, image_size, layout_for_device, load_firmware, sd_layout, Global,
+};
 use crate::cli::VerifyArgs;
 use crate::report::{Report, Target};
 use crate::target::ioctl;
@@ -9,7 +11,8 @@ use anyhow::{bail, Context, Result};
 use std::fs::File;
 
 pub fn run(args: &VerifyArgs, g: &Global) -> Result<()> {
-    let fw = load_firmware(&args.firmware, g)?;
+    let mut fw = load_firmware(&args.firmware, g)?;
+    let uefi = apply_uefi(&mut fw, &args.uefi, g)?;
     let (kind, path, size, layout, mut f) = match (&args.device, &args.image) {
         (Some(dev), _) => {
             let (_, r, d) = device_target(dev)?;
@@ -65,6 +68,7 @@ pub fn run(args: &VerifyArgs, g: &Global) -> Result<()> {
         )
         .with_firmware(&fw);
         report.mismatches = Some(mismatches.clone());
+        report.uefi_settings = uefi;
         report.print_json()?;
     } else {
         for m in &mismatches {

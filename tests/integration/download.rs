@@ -169,7 +169,7 @@ fn wrong_bytes_are_refused_and_nothing_is_cached() {
         &[
             "hash mismatch",
             &url,
-            "expected sha256-mQLMDxx7",
+            "expected sha256-RCDlL06z",
             "computed",
         ],
     );

@@ -8,3 +8,4 @@ mod nar;
 mod sdcard;
 mod server;
 mod ssd;
+mod uefi;

@@ -402,7 +402,7 @@ fn bad_inputs_are_refused_and_nothing_is_written() {
             vec![
                 "matches no pinned rpi4 release",
                 "computed sha256",
-                "sha256-mQLMDxx7",
+                "sha256-RCDlL06z",
             ],
         ),
         (
@@ -410,7 +410,7 @@ fn bad_inputs_are_refused_and_nothing_is_written() {
             1,
             vec![
                 "hash mismatch",
-                "expected sha256-mQLMDxx7",
+                "expected sha256-RCDlL06z",
                 "computed sha256-",
             ],
         ),

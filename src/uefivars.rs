@@ -1,0 +1,319 @@
+//! The UEFI variable store inside an edk2 firmware file (`RPI_EFI.fd`): found by its signatures,
+//! read, and changed the way edk2 itself changes it (the old record marked deleted, a new one
+//! appended), so the firmware boots with the settings a headless node needs.
+//!
+//! Layout: a firmware volume (header with `_FVH` and the NV-data file-system GUID) whose header is
+//! followed by a VARIABLE_STORE_HEADER (authenticated-variables GUID, format 0x5A, state 0xFE),
+//! then variables, each a 60-byte authenticated header, its UTF-16LE name with NUL, its data,
+//! the next header 4-byte aligned; free space is 0xFF.
+
+use anyhow::{bail, Context, Result};
+use uuid::Uuid;
+
+/// EFI_SYSTEM_NV_DATA_FV_GUID.
+pub const NV_DATA_FV: Uuid = uuid::uuid!("FFF12B8D-7696-4C8B-A985-2747075B4F50");
+/// gEfiAuthenticatedVariableGuid: the store format edk2 uses here.
+pub const AUTH_VARIABLES: Uuid = uuid::uuid!("AAF32C78-947B-439A-A180-2E144EC37792");
+/// gEfiVariableGuid: the older, unauthenticated format.
+pub const PLAIN_VARIABLES: Uuid = uuid::uuid!("DDCF3616-3275-4164-98B6-FE85707FFE7D");
+/// The Raspberry Pi firmware's own variables (gRaspberryPiTokenSpaceGuid).
+pub const RPI_VENDOR: Uuid = uuid::uuid!("CD7CC258-31DB-22E6-9F22-63B0B8EED6B5");
+
+const HDR: usize = 60;
+const START_ID: u16 = 0x55AA;
+pub const VAR_ADDED: u8 = 0x3F;
+const VAR_DELETED: u8 = 0xFD;
+const VAR_IN_DELETED_TRANSITION: u8 = 0xFE;
+/// NV | BS | RT.
+pub const ATTRS_NV_BS_RT: u32 = 0x7;
+
+fn guid_at(b: &[u8], o: usize) -> Uuid {
+    Uuid::from_bytes_le(b[o..o + 16].try_into().unwrap())
+}
+fn le16(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes([b[o], b[o + 1]])
+}
+fn le32(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+}
+fn le64(b: &[u8], o: usize) -> u64 {
+    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
+}
+
+/// Where the store is in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Store {
+    pub fv_offset: usize,
+    pub fv_length: usize,
+    /// The VARIABLE_STORE_HEADER.
+    pub store_offset: usize,
+    /// Bytes of the store, its header included.
+    pub store_size: usize,
+}
+
+impl Store {
+    fn vars_start(&self) -> usize {
+        self.store_offset + 28
+    }
+    fn end(&self) -> usize {
+        self.store_offset + self.store_size
+    }
+}
+
+/// One variable record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Var {
+    pub offset: usize,
+    pub state: u8,
+    pub attributes: u32,
+    pub name: String,
+    pub guid: Uuid,
+    pub data: Vec<u8>,
+    /// Neither deleted nor half-written.
+    pub live: bool,
+}
+
+/// Finds the variable store by its signatures; `origin` names the file in errors.
+pub fn find_store(fd: &[u8], origin: &str) -> Result<Store> {
+    let mut found_other = None;
+    let mut at = 0;
+    while let Some(i) = fd[at..].windows(4).position(|w| w == b"_FVH") {
+        let sig = at + i;
+        at = sig + 4;
+        let Some(base) = sig.checked_sub(0x28) else {
+            continue;
+        };
+        if base + 0x48 > fd.len() || guid_at(fd, base + 0x10) != NV_DATA_FV {
+            continue;
+        }
+        let fv_length = le64(fd, base + 0x20) as usize;
+        let hlen = le16(fd, base + 0x30) as usize;
+        if hlen < 0x38
+            || !hlen.is_multiple_of(2)
+            || base + hlen + 28 > fd.len()
+            || base + fv_length > fd.len()
+        {
+            bail!("{origin}: the variable firmware volume at 0x{base:x} is corrupt (header length {hlen}, length {fv_length})");
+        }
+        let sum = (0..hlen)
+            .step_by(2)
+            .fold(0u16, |s, o| s.wrapping_add(le16(fd, base + o)));
+        if sum != 0 {
+            bail!("{origin}: the variable firmware volume at 0x{base:x} fails its header checksum");
+        }
+        let vs = base + hlen;
+        let sig_guid = guid_at(fd, vs);
+        if sig_guid == PLAIN_VARIABLES {
+            found_other = Some(format!("{origin}: the variable store at 0x{vs:x} holds unauthenticated variables (gEfiVariableGuid), not the authenticated format this firmware uses"));
+            continue;
+        }
+        if sig_guid != AUTH_VARIABLES {
+            found_other = Some(format!(
+                "{origin}: the variable store at 0x{vs:x} has an unknown format ({sig_guid})"
+            ));
+            continue;
+        }
+        let size = le32(fd, vs + 16) as usize;
+        let (format, state) = (fd[vs + 20], fd[vs + 21]);
+        if format != 0x5A || state != 0xFE {
+            bail!("{origin}: the variable store at 0x{vs:x} is not formatted and healthy (format 0x{format:02x}, state 0x{state:02x})");
+        }
+        if size < 28 || vs + size > base + fv_length {
+            bail!("{origin}: the variable store at 0x{vs:x} claims {size} bytes, more than its volume holds");
+        }
+        return Ok(Store {
+            fv_offset: base,
+            fv_length,
+            store_offset: vs,
+            store_size: size,
+        });
+    }
+    match found_other {
+        Some(e) => bail!(e),
+        None => bail!("{origin} has no UEFI variable store (no firmware volume with the NV-data GUID): is it an edk2 RPI_EFI.fd?"),
+    }
+}
+
+/// Every record of the store, in order, and where free space begins.
+pub fn read_vars(fd: &[u8], s: &Store, origin: &str) -> Result<(Vec<Var>, usize)> {
+    let mut out = vec![];
+    let mut at = s.vars_start();
+    while at + HDR <= s.end() && le16(fd, at) == START_ID {
+        let state = fd[at + 2];
+        let attributes = le32(fd, at + 4);
+        let name_size = le32(fd, at + 36) as usize;
+        let data_size = le32(fd, at + 40) as usize;
+        let guid = guid_at(fd, at + 44);
+        let name_end = at + HDR + name_size;
+        let data_end = name_end
+            .checked_add(data_size)
+            .filter(|e| *e <= s.end())
+            .with_context(|| {
+                format!(
+                    "{origin}: the variable at 0x{at:x} runs past the end of the store (corrupt)"
+                )
+            })?;
+        if !name_size.is_multiple_of(2) || name_size < 2 {
+            bail!("{origin}: the variable at 0x{at:x} has a malformed name (corrupt)");
+        }
+        let units: Vec<u16> = fd[at + HDR..name_end]
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .take_while(|u| *u != 0)
+            .collect();
+        let name = String::from_utf16_lossy(&units);
+        out.push(Var {
+            offset: at,
+            state,
+            attributes,
+            name,
+            guid,
+            data: fd[name_end..data_end].to_vec(),
+            live: state == VAR_ADDED || state == VAR_ADDED & VAR_IN_DELETED_TRANSITION,
+        });
+        at = (data_end + 3) & !3;
+    }
+    // Past the last record the store must be free (0xFF).
+    if let Some(i) = fd[at.min(s.end())..s.end()].iter().position(|b| *b != 0xFF) {
+        bail!("{origin}: the variable store has data after its last record at 0x{:x} (corrupt, or a format pi-burn does not know)", at + i);
+    }
+    Ok((out, at))
+}
+
+/// What a `set` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    Unchanged,
+    Replaced,
+    Added,
+}
+
+/// Sets variable `name` of vendor `guid` to `data` with `attributes`, as edk2 would: an equal
+/// live record is left alone; otherwise the old record is marked deleted and a new one appended.
+pub fn set(
+    fd: &mut [u8],
+    s: &Store,
+    name: &str,
+    guid: Uuid,
+    attributes: u32,
+    data: &[u8],
+    origin: &str,
+) -> Result<Change> {
+    let (vars, free) = read_vars(fd, s, origin)?;
+    let live: Vec<&Var> = vars
+        .iter()
+        .filter(|v| v.live && v.name == name && v.guid == guid)
+        .collect();
+    if live.len() == 1 && live[0].data == data && live[0].attributes == attributes {
+        return Ok(Change::Unchanged);
+    }
+    let mut name16: Vec<u8> = name
+        .encode_utf16()
+        .chain([0])
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    let mut rec = vec![0u8; HDR];
+    rec[0..2].copy_from_slice(&START_ID.to_le_bytes());
+    rec[2] = VAR_ADDED;
+    rec[4..8].copy_from_slice(&attributes.to_le_bytes());
+    rec[36..40].copy_from_slice(&(name16.len() as u32).to_le_bytes());
+    rec[40..44].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    rec[44..60].copy_from_slice(&guid.to_bytes_le());
+    rec.append(&mut name16);
+    rec.extend_from_slice(data);
+    if free + rec.len() > s.end() {
+        bail!(
+            "{origin}: the variable store is full ({} bytes free, {} needed); boot the firmware once to let it reclaim space",
+            s.end() - free,
+            rec.len()
+        );
+    }
+    // edk2's order: the new record first, then the old one marked deleted.
+    fd[free..free + rec.len()].copy_from_slice(&rec);
+    for v in &live {
+        fd[v.offset + 2] &= VAR_DELETED;
+    }
+    Ok(if live.is_empty() {
+        Change::Added
+    } else {
+        Change::Replaced
+    })
+}
+
+/// A setting of the Raspberry Pi 4 firmware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// `RamLimitTo3GB`: 1 limits RAM to 3 GB (the default), 0 does not.
+    RamLimitTo3Gb(bool),
+    /// `SystemTableMode`: 0 ACPI (the default), 1 ACPI and Devicetree, 2 Devicetree.
+    SystemTableMode(u32),
+}
+
+impl Setting {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Setting::RamLimitTo3Gb(_) => "RamLimitTo3GB",
+            Setting::SystemTableMode(_) => "SystemTableMode",
+        }
+    }
+    pub fn value(&self) -> u32 {
+        match self {
+            Setting::RamLimitTo3Gb(on) => *on as u32,
+            Setting::SystemTableMode(m) => *m,
+        }
+    }
+    pub fn describe(&self) -> String {
+        match self {
+            Setting::RamLimitTo3Gb(on) => format!(
+                "RamLimitTo3GB = {} (limit RAM to 3 GB: {})",
+                *on as u32,
+                if *on { "on" } else { "off" }
+            ),
+            Setting::SystemTableMode(m) => format!(
+                "SystemTableMode = {m} ({})",
+                ["ACPI", "ACPI + Devicetree", "Devicetree"]
+                    .get(*m as usize)
+                    .copied()
+                    .unwrap_or("?")
+            ),
+        }
+    }
+}
+
+/// One applied setting, for reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Applied {
+    pub name: String,
+    pub guid: String,
+    pub value: u32,
+    pub change: Change,
+}
+
+/// Applies `settings` to a copy of `fd`. Nothing is changed unless every setting fits.
+pub fn apply(fd: &[u8], settings: &[Setting], origin: &str) -> Result<(Vec<u8>, Vec<Applied>)> {
+    let s = find_store(fd, origin)?;
+    let mut out = fd.to_vec();
+    let mut applied = vec![];
+    for st in settings {
+        let change = set(
+            &mut out,
+            &s,
+            st.name(),
+            RPI_VENDOR,
+            ATTRS_NV_BS_RT,
+            &st.value().to_le_bytes(),
+            origin,
+        )?;
+        applied.push(Applied {
+            name: st.name().into(),
+            guid: RPI_VENDOR.to_string().to_uppercase(),
+            value: st.value(),
+            change,
+        });
+    }
+    Ok((out, applied))
+}
+
+#[cfg(test)]
+pub mod tests;

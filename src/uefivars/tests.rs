@@ -1,0 +1,165 @@
+//! The variable store against synthetic RPI_EFI.fd files with the store at both known offsets.
+
+use super::*;
+
+/// A firmware file of `size` bytes with an NV firmware volume (0x20000 bytes, a 0x10000-byte
+/// authenticated store) at `fv_offset`, holding `vars` (name, state, data).
+pub fn synthetic_fd(size: usize, fv_offset: usize, vars: &[(&str, u8, &[u8])]) -> Vec<u8> {
+    let mut fd: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+    let fv = &mut fd[fv_offset..fv_offset + 0x20000];
+    fv.fill(0xFF);
+    fv[..0x10].fill(0);
+    fv[0x10..0x20].copy_from_slice(&NV_DATA_FV.to_bytes_le());
+    fv[0x20..0x28].copy_from_slice(&0x20000u64.to_le_bytes());
+    fv[0x28..0x2C].copy_from_slice(b"_FVH");
+    fv[0x2C..0x30].copy_from_slice(&0x0004_FEFFu32.to_le_bytes());
+    fv[0x30..0x32].copy_from_slice(&0x48u16.to_le_bytes());
+    fv[0x32..0x34].fill(0);
+    fv[0x34..0x36].fill(0);
+    fv[0x36] = 0;
+    fv[0x37] = 2;
+    fv[0x38..0x3C].copy_from_slice(&0x20u32.to_le_bytes());
+    fv[0x3C..0x40].copy_from_slice(&0x1000u32.to_le_bytes());
+    fv[0x40..0x48].fill(0);
+    let sum = (0..0x48).step_by(2).fold(0u16, |s, o| {
+        s.wrapping_add(u16::from_le_bytes([fv[o], fv[o + 1]]))
+    });
+    fv[0x32..0x34].copy_from_slice(&(0u16.wrapping_sub(sum)).to_le_bytes());
+    let vs = 0x48;
+    fv[vs..vs + 16].copy_from_slice(&AUTH_VARIABLES.to_bytes_le());
+    fv[vs + 16..vs + 20].copy_from_slice(&(0x10000u32 - 0x48).to_le_bytes());
+    fv[vs + 20] = 0x5A;
+    fv[vs + 21] = 0xFE;
+    fv[vs + 22..vs + 28].fill(0);
+    let mut at = vs + 28;
+    for (name, state, data) in vars {
+        let name16: Vec<u8> = name
+            .encode_utf16()
+            .chain([0])
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        let mut rec = vec![0u8; HDR];
+        rec[0..2].copy_from_slice(&START_ID.to_le_bytes());
+        rec[2] = *state;
+        rec[4..8].copy_from_slice(&ATTRS_NV_BS_RT.to_le_bytes());
+        rec[36..40].copy_from_slice(&(name16.len() as u32).to_le_bytes());
+        rec[40..44].copy_from_slice(&(data.len() as u32).to_le_bytes());
+        rec[44..60].copy_from_slice(&RPI_VENDOR.to_bytes_le());
+        rec.extend_from_slice(&name16);
+        rec.extend_from_slice(data);
+        fv[at..at + rec.len()].copy_from_slice(&rec);
+        at = (at + rec.len() + 3) & !3;
+    }
+    fd
+}
+
+fn live(fd: &[u8], name: &str) -> Vec<Var> {
+    let s = find_store(fd, "t").unwrap();
+    read_vars(fd, &s, "t")
+        .unwrap()
+        .0
+        .into_iter()
+        .filter(|v| v.live && v.name == name)
+        .collect()
+}
+
+#[test]
+fn finds_the_store_at_both_known_offsets() {
+    for (size, off) in [(0x1F0000, 0x1D0000), (0x3E0000, 0x3B0000)] {
+        let fd = synthetic_fd(
+            size,
+            off,
+            &[("RamLimitTo3GB", VAR_ADDED, &1u32.to_le_bytes())],
+        );
+        let s = find_store(&fd, "t").unwrap();
+        assert_eq!(s.fv_offset, off);
+        assert_eq!(s.store_offset, off + 0x48);
+        let v = live(&fd, "RamLimitTo3GB");
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].data, 1u32.to_le_bytes());
+        assert_eq!(v[0].guid, RPI_VENDOR);
+        assert_eq!(v[0].attributes, 7);
+    }
+}
+
+#[test]
+fn replaces_appends_and_is_idempotent() {
+    let fd = synthetic_fd(
+        0x3E0000,
+        0x3B0000,
+        &[
+            ("RamLimitTo3GB", VAR_ADDED, &1u32.to_le_bytes()),
+            ("Other", VAR_ADDED & VAR_DELETED, b"x"),
+        ],
+    );
+    let (fd2, applied) = apply(
+        &fd,
+        &[Setting::RamLimitTo3Gb(false), Setting::SystemTableMode(1)],
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        applied.iter().map(|a| a.change).collect::<Vec<_>>(),
+        [Change::Replaced, Change::Added]
+    );
+    let ram = live(&fd2, "RamLimitTo3GB");
+    assert_eq!(ram.len(), 1);
+    assert_eq!(ram[0].data, 0u32.to_le_bytes());
+    assert_eq!(live(&fd2, "SystemTableMode")[0].data, 1u32.to_le_bytes());
+    let s = find_store(&fd2, "t").unwrap();
+    let all = read_vars(&fd2, &s, "t").unwrap().0;
+    let old = all
+        .iter()
+        .find(|v| v.name == "RamLimitTo3GB" && !v.live)
+        .unwrap();
+    assert_eq!(old.state, 0x3D, "the old record is marked deleted");
+    // The same values again: nothing changes.
+    let (fd3, again) = apply(
+        &fd2,
+        &[Setting::RamLimitTo3Gb(false), Setting::SystemTableMode(1)],
+        "t",
+    )
+    .unwrap();
+    assert!(again.iter().all(|a| a.change == Change::Unchanged));
+    assert_eq!(fd3, fd2);
+    // Only the store changed.
+    assert_eq!(fd[..0x3B0000], fd2[..0x3B0000]);
+    assert_eq!(fd[0x3C0000..], fd2[0x3C0000..]);
+}
+
+#[test]
+fn missing_other_format_corrupt_and_full_stores_are_errors() {
+    let plain: Vec<u8> = vec![0u8; 0x10000];
+    assert!(find_store(&plain, "x.fd")
+        .unwrap_err()
+        .to_string()
+        .contains("no UEFI variable store"));
+
+    let mut other = synthetic_fd(0x40000, 0x10000, &[]);
+    other[0x10048..0x10058].copy_from_slice(&PLAIN_VARIABLES.to_bytes_le());
+    assert!(find_store(&other, "x.fd")
+        .unwrap_err()
+        .to_string()
+        .contains("unauthenticated"));
+
+    let mut bad = synthetic_fd(0x40000, 0x10000, &[]);
+    bad[0x10020] ^= 1;
+    assert!(find_store(&bad, "x.fd")
+        .unwrap_err()
+        .to_string()
+        .contains("checksum"));
+
+    let mut junk = synthetic_fd(0x40000, 0x10000, &[("A", VAR_ADDED, b"1234")]);
+    junk[0x10000 + 0x48 + 28 + 200] = 0;
+    let e = apply(&junk, &[Setting::SystemTableMode(2)], "x.fd")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("corrupt"), "{e}");
+
+    let big = vec![0xABu8; 0xFF00];
+    let full = synthetic_fd(0x40000, 0x10000, &[("Big", VAR_ADDED, &big)]);
+    let e = apply(&full, &[Setting::SystemTableMode(2)], "x.fd")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("full"), "{e}");
+}
