@@ -293,3 +293,34 @@ fn firmware_fetch_and_url_pinned_by_the_user() {
         .unwrap();
     assert_fails_with(&o, 1, &["refusing plain http://"]);
 }
+
+#[test]
+fn concurrent_runs_share_the_cache_without_corrupting_it() {
+    let t = TestDir::new();
+    let server = Server::start(vec![("/fw.zip", Route::Bytes(good_bytes()))]);
+    let m = t.manifest_with_url(&server.url("/fw.zip"));
+    let kids: Vec<_> = (0..3)
+        .map(|_| {
+            t.pi_burn()
+                .args(["firmware", "fetch", "--manifest"])
+                .arg(&m)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for k in kids {
+        let o = k.wait_with_output().unwrap();
+        assert_success(&o);
+    }
+    let blobs = t.cached_blobs();
+    assert_eq!(blobs.len(), 1, "{blobs:?}");
+    assert_eq!(
+        sha256_file(&blobs[0]),
+        sha256_file(&fixture_zip("rpi4", None))
+    );
+    // And the cached zip is whole: a build from it, offline, verifies.
+    let o = sdcard_from(&t, &m, "c.img", &["--offline"]);
+    assert_success(&o);
+}

@@ -10,11 +10,12 @@ const GIB: u64 = 1 << 30;
 /// What disko runs for each fixture node (gpt.nix: `sgdisk --align-end --new=N:0:+SIZE|-0
 /// --change-name=N:LABEL --typecode=N:TYPE`), written out by hand from the configs.
 fn disko_sgdisk_args(node: &str) -> Vec<String> {
-    let swap_label: String = {
+    let hashed = |label: &str| -> String {
         use sha2::Digest;
-        let h = sha2::Sha256::digest(b"disk-nvme_main-encrypted-swap-partition-with-a-long-name");
+        let h = sha2::Sha256::digest(label.as_bytes());
         h.iter().map(|b| format!("{b:02x}")).collect::<String>()[..36].to_string()
     };
+    let swap_label = hashed("disk-nvme_main-encrypted-swap-partition-with-a-long-name");
     let parts: Vec<(&str, String, &str)> = match node {
         "pi-alpha" | "pi-gamma" => vec![
             ("+1G", "disk-usb-ssd-BOOT".into(), "EF00"),
@@ -29,6 +30,22 @@ fn disko_sgdisk_args(node: &str) -> Vec<String> {
                 "-0",
                 "disk-nvme_main-root".into(),
                 "6A85CF4D-1DD2-11B2-99A6-080020736631",
+            ),
+        ],
+        "swap" => vec![
+            ("+1G", "disk-main-ESP".into(), "EF00"),
+            ("+20G", "disk-main-root".into(), "8300"),
+            ("-0", "disk-main-swap".into(), "8200"),
+        ],
+        // Priorities: boot and lvm 1000 (by name), recovery 5000, the "100%" root 9001.
+        "hashed" => vec![
+            ("+512M", "disk-usb-samsung-t7-shield-boot".into(), "EF00"),
+            ("+8G", "disk-usb-samsung-t7-shield-lvm".into(), "8E00"),
+            ("+2G", "disk-usb-samsung-t7-shield-recovery".into(), "8300"),
+            (
+                "-0",
+                hashed("disk-usb-samsung-t7-shield-encrypted-root-partition"),
+                "8300",
             ),
         ],
         _ => unreachable!(),
@@ -71,7 +88,7 @@ fn ssd(t: &TestDir, node: &str, extra: &[&str]) -> std::process::Output {
 
 #[test]
 fn the_built_in_evaluator_gives_the_expected_json_and_agrees_with_nix_instantiate() {
-    for node in ["pi-alpha", "multi"] {
+    for node in ["pi-alpha", "multi", "swap", "hashed"] {
         let path = PathBuf::from(FLAKE)
             .join("hosts")
             .join(node)
@@ -93,7 +110,7 @@ fn the_built_in_evaluator_gives_the_expected_json_and_agrees_with_nix_instantiat
     if !have_tool("nix-instantiate") {
         return;
     }
-    for node in ["pi-alpha", "multi", "needs-nix"] {
+    for node in ["pi-alpha", "multi", "swap", "hashed", "needs-nix"] {
         let dir = PathBuf::from(FLAKE).join("hosts").join(node);
         let nix =
             pi_burn::disko::eval_file(&dir.join("disk-config.nix"), pi_burn::disko::EvalMode::Nix)
@@ -147,7 +164,7 @@ fn the_table_equals_disko_s_sgdisk_commands_on_32g_500g_and_2t_disks() {
     if !(have_tool("sgdisk") && have_tool("sfdisk")) {
         return;
     }
-    for node in ["pi-alpha", "multi"] {
+    for node in ["pi-alpha", "multi", "swap", "hashed"] {
         for size in [32 * GIB, 500 * GIB, 2048 * GIB] {
             let t = TestDir::new();
             let ours = t.path("ours.img");
