@@ -1,0 +1,119 @@
+//! Targets: block devices, inspected and checked before anything is written to them.
+
+pub mod device;
+pub mod ioctl;
+pub mod sysfs;
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use sysfs::{DiskInfo, SysTree};
+
+/// A path the user named, resolved to a block device.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub given: PathBuf,
+    pub canonical: PathBuf,
+    pub dev: (u64, u64),
+}
+
+/// Resolves `path` (following by-id symlinks) to a block device; anything else is refused.
+pub fn resolve(path: &Path) -> Result<Resolved> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let canonical = std::fs::canonicalize(path)
+        .with_context(|| format!("{} does not exist", path.display()))?;
+    let meta = std::fs::metadata(&canonical)
+        .with_context(|| format!("reading {}", canonical.display()))?;
+    if !meta.file_type().is_block_device() {
+        bail!(
+            "{} is not a block device (write image files with --image PATH)",
+            path.display()
+        );
+    }
+    let rdev = meta.rdev();
+    Ok(Resolved {
+        given: path.to_path_buf(),
+        canonical,
+        dev: (ioctl::major(rdev), ioctl::minor(rdev)),
+    })
+}
+
+/// What the user allowed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Allow {
+    pub fixed_disk: bool,
+}
+
+/// Mount points that belong to the running system.
+const SYSTEM_MOUNTS: &[&str] = &[
+    "/",
+    "/boot",
+    "/boot/efi",
+    "/boot/firmware",
+    "/nix",
+    "/nix/store",
+    "/home",
+    "/usr",
+    "/var",
+];
+
+/// Everything that forbids writing to `disk`, one reason each. Empty: the disk may be written.
+pub fn blockers(t: &SysTree, disk: &DiskInfo, allow: Allow) -> Result<Vec<String>> {
+    let mounts = sysfs::mounts(t)?;
+    let swaps = sysfs::swaps(t)?;
+    let mut out = vec![];
+    let mut devs: Vec<(String, (u64, u64))> = vec![(disk.name.clone(), disk.dev)];
+    devs.extend(disk.partitions.iter().map(|p| (p.name.clone(), p.dev)));
+    // Holders count as the disk too: a root filesystem on LUKS or LVM on this disk.
+    for (what, holder) in &disk.holders {
+        out.push(format!(
+            "{what} is in use by {holder} (device-mapper, md, LUKS or ZFS)"
+        ));
+        if let Some(d) = sysfs::dev_of_name(t, holder) {
+            devs.push((holder.clone(), d));
+        }
+    }
+    for (name, dev) in &devs {
+        for m in mounts.iter().filter(|m| m.dev == *dev) {
+            if SYSTEM_MOUNTS.contains(&m.mountpoint.as_str()) {
+                out.push(format!(
+                    "{name} holds {} of the running system",
+                    m.mountpoint
+                ));
+            } else {
+                out.push(format!("{name} is mounted at {}", m.mountpoint));
+            }
+        }
+        if swaps.iter().any(|s| s == name) {
+            out.push(format!("{name} is in use as swap"));
+        }
+    }
+    if disk.read_only {
+        out.push(format!("{} is read-only", disk.name));
+    }
+    if disk.size == 0 {
+        out.push(format!("{} has no medium (size 0)", disk.name));
+    }
+    let portable = disk.removable || matches!(disk.transport.as_str(), "usb" | "mmc" | "loop");
+    if !portable && !allow.fixed_disk {
+        out.push(format!(
+            "{} is a fixed {} disk, not removable, USB or MMC (pass --allow-fixed-disk if you mean it)",
+            disk.name, disk.transport
+        ));
+    }
+    Ok(out)
+}
+
+/// Inspects the device behind `r`: a partition is refused, naming its disk.
+pub fn inspect_whole_disk(t: &SysTree, r: &Resolved) -> Result<DiskInfo> {
+    if let Some(parent) = sysfs::parent_disk(t, r.dev)? {
+        let name = sysfs::name_of(t, r.dev)?;
+        bail!(
+            "{} ({name}) is a partition of /dev/{parent}; give the whole disk, /dev/{parent}",
+            r.given.display()
+        );
+    }
+    sysfs::inspect(t, r.dev)
+}
+
+#[cfg(test)]
+mod tests;
