@@ -205,11 +205,22 @@ pub fn parse(text: &str, origin: &str) -> Result<Bmap> {
     })
 }
 
-/// Writes the sidecar of `image` atomically.
-pub fn write_sidecar(image: &Path, img: &SparseImage) -> Result<PathBuf> {
+/// Writes `img` as a sparse image file at `image` and its block map beside it; the map's
+/// hashes are computed on a second thread while the image is written.
+pub fn write_image_and_map(
+    image: &Path,
+    img: &SparseImage,
+    progress: &dyn crate::progress::Progress,
+) -> Result<(crate::writer::WriteStats, PathBuf)> {
+    let (stats, map) = std::thread::scope(|s| {
+        let map = s.spawn(|| from_image(img));
+        let stats = crate::writer::write_image_file(image, img, progress);
+        (stats, map.join().expect("block map thread"))
+    });
+    let stats = stats?;
     let path = sidecar(image);
-    crate::cache::write_atomic(&path, to_xml(&from_image(img)).as_bytes())?;
-    Ok(path)
+    crate::cache::write_atomic(&path, to_xml(&map).as_bytes())?;
+    Ok((stats, path))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::layout::{human, DiskPlan, SdLayout, TableKind};
 use crate::report::{Report, Target};
 use crate::target::{blockers, Allow};
 use crate::verify::Mismatch;
-use crate::writer::{check_image_path, write_image_file};
+use crate::writer::check_image_path;
 use anyhow::{bail, Result};
 
 fn warn_old_start4(fw: &Firmware, plan: &DiskPlan, g: &Global) {
@@ -69,8 +69,7 @@ fn run_image(args: &SdcardArgs, image: &std::path::Path, g: &Global) -> Result<(
         timestamp(&fw)?,
     )?;
     g.progress.phase("card built in memory");
-    let stats = write_image_file(image, &card.disk, g.progress.as_ref())?;
-    let bmap = crate::bmap::write_sidecar(image, &card.disk)?;
+    let (stats, bmap) = crate::bmap::write_image_and_map(image, &card.disk, g.progress.as_ref())?;
     g.progress
         .phase(&format!("image written, block map in {}", bmap.display()));
     let mut report = Report::new(

@@ -11,7 +11,7 @@ use crate::report::{Report, Target};
 use crate::target::sysfs::{self, SysTree};
 use crate::target::{blockers, inspect_whole_disk, resolve, Allow};
 use crate::verify::Mismatch;
-use crate::writer::{check_image_path, write_image_file};
+use crate::writer::check_image_path;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
@@ -135,8 +135,7 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
             g.progress.phase("dry run: nothing was written");
             return if g.json { report.print_json() } else { Ok(()) };
         }
-        let stats = write_image_file(image, &img, g.progress.as_ref())?;
-        let bmap = crate::bmap::write_sidecar(image, &img)?;
+        let (stats, bmap) = crate::bmap::write_image_and_map(image, &img, g.progress.as_ref())?;
         g.progress
             .phase(&format!("block map in {}", bmap.display()));
         report.bytes_written = Some(stats.bytes_written);
