@@ -257,26 +257,10 @@ pub fn obtain(
                 bail!("--firmware-url needs --sha256 HEX: a release outside the manifest must be pinned");
             };
             let blob = net.cache.blob_path(&sha);
-            if blob.is_file() {
-                let zip =
-                    std::fs::read(&blob).with_context(|| format!("reading {}", blob.display()))?;
-                match verify_zip(
-                    manifest,
-                    req,
-                    &zip,
-                    &blob.display().to_string(),
-                    None,
-                    Source::Cache,
-                ) {
-                    Ok(fw) => return Ok(fw),
-                    Err(e) => {
-                        progress.notice(&format!(
-                            "cached {} no longer verifies ({e:#}); fetching it again",
-                            blob.display()
-                        ));
-                        net.cache.evict(&sha);
-                    }
-                }
+            if let Some(fw) =
+                from_cache(manifest, req, blob.is_file().then_some(blob), net, progress)?
+            {
+                return Ok(fw);
             }
             if net.offline {
                 bail!("{url} (sha256 {sha}) is not in the cache at {} and --offline forbids fetching it", net.cache.root.display());
@@ -294,26 +278,9 @@ pub fn obtain(
                 ..req.clone()
             };
             let pins = release.pins()?;
-            if let Some(cached) = net.cache.lookup(&req.board, &release.version, pins.zip) {
-                let zip = std::fs::read(&cached)
-                    .with_context(|| format!("reading {}", cached.display()))?;
-                match verify_zip(
-                    manifest,
-                    &req,
-                    &zip,
-                    &cached.display().to_string(),
-                    None,
-                    Source::Cache,
-                ) {
-                    Ok(fw) => return Ok(fw),
-                    Err(e) => {
-                        progress.notice(&format!(
-                            "cached {} no longer verifies ({e:#}); fetching it again",
-                            cached.display()
-                        ));
-                        net.cache.evict(&Sha256Digest::of(&zip));
-                    }
-                }
+            let cached = net.cache.lookup(&req.board, &release.version, pins.zip);
+            if let Some(fw) = from_cache(manifest, &req, cached, net, progress)? {
+                return Ok(fw);
             }
             if net.offline {
                 bail!(
@@ -330,6 +297,37 @@ pub fn obtain(
                 net,
                 progress,
             )
+        }
+    }
+}
+
+/// A cached zip, verified again; one that no longer verifies is evicted (and `None` returned).
+fn from_cache(
+    manifest: &Manifest,
+    req: &Request,
+    cached: Option<std::path::PathBuf>,
+    net: &Online,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Option<Firmware>> {
+    use anyhow::Context;
+    let Some(path) = cached else { return Ok(None) };
+    let zip = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    match verify_zip(
+        manifest,
+        req,
+        &zip,
+        &path.display().to_string(),
+        None,
+        Source::Cache,
+    ) {
+        Ok(fw) => Ok(Some(fw)),
+        Err(e) => {
+            progress.notice(&format!(
+                "cached {} no longer verifies ({e:#}); fetching it again",
+                path.display()
+            ));
+            net.cache.evict(&Sha256Digest::of(&zip));
+            Ok(None)
         }
     }
 }
