@@ -160,14 +160,48 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
     for (t, r, d) in &targets {
         sinks.push(Box::new(DeviceSink::new(open_exclusive(t, r, d)?)?));
     }
-    // 4. One read of the image, every device in parallel.
+    // 4. One read of the image, every device in parallel; on a terminal, a bar per device.
+    use std::io::IsTerminal;
+    let bars = (!g.quiet && !g.json && std::io::stderr().is_terminal())
+        .then(indicatif::MultiProgress::new);
+    let mut meters: Vec<crate::flash::Meter> = vec![];
+    if let Some(mp) = &bars {
+        let total = plan
+            .ranges
+            .as_ref()
+            .map(|r| r.iter().map(|x| x.1).sum())
+            .or(plan.image_size)
+            .unwrap_or(0);
+        for (_, r, _) in &targets {
+            let b = mp.add(indicatif::ProgressBar::new(total));
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:20} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b.set_message(r.canonical.display().to_string());
+            meters.push(Box::new(move |n| b.inc(n)));
+        }
+    }
+    let silent = crate::progress::Silent { notices: !g.quiet };
+    let progress: &dyn crate::progress::Progress = if bars.is_some() {
+        &silent
+    } else {
+        g.progress.as_ref()
+    };
     let outcomes = flash(
         input,
         &plan,
         sinks,
         !a.device_opts.no_verify,
-        g.progress.as_ref(),
+        progress,
+        meters,
     )?;
+    if let Some(mp) = bars {
+        let _ = mp.clear();
+    }
     let failed: Vec<_> = outcomes.iter().filter(|o| !o.ok).collect();
     if g.json {
         println!(

@@ -339,7 +339,15 @@ fn produce(
 }
 
 /// One target's thread: wipe, data, flush, head and table last, flush, reread, read back.
-fn run_sink(mut sink: Box<dyn Sink>, rx: Receiver<Msg>, verify: bool) -> Outcome {
+/// Told how many more bytes a target has written (a progress bar per device).
+pub type Meter = Box<dyn Fn(u64) + Send>;
+
+fn run_sink(
+    mut sink: Box<dyn Sink>,
+    rx: Receiver<Msg>,
+    verify: bool,
+    meter: Option<Meter>,
+) -> Outcome {
     let mut out = Outcome {
         target: sink.name(),
         ..Default::default()
@@ -377,6 +385,9 @@ fn run_sink(mut sink: Box<dyn Sink>, rx: Receiver<Msg>, verify: bool) -> Outcome
                 sink.write_at(off, data)
                     .map_err(|e| anyhow::anyhow!("writing at byte {off}: {e}"))?;
                 out.bytes_written += data.len() as u64;
+                if let Some(m) = &meter {
+                    m(data.len() as u64);
+                }
                 if verify {
                     written.push((off, data.len() as u64, crc32fast::hash(data)));
                 }
@@ -458,14 +469,21 @@ fn run_sink(mut sink: Box<dyn Sink>, rx: Receiver<Msg>, verify: bool) -> Outcome
 }
 
 /// Flashes `input` per `plan` onto every sink. Sinks that cannot take the image (`misfit`) fail
-/// before anything is written to them; the others run in parallel.
+/// before anything is written to them; the others run in parallel. `meters`, when there is one
+/// per sink, hear of every write.
 pub fn flash(
     input: Input,
     plan: &Plan,
     sinks: Vec<Box<dyn Sink>>,
     verify: bool,
     progress: &dyn Progress,
+    meters: Vec<Meter>,
 ) -> Result<Vec<Outcome>> {
+    let mut meters: Vec<Option<Meter>> = if meters.len() == sinks.len() {
+        meters.into_iter().map(Some).collect()
+    } else {
+        sinks.iter().map(|_| None).collect()
+    };
     let mut reader = Reader { input, pos: 0 };
     // 1. The head, read before anything is written, to learn the table.
     let mut head = vec![0u8; HEAD as usize];
@@ -509,7 +527,13 @@ pub fn flash(
             // A stream's size: where its backup GPT ends.
             image_size.get_or_insert((g.alternate_lba + 1) * g.sector_size);
         }
-        for sink in pending_sinks.take().unwrap_or_default() {
+        for (i, sink) in pending_sinks
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let meter = meters[i].take();
             if let Some(why) = misfit(table, *image_size, sink.size(), sink.sector_size()) {
                 outcomes.push(Some(Outcome {
                     target: sink.name(),
@@ -522,7 +546,7 @@ pub fn flash(
             let (tx, rx) = sync_channel::<Msg>(4);
             handles.push((
                 outcomes.len(),
-                std::thread::spawn(move || run_sink(sink, rx, verify)),
+                std::thread::spawn(move || run_sink(sink, rx, verify, meter)),
             ));
             outcomes.push(None);
             state.txs.push(Some(tx));

@@ -113,6 +113,7 @@ fn a_bmap_flash_writes_exactly_the_mapped_ranges_and_verifies() {
         vec![sink],
         true,
         &Recorder::default(),
+        vec![],
     )
     .unwrap();
     assert!(out[0].ok, "{:?}", out[0]);
@@ -153,6 +154,7 @@ fn a_bigger_target_gets_its_backup_gpt_moved_to_its_end() {
         vec![sink],
         true,
         &Recorder::default(),
+        vec![],
     )
     .unwrap();
     assert!(out[0].ok && out[0].gpt_relocated, "{:?}", out[0]);
@@ -198,6 +200,7 @@ fn a_failing_target_stops_only_itself_and_a_too_small_one_is_untouched() {
         vec![good, small, failing],
         true,
         &Recorder::default(),
+        vec![],
     )
     .unwrap();
     assert!(out[0].ok, "{:?}", out[0]);
@@ -242,7 +245,15 @@ fn a_source_that_does_not_match_its_map_aborts_every_target() {
     bytes[10 * MIB as usize + 17] ^= 1;
     plan.image_size = Some(img.size());
     let (sink, data) = mem("a", 20 * MIB, 0x55);
-    let out = flash(stream(bytes), &plan, vec![sink], true, &Recorder::default()).unwrap();
+    let out = flash(
+        stream(bytes),
+        &plan,
+        vec![sink],
+        true,
+        &Recorder::default(),
+        vec![],
+    )
+    .unwrap();
     assert!(!out[0].ok);
     assert!(
         out[0]
