@@ -4,7 +4,6 @@ use anyhow::{bail, Context, Result};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::io::{self, Read};
 
 /// A SHA-256 digest.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,38 +79,6 @@ impl fmt::Debug for Sha256Digest {
     }
 }
 
-/// A reader that hashes everything read through it.
-pub struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: Sha256::new(),
-        }
-    }
-
-    /// Starts from a hasher that has already seen a prefix (a resumed download).
-    pub fn with_hasher(inner: R, hasher: Sha256) -> Self {
-        HashingReader { inner, hasher }
-    }
-
-    pub fn finish(self) -> (R, Sha256Digest) {
-        (self.inner, Sha256Digest::from_hasher(self.hasher))
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,14 +113,5 @@ mod tests {
         assert!(Sha256Digest::from_hex(&"g".repeat(64)).is_err());
         assert!(Sha256Digest::from_sri("md5-abc").is_err());
         assert!(Sha256Digest::from_sri("sha256-AAAA").is_err());
-    }
-
-    #[test]
-    fn hashing_reader_hashes_what_it_reads() {
-        let mut r = HashingReader::new(&b"hello world"[..]);
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).unwrap();
-        let (_, d) = r.finish();
-        assert_eq!(d, Sha256Digest::of(b"hello world"));
     }
 }

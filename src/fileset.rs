@@ -118,10 +118,6 @@ impl FileSet {
         self.files().map(|(_, d)| d.len() as u64).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Refuses two paths that FAT would treat as the same name (it compares case-insensitively).
     pub fn check_fat_collisions(&self) -> Result<()> {
         let mut seen: BTreeMap<String, &str> = BTreeMap::new();

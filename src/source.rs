@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -25,7 +25,6 @@ pub struct ImageSource {
     pub size: Option<u64>,
     /// The decompressed stream otherwise.
     pub stream: Option<Box<dyn Read + Send>>,
-    pub path: Option<PathBuf>,
 }
 
 fn detect(head: &[u8]) -> Kind {
@@ -143,7 +142,6 @@ pub fn open(path: &Path) -> Result<ImageSource> {
             file: None,
             size: None,
             stream: Some(decompress(kind, input)),
-            path: None,
         });
     }
     let name = path.display().to_string();
@@ -164,7 +162,6 @@ pub fn open(path: &Path) -> Result<ImageSource> {
             file: Some(f),
             size: Some(meta.len()),
             stream: None,
-            path: Some(path.into()),
         });
     }
     let f = File::open(path).with_context(|| format!("opening {name}"))?;
@@ -175,7 +172,6 @@ pub fn open(path: &Path) -> Result<ImageSource> {
         file: None,
         size: None,
         stream: Some(stream),
-        path: Some(path.into()),
     })
 }
 

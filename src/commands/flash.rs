@@ -93,7 +93,7 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
             }
             (
                 Input::File(f),
-                plan_of(b),
+                Plan::from_bmap(b),
                 format!(
                     "block map {} ({} mapped)",
                     p.display(),
@@ -103,7 +103,7 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
         }
         (Some((p, b)), _, _) => (
             Input::Stream(src.stream.expect("a stream")),
-            plan_of(b),
+            Plan::from_bmap(b),
             format!(
                 "block map {} ({} mapped, {} stream)",
                 p.display(),
@@ -166,12 +166,7 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
         .then(indicatif::MultiProgress::new);
     let mut meters: Vec<crate::flash::Meter> = vec![];
     if let Some(mp) = &bars {
-        let total = plan
-            .ranges
-            .as_ref()
-            .map(|r| r.iter().map(|x| x.1).sum())
-            .or(plan.image_size)
-            .unwrap_or(0);
+        let total = plan.bytes();
         for (_, r, _) in &targets {
             let b = mp.add(indicatif::ProgressBar::new(total));
             b.set_style(
@@ -240,19 +235,6 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn plan_of(b: &Bmap) -> Plan {
-    Plan {
-        image_size: Some(b.image_size),
-        ranges: Some(
-            b.byte_ranges()
-                .into_iter()
-                .zip(&b.ranges)
-                .map(|((o, l), r)| (o, l, r.sha256))
-                .collect(),
-        ),
-    }
 }
 
 fn kind_name(k: Kind) -> &'static str {

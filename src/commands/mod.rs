@@ -192,8 +192,8 @@ pub fn image_size(args: &LayoutArgs, layout: &SdLayout) -> Result<u64> {
     }
 }
 
-/// File timestamps: `SOURCE_DATE_EPOCH` when set, else the release date, else 1980-01-01.
-pub fn timestamp(fw: &Firmware) -> Result<Timestamp> {
+/// File timestamps: `SOURCE_DATE_EPOCH` when set, else `date` (a release's), else 1980-01-01.
+pub fn timestamp(date: Option<(u16, u8, u8)>) -> Result<Timestamp> {
     if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
         let secs: i64 = v
             .trim()
@@ -201,7 +201,7 @@ pub fn timestamp(fw: &Firmware) -> Result<Timestamp> {
             .with_context(|| format!("SOURCE_DATE_EPOCH='{v}' is not a number of seconds"))?;
         return Ok(Timestamp::from_unix(secs));
     }
-    Ok(match fw.date {
+    Ok(match date {
         Some((y, m, d)) => Timestamp::date(y, m, d),
         None => Timestamp::date(1980, 1, 1),
     })

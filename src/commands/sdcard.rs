@@ -5,7 +5,7 @@ use super::{
     Global,
 };
 use crate::burn::{burn, confirm, describe, Refused};
-use crate::card::build_sdcard;
+use crate::card::{build_sdcard, BuiltCard};
 use crate::cli::SdcardArgs;
 use crate::firmware::Firmware;
 use crate::layout::{human, DiskPlan, SdLayout, TableKind};
@@ -40,6 +40,30 @@ fn plan_line(plan: &DiskPlan, layout: &SdLayout, label: &str) -> String {
     )
 }
 
+/// The plan on a disk of `size` bytes and the card built in memory (nothing is written).
+fn build(
+    args: &SdcardArgs,
+    fw: &Firmware,
+    layout: &SdLayout,
+    size: u64,
+    g: &Global,
+) -> Result<(DiskPlan, BuiltCard)> {
+    let plan = layout.plan(size)?;
+    warn_old_start4(fw, &plan, g);
+    g.progress.phase(&format!(
+        "building {}",
+        plan_line(&plan, layout, &args.layout.label)
+    ));
+    let card = build_sdcard(
+        &plan,
+        &fw.files,
+        &args.layout.label,
+        &layout.seed,
+        timestamp(fw.date)?,
+    )?;
+    Ok((plan, card))
+}
+
 pub fn run(args: &SdcardArgs, g: &Global) -> Result<()> {
     match (&args.device, &args.image) {
         (Some(_), _) => run_device(args, g),
@@ -55,19 +79,7 @@ fn run_image(args: &SdcardArgs, image: &std::path::Path, g: &Global) -> Result<(
     let uefi = apply_uefi(&mut fw, &args.uefi, g)?;
     let layout = sd_layout(&args.layout, &fw)?;
     let size = image_size(&args.layout, &layout)?;
-    let plan = layout.plan(size)?;
-    warn_old_start4(&fw, &plan, g);
-    g.progress.phase(&format!(
-        "building {}",
-        plan_line(&plan, &layout, &args.layout.label)
-    ));
-    let card = build_sdcard(
-        &plan,
-        &fw.files,
-        &args.layout.label,
-        &layout.seed,
-        timestamp(&fw)?,
-    )?;
+    let (plan, card) = build(args, &fw, &layout, size, g)?;
     g.progress.phase("card built in memory");
     let (stats, bmap) = crate::bmap::write_image_and_map(image, &card.disk, g.progress.as_ref())?;
     g.progress
@@ -125,17 +137,8 @@ fn run_device(args: &SdcardArgs, g: &Global) -> Result<()> {
     let mut fw = load_firmware(&args.firmware, g)?;
     let uefi = apply_uefi(&mut fw, &args.uefi, g)?;
     let layout = layout_for_device(&args.layout, &fw, &d)?;
-    let plan = layout
-        .plan(d.size)
+    let (plan, card) = build(args, &fw, &layout, d.size, g)
         .map_err(|e| anyhow::anyhow!("{}: {e:#}", r.canonical.display()))?;
-    warn_old_start4(&fw, &plan, g);
-    let card = build_sdcard(
-        &plan,
-        &fw.files,
-        &args.layout.label,
-        &layout.seed,
-        timestamp(&fw)?,
-    )?;
     // 3. The plan, shown; the user's word.
     if !g.quiet || opts.dry_run {
         eprint!("{}", describe(&r, &d));

@@ -5,14 +5,13 @@ use crate::burn::{burn, confirm, describe, Refused};
 use crate::card::{build_ssd, PARTITION_WIPE};
 use crate::cli::SsdArgs;
 use crate::disko::{choose_disk, plan, ConfigSource};
-use crate::fat::Timestamp;
 use crate::layout::{gpt_type_code, human, parse_size, DiskPlan, PartType};
 use crate::report::{Report, Target};
 use crate::target::sysfs::{self, SysTree};
 use crate::target::{blockers, inspect_whole_disk, resolve, Allow};
 use crate::verify::Mismatch;
 use crate::writer::check_image_path;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::path::Path;
 
 fn table_text(plan: &DiskPlan) -> String {
@@ -86,14 +85,7 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
         .seed
         .clone()
         .unwrap_or_else(|| format!("{}/{}", a.node, disk.name));
-    let timestamp = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => Timestamp::from_unix(
-            v.trim()
-                .parse()
-                .with_context(|| format!("SOURCE_DATE_EPOCH='{v}' is not a number of seconds"))?,
-        ),
-        Err(_) => Timestamp::date(1980, 1, 1),
-    };
+    let timestamp = super::timestamp(None)?;
 
     if let Some(image) = &a.image {
         check_image_path(image)?;

@@ -209,6 +209,31 @@ pub struct Plan {
     pub ranges: Option<Vec<(u64, u64, Option<Sha256Digest>)>>,
 }
 
+impl Plan {
+    /// Exactly the ranges of a block map, each checked against its SHA-256.
+    pub fn from_bmap(b: &crate::bmap::Bmap) -> Self {
+        Plan {
+            image_size: Some(b.image_size),
+            ranges: Some(
+                b.byte_ranges()
+                    .into_iter()
+                    .zip(&b.ranges)
+                    .map(|((o, l), r)| (o, l, r.sha256))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Bytes to read: the ranges, or the whole image when its size is known (0 otherwise).
+    pub fn bytes(&self) -> u64 {
+        self.ranges
+            .as_ref()
+            .map(|r| r.iter().map(|x| x.1).sum())
+            .or(self.image_size)
+            .unwrap_or(0)
+    }
+}
+
 struct Chunk {
     off: u64,
     data: Vec<u8>,
@@ -490,12 +515,7 @@ pub fn flash(
     let mut head_mapped: Vec<(u64, u64)> = vec![];
     let mut head_done = false;
     let mut pending_err = None;
-    let total_bytes = plan
-        .ranges
-        .as_ref()
-        .map(|r| r.iter().map(|x| x.1).sum())
-        .or(plan.image_size)
-        .unwrap_or(0);
+    let total_bytes = plan.bytes();
     progress.start("reading image", total_bytes);
 
     // Everything below HEAD is collected first; the first chunk beyond it starts the writers.

@@ -86,17 +86,7 @@ fn whole(img: &SparseImage) -> Vec<u8> {
 }
 
 fn bmap_plan(img: &SparseImage) -> Plan {
-    let b = crate::bmap::from_image(img);
-    Plan {
-        image_size: Some(b.image_size),
-        ranges: Some(
-            b.byte_ranges()
-                .into_iter()
-                .zip(b.ranges.iter())
-                .map(|((o, l), r)| (o, l, r.sha256))
-                .collect(),
-        ),
-    }
+    Plan::from_bmap(&crate::bmap::from_image(img))
 }
 
 fn stream(bytes: Vec<u8>) -> Input {

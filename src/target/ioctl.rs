@@ -6,7 +6,6 @@ use std::os::fd::AsRawFd;
 
 // From <linux/fs.h>; the same numbers on x86_64 and aarch64.
 const BLKRRPART: libc::c_ulong = 0x125F; // _IO(0x12, 95)
-const BLKFLSBUF: libc::c_ulong = 0x1261; // _IO(0x12, 97)
 const BLKSSZGET: libc::c_ulong = 0x1268; // _IO(0x12, 104)
 const BLKGETSIZE64: libc::c_ulong = 0x8008_1272; // _IOR(0x12, 114, u64)
 
@@ -36,16 +35,6 @@ pub fn logical_sector_size(f: &File) -> io::Result<u64> {
 pub fn reread_partitions(f: &File) -> io::Result<()> {
     // SAFETY: BLKRRPART takes no argument.
     let r = unsafe { libc::ioctl(f.as_raw_fd(), BLKRRPART as _, 0) };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Drops the device's buffer cache, so later reads come from the device.
-pub fn flush_buffers(f: &File) -> io::Result<()> {
-    // SAFETY: BLKFLSBUF takes no argument.
-    let r = unsafe { libc::ioctl(f.as_raw_fd(), BLKFLSBUF as _, 0) };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }

@@ -310,9 +310,10 @@ pub fn swaps(t: &SysTree) -> Result<Vec<String>> {
         .filter_map(|l| l.split_whitespace().next())
         .filter(|p| p.starts_with("/dev/"))
         .map(|p| {
-            let path = Path::new(p);
-            fs::canonicalize(path)
-                .unwrap_or_else(|_| path.to_path_buf())
+            // Resolved inside this tree's /dev (symlinks such as /dev/mapper/x, /dev/disk/...).
+            let path = t.dev.join(p.trim_start_matches("/dev/"));
+            fs::canonicalize(&path)
+                .unwrap_or(path)
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default()

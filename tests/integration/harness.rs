@@ -85,6 +85,9 @@ pub fn fixture_zip(board: &str, variant: Option<&str>) -> PathBuf {
         if let Some(v) = variant {
             c.args(["--variant", v]);
         }
+        if c.get_program() == "python3" && !have_tool("python3") {
+            panic!("python3 is needed to generate the fixture firmware zip (fixtures/make-firmware-zip.py)");
+        }
         run_ok(&mut c);
     }
     path
