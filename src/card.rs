@@ -2,10 +2,11 @@
 
 use crate::fat::{build_fat32, FatInfo, FatSpec, Timestamp};
 use crate::fileset::FileSet;
-use crate::layout::{derive_u32, DiskPlan};
+use crate::layout::{derive_u32, DiskPlan, PartitionPlan};
 use crate::partition::write_table;
 use crate::sparse::SparseImage;
-use anyhow::Result;
+use crate::ssd::DiskoPart;
+use anyhow::{Context, Result};
 
 /// A card ready to be written: every extent it needs, and what its filesystem is.
 pub struct BuiltCard {
@@ -55,15 +56,43 @@ pub struct Formatted {
     pub fat: FatInfo,
 }
 
-/// The SSD in memory: every partition's ends wiped, FAT32 on the vfat partitions (unless
-/// `format` is false), the GPT.
+/// mkfs.fat (disko's mkfs.vfat without extraArgs) makes FAT32 from 512 MiB on; below it makes
+/// FAT16, which pi-burn does not write, so such partitions are left for disko to format.
+pub const FAT32_MIN: u64 = 512 << 20;
+
+/// Whether pi-burn formats a partition as disko would, or why it leaves it for disko.
+pub fn format_decision(p: &PartitionPlan, part: &DiskoPart, ss: u64) -> Option<Result<(), String>> {
+    let c = &part.content;
+    if c.kind.as_deref() != Some("filesystem") || c.format.as_deref() != Some("vfat") {
+        return None;
+    }
+    if !c.extra_args.is_empty() {
+        return Some(Err(format!(
+            "partition {} ({}) left unformatted: disko formats it with mkfs.vfat {}",
+            p.number,
+            p.name,
+            c.extra_args.join(" ")
+        )));
+    }
+    if p.sectors() * ss < FAT32_MIN {
+        return Some(Err(format!(
+            "partition {} ({}) left unformatted: below 512 MiB mkfs.vfat makes FAT16, which disko will do",
+            p.number, p.name
+        )));
+    }
+    Some(Ok(()))
+}
+
+/// The SSD in memory: every partition's ends wiped, FAT32 on the vfat partitions that disko's
+/// mkfs.vfat would make FAT32 (unless `format` is false), the GPT. Also returns why any vfat
+/// partition was left for disko.
 pub fn build_ssd(
     plan: &DiskPlan,
-    disk: &crate::disko::DiskoDisk,
+    disk: &crate::ssd::DiskoDisk,
     format: bool,
     seed: &str,
     timestamp: Timestamp,
-) -> Result<(SparseImage, Vec<Formatted>)> {
+) -> Result<(SparseImage, Vec<Formatted>, Vec<String>)> {
     let mut img = SparseImage::new(plan.size);
     let ss = plan.sector_size;
     for p in &plan.partitions {
@@ -74,34 +103,37 @@ pub fn build_ssd(
         img.zero_range(start + len - w, w)?;
     }
     let mut formatted = vec![];
+    let mut left = vec![];
     if format {
         for (p, d) in plan.partitions.iter().zip(&disk.partitions) {
-            if d.content_type.as_deref() == Some("filesystem")
-                && d.format.as_deref() == Some("vfat")
-            {
-                let spec = FatSpec {
-                    label: None,
-                    volume_id: derive_u32(seed, &format!("fat-volume-id-{}", p.name)),
-                    timestamp,
-                    sector_size: ss,
-                    hidden_sectors: p.first_lba,
-                };
-                let fat = build_fat32(
-                    &mut img,
-                    p.first_lba * ss,
-                    p.sectors() * ss,
-                    &FileSet::new(),
-                    &spec,
-                )
-                .map_err(|e| anyhow::anyhow!("partition {} ({}): {e:#}", p.number, p.name))?;
-                formatted.push(Formatted {
-                    partition: p.number,
-                    label: p.name.clone(),
-                    fat,
-                });
+            match format_decision(p, d, ss) {
+                None => {}
+                Some(Err(why)) => left.push(why),
+                Some(Ok(())) => {
+                    let spec = FatSpec {
+                        label: None,
+                        volume_id: derive_u32(seed, &format!("fat-volume-id-{}", p.name)),
+                        timestamp,
+                        sector_size: ss,
+                        hidden_sectors: p.first_lba,
+                    };
+                    let fat = build_fat32(
+                        &mut img,
+                        p.first_lba * ss,
+                        p.sectors() * ss,
+                        &FileSet::new(),
+                        &spec,
+                    )
+                    .with_context(|| format!("partition {} ({})", p.number, p.name))?;
+                    formatted.push(Formatted {
+                        partition: p.number,
+                        label: p.name.clone(),
+                        fat,
+                    });
+                }
             }
         }
     }
     write_table(plan, &mut img)?;
-    Ok((img, formatted))
+    Ok((img, formatted, left))
 }

@@ -120,19 +120,31 @@ pub struct DiskoArgs {
     /// The flake (or any directory) holding hosts/NODE/disk-config.nix.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub flake: PathBuf,
-    /// How to evaluate disk-config.nix: auto (built-in, then nix-instantiate if it must),
-    /// builtin (the literal subset disko configs use), nix (nix-instantiate).
+    /// How to evaluate the node's disko config: auto (built-in when the file is within its
+    /// subset, else the flake, else nix-instantiate), builtin (the literal subset), flake
+    /// (nix eval of nixosConfigurations.NODE.config.disko.devices: exact), nix (nix-instantiate
+    /// on the single file).
     #[arg(long, value_enum, default_value = "auto")]
     pub eval: Eval,
     /// Read the JSON of `disko.devices` from this file instead.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "builtin_layout")]
     pub disko_json: Option<PathBuf>,
+    /// Use the cluster's documented layout instead of a config file: `default` (BOOT 1G EF00,
+    /// zfs 100%; the SD card's FIRMWARE 512M EF00).
+    #[arg(long = "layout", value_name = "NAME", value_enum)]
+    pub builtin_layout: Option<BuiltinLayout>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BuiltinLayout {
+    Default,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Eval {
     Auto,
     Builtin,
+    Flake,
     Nix,
 }
 

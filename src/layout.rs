@@ -199,6 +199,17 @@ pub struct PartitionPlan {
     pub name: String,
     /// GPT partition GUID (nil under MBR).
     pub guid: Uuid,
+    /// GPT attribute bits (0 under MBR).
+    pub attributes: u64,
+}
+
+/// An entry of a hybrid MBR (sgdisk -h): written over the protective MBR of a GPT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MbrEntry {
+    pub bootable: bool,
+    pub mbr_type: u8,
+    pub first_lba: u32,
+    pub sectors: u32,
 }
 
 impl PartitionPlan {
@@ -218,6 +229,8 @@ pub struct DiskPlan {
     /// MBR disk identifier (0 under GPT).
     pub mbr_id: u32,
     pub partitions: Vec<PartitionPlan>,
+    /// Under GPT: the hybrid MBR's entries in table order, instead of the protective MBR.
+    pub hybrid_mbr: Option<Vec<MbrEntry>>,
 }
 
 impl DiskPlan {
@@ -245,8 +258,11 @@ impl DiskPlan {
     /// Checks the plan for overlaps and bounds; `what` names the disk in errors.
     pub fn check(&self, what: &str) -> Result<()> {
         let (lo, hi) = self.usable();
+        // Numbers need not follow positions (sgdisk fills the largest free block first).
+        let mut by_start: Vec<&PartitionPlan> = self.partitions.iter().collect();
+        by_start.sort_by_key(|p| p.first_lba);
         let mut prev_end = 0u64;
-        for p in &self.partitions {
+        for p in by_start {
             if p.first_lba < lo || p.last_lba > hi || p.first_lba > p.last_lba {
                 bail!(
                     "{what}: partition {} (sectors {}-{}) does not fit a {} disk ({} sectors of {} bytes, usable {lo}-{hi})",
@@ -254,7 +270,7 @@ impl DiskPlan {
                 );
             }
             if p.first_lba <= prev_end && prev_end != 0 {
-                bail!("{what}: partition {} overlaps the one before it", p.number);
+                bail!("{what}: partition {} overlaps another one", p.number);
             }
             prev_end = p.last_lba;
             if p.name.encode_utf16().count() > 36 {
@@ -328,6 +344,7 @@ impl SdLayout {
                 TableKind::Gpt => derive_uuid(&self.seed, "partition-1"),
                 TableKind::Mbr => Uuid::nil(),
             },
+            attributes: 0,
         };
         let plan = DiskPlan {
             sector_size: ss,
@@ -342,6 +359,7 @@ impl SdLayout {
                 TableKind::Mbr => derive_u32(&self.seed, "mbr-id"),
             },
             partitions: vec![part],
+            hybrid_mbr: None,
         };
         let needed = self.default_image_size();
         if disk_size < needed {

@@ -1,7 +1,7 @@
 //! Partition tables: a protective MBR + GPT (through the `gpt` crate) or a plain MBR, written
 //! from a [`DiskPlan`], and read back from any disk for verification.
 
-use crate::layout::{DiskPlan, PartType, PartitionPlan, TableKind};
+use crate::layout::{DiskPlan, MbrEntry, PartType, PartitionPlan, TableKind};
 use anyhow::{bail, Context, Result};
 use gpt::disk::LogicalBlockSize;
 use gpt::partition_types::{OperatingSystem, Type};
@@ -48,7 +48,7 @@ fn write_gpt<D: Read + Write + Seek + std::fmt::Debug>(
                 part_guid: p.guid,
                 first_lba: p.first_lba,
                 last_lba: p.last_lba,
-                flags: 0,
+                flags: p.attributes,
                 name: p.name.clone(),
             },
         );
@@ -64,8 +64,37 @@ fn write_gpt<D: Read + Write + Seek + std::fmt::Debug>(
     gdisk.write().context("writing the GPT")?;
     let protective_len = (plan.total_sectors() - 1).min(u32::MAX as u64) as u32;
     gpt::mbr::ProtectiveMBR::with_lb_size(protective_len)
-        .overwrite_lba0(disk)
+        .overwrite_lba0(&mut *disk)
         .context("writing the protective MBR")?;
+    if let Some(entries) = &plan.hybrid_mbr {
+        write_hybrid(entries, disk)?;
+    }
+    Ok(())
+}
+
+/// Replaces the protective MBR's partition entries by a hybrid MBR's, as `sgdisk -h` and
+/// `sfdisk --part-type/--activate` leave them (everything else in sector 0 stays).
+fn write_hybrid<D: Read + Write + Seek>(entries: &[MbrEntry], disk: &mut D) -> Result<()> {
+    if entries.len() > 4 {
+        bail!(
+            "a hybrid MBR holds at most 4 entries, not {}",
+            entries.len()
+        );
+    }
+    let mut sector = read_at(disk, 0, 512).context("reading the protective MBR")?;
+    sector[446..510].fill(0);
+    for (i, e) in entries.iter().enumerate() {
+        let last = e.first_lba as u64 + e.sectors as u64 - 1;
+        let b = &mut sector[446 + 16 * i..446 + 16 * (i + 1)];
+        b[0] = if e.bootable { 0x80 } else { 0 };
+        b[1..4].copy_from_slice(&chs(e.first_lba as u64));
+        b[4] = e.mbr_type;
+        b[5..8].copy_from_slice(&chs(last));
+        b[8..12].copy_from_slice(&e.first_lba.to_le_bytes());
+        b[12..16].copy_from_slice(&e.sectors.to_le_bytes());
+    }
+    disk.seek(SeekFrom::Start(0))?;
+    disk.write_all(&sector).context("writing the hybrid MBR")?;
     Ok(())
 }
 
@@ -188,6 +217,7 @@ pub fn read_table<R: Read + Seek + std::fmt::Debug>(
                     part_type: PartType::Gpt(p.part_type_guid.guid),
                     name: p.name.clone(),
                     guid: p.part_guid,
+                    attributes: p.flags,
                 });
             }
             return Ok(FoundTable {
@@ -215,6 +245,7 @@ pub fn read_table<R: Read + Seek + std::fmt::Debug>(
             part_type: PartType::Mbr(e[4]),
             name: String::new(),
             guid: Uuid::nil(),
+            attributes: 0,
         });
     }
     Ok(FoundTable {

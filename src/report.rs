@@ -44,6 +44,9 @@ pub struct PartitionReport {
     pub part_type: String,
     pub name: String,
     pub guid: Option<String>,
+    /// GPT attribute bits, as hex (absent when 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -76,6 +79,7 @@ impl Report {
                 .partitions
                 .iter()
                 .map(|p| PartitionReport {
+                    attributes: (p.attributes != 0).then(|| format!("0x{:016x}", p.attributes)),
                     number: p.number,
                     start_lba: p.first_lba,
                     end_lba: p.last_lba,

@@ -11,13 +11,13 @@ pub mod verify;
 use crate::cache::Cache;
 use crate::cli::{DiskoArgs, Eval, FirmwareArgs, LayoutArgs, Table};
 use crate::digest::Sha256Digest;
-use crate::disko::{choose_disk, EvalMode};
 use crate::fat::Timestamp;
 use crate::fetch::FetchOptions;
 use crate::firmware::{obtain, Firmware, Online, Origin, Request};
 use crate::layout::{gpt_type, parse_size, SdLayout, TableKind};
 use crate::manifest::Manifest;
 use crate::progress::Progress;
+use crate::ssd::{choose_disk, EvalMode};
 use crate::target::sysfs::{DiskInfo, SysTree};
 use crate::target::{inspect_whole_disk, resolve, Resolved};
 use anyhow::{bail, Context, Result};
@@ -128,11 +128,36 @@ pub fn sd_layout(args: &LayoutArgs, fw: &Firmware) -> Result<SdLayout> {
     let (name, size, ptype) = match &args.node {
         Some(node) => {
             let cfg = load_disko(node, &args.config)?;
-            let disk = choose_disk(&cfg.devices, None, true)?;
-            let p = disk.partitions.first().with_context(|| {
-                format!("disk '{}' of {node}'s config has no partition", disk.name)
-            })?;
-            let Some(size) = p.end.strip_prefix('+') else {
+            let disk = choose_disk(&cfg.devices, None, true, &cfg.source.describe())?;
+            let [p] = disk.partitions.as_slice() else {
+                bail!(
+                    "disk '{}' of {node}'s config has {} partitions; the firmware card has exactly one",
+                    disk.attr,
+                    disk.partitions.len()
+                );
+            };
+            // The card's layout is one partition at 1 MiB: exactly what disko's sgdisk makes
+            // of `start = "0"`, `end = "+SIZE"`, and nothing else set.
+            let unsupported = [
+                (p.start != "0", "start"),
+                (p.alignment != 0, "alignment"),
+                (p.attributes != 0, "attributes"),
+                (p.hybrid.is_some(), "hybrid"),
+                (p.uuid.is_some(), "uuid"),
+            ];
+            if let Some((_, opt)) = unsupported.iter().find(|(set, _)| *set) {
+                bail!(
+                    "the SD card partition '{}' of {node}'s config sets '{opt}', which pi-burn's firmware card layout does not reproduce",
+                    crate::ssd::model::short(&p.attr)
+                );
+            }
+            // A bare number is sectors to sgdisk but bytes to --partition-size: a unit is needed.
+            let Some(size) = p.end.strip_prefix('+').filter(|s| {
+                let digits = s.trim_end_matches(['K', 'M', 'G', 'T']);
+                !digits.is_empty()
+                    && s.len() == digits.len() + 1
+                    && digits.chars().all(|c| c.is_ascii_digit())
+            }) else {
                 bail!(
                     "the SD card partition '{}' of {node}'s config has no fixed size (end '{}')",
                     p.label,
@@ -175,13 +200,20 @@ pub fn sd_layout(args: &LayoutArgs, fw: &Firmware) -> Result<SdLayout> {
 }
 
 /// A node's disko config, as the options say to read it.
-pub fn load_disko(node: &str, a: &DiskoArgs) -> Result<crate::disko::NodeConfig> {
+pub fn load_disko(node: &str, a: &DiskoArgs) -> Result<crate::ssd::NodeConfig> {
     let mode = match a.eval {
         Eval::Auto => EvalMode::Auto,
         Eval::Builtin => EvalMode::Builtin,
+        Eval::Flake => EvalMode::Flake,
         Eval::Nix => EvalMode::Nix,
     };
-    crate::disko::load(&a.flake, node, mode, a.disko_json.as_deref())
+    crate::ssd::load(
+        &a.flake,
+        node,
+        mode,
+        a.disko_json.as_deref(),
+        a.builtin_layout.is_some(),
+    )
 }
 
 /// The image size the arguments ask for, or the layout's default.

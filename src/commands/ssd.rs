@@ -4,15 +4,40 @@ use super::{load_disko, usage, Global};
 use crate::burn::{burn, confirm, describe, Refused};
 use crate::card::{build_ssd, PARTITION_WIPE};
 use crate::cli::SsdArgs;
-use crate::disko::{choose_disk, plan, ConfigSource};
 use crate::layout::{gpt_type_code, human, parse_size, DiskPlan, PartType};
 use crate::report::{Report, Target};
+use crate::ssd::{choose_disk, plan, ConfigSource, DiskoDisk};
 use crate::target::sysfs::{self, SysTree};
 use crate::target::{blockers, inspect_whole_disk, resolve, Allow};
 use crate::verify::Mismatch;
 use crate::writer::check_image_path;
 use anyhow::{bail, Result};
 use std::path::Path;
+
+fn hybrid_text(plan: &DiskPlan, disk: &DiskoDisk) -> String {
+    let Some(entries) = &plan.hybrid_mbr else {
+        return String::new();
+    };
+    let mut s = format!(
+        "  hybrid MBR ({}):\n",
+        if disk.efi_gpt_partition_first {
+            "0xEE entry first"
+        } else {
+            "0xEE entry last"
+        }
+    );
+    for (i, e) in entries.iter().enumerate() {
+        s.push_str(&format!(
+            "{:>3} {:>13} {:>13}  0x{:02x}{}\n",
+            i + 1,
+            e.first_lba,
+            e.first_lba as u64 + e.sectors as u64 - 1,
+            e.mbr_type,
+            if e.bootable { "  bootable" } else { "" }
+        ));
+    }
+    s
+}
 
 fn table_text(plan: &DiskPlan) -> String {
     let mut s = String::from("  #  start sector    end sector        size  type  name\n");
@@ -29,7 +54,11 @@ fn table_text(plan: &DiskPlan) -> String {
             p.first_lba,
             p.last_lba,
             human(p.sectors() * plan.sector_size),
-            p.name
+            if p.attributes != 0 {
+                format!("{}  attributes 0x{:016x}", p.name, p.attributes)
+            } else {
+                p.name.clone()
+            }
         ));
     }
     s
@@ -74,13 +103,17 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
     let cfg = load_disko(&a.node, &a.config)?;
     match &cfg.source {
         ConfigSource::BuiltinDefault => g.progress.notice(&format!(
-            "notice: {} has no {}: using the cluster's documented layout (BOOT 1G EF00 vfat /boot; zfs 100% for pool rpool)",
+            "notice: --layout default: {} gets the cluster's documented layout (BOOT 1G EF00 vfat /boot; zfs 100% for pool rpool), not a config file",
             a.node,
-            a.config.flake.join("hosts").join(&a.node).join("disk-config.nix").display()
         )),
-        ConfigSource::File(p) | ConfigSource::Json(p) => g.progress.phase(&format!("read {}", p.display())),
+        s => g.progress.phase(&format!("read {}", s.describe())),
     }
-    let disk = choose_disk(&cfg.devices, a.disk.as_deref(), false)?;
+    let disk = choose_disk(
+        &cfg.devices,
+        a.disk.as_deref(),
+        false,
+        &cfg.source.describe(),
+    )?;
     let seed = a
         .seed
         .clone()
@@ -112,8 +145,12 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
                 human(size),
                 table_text(&plan)
             );
+            eprint!("{}", hybrid_text(&plan, &disk));
         }
-        let (img, formatted) = build_ssd(&plan, &disk, !a.no_format, &seed, timestamp)?;
+        let (img, formatted, left) = build_ssd(&plan, &disk, !a.no_format, &seed, timestamp)?;
+        for l in &left {
+            g.progress.notice(&format!("notice: {l}"));
+        }
         let mut report = Report::new(
             Target {
                 kind: "image",
@@ -131,7 +168,14 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
         g.progress
             .phase(&format!("block map in {}", bmap.display()));
         report.bytes_written = Some(stats.bytes_written);
-        finish(a, g, &report, &image.display().to_string())
+        finish(
+            a,
+            g,
+            &report,
+            &image.display().to_string(),
+            &cfg.source,
+            &disk,
+        )
     } else {
         let t = SysTree::system();
         let dev_path = match (&a.device, &disk.device) {
@@ -178,7 +222,10 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
         }
         let plan = plan(&disk, d.size, d.logical_sector_size, &seed)
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", r.canonical.display()))?;
-        let (img, formatted) = build_ssd(&plan, &disk, !a.no_format, &seed, timestamp)?;
+        let (img, formatted, left) = build_ssd(&plan, &disk, !a.no_format, &seed, timestamp)?;
+        for l in &left {
+            g.progress.notice(&format!("notice: {l}"));
+        }
         if !g.quiet || a.device_opts.dry_run {
             eprint!("{}", describe(&r, &d));
             eprint!(
@@ -200,6 +247,7 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
                 },
                 table_text(&plan)
             );
+            eprint!("{}", hybrid_text(&plan, &disk));
         }
         let mut report = Report::new(
             Target {
@@ -231,17 +279,44 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
             }
             return Err(Mismatch(stats.mismatches).into());
         }
-        finish(a, g, &report, &r.canonical.display().to_string())
+        finish(
+            a,
+            g,
+            &report,
+            &r.canonical.display().to_string(),
+            &cfg.source,
+            &disk,
+        )
     }
 }
 
-fn finish(a: &SsdArgs, g: &Global, report: &Report, target: &str) -> Result<()> {
+/// What the success line may claim: the table is disko's only when every rule pi-burn applied
+/// is one disko's own script follows.
+fn provenance(source: &ConfigSource, disk: &DiskoDisk) -> String {
+    let from = source.describe();
+    let hybrid = disk.partitions.iter().any(|p| p.hybrid.is_some());
+    if hybrid && disk.efi_gpt_partition_first {
+        format!("as disko's options describe them (from {from}); the hybrid MBR with the 0xEE entry first is what efiGptPartitionFirst means, not what disko's own script does (it fails there, see README)")
+    } else {
+        format!("as disko's gpt.nix and sgdisk make them (from {from})")
+    }
+}
+
+fn finish(
+    a: &SsdArgs,
+    g: &Global,
+    report: &Report,
+    target: &str,
+    source: &ConfigSource,
+    disk: &DiskoDisk,
+) -> Result<()> {
     if g.json {
         report.print_json()?;
     } else if !g.quiet {
         println!(
-            "{target}: {} partitions written as disko names them: {}",
+            "{target}: {} partitions written {}: {}",
             report.partitions.len(),
+            provenance(source, disk),
             report
                 .partitions
                 .iter()

@@ -1,6 +1,7 @@
 //! pi-burn's integration tests: one binary, a module per area.
 
 mod device;
+mod disko;
 mod download;
 mod flash;
 mod harness;

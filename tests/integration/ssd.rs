@@ -79,7 +79,8 @@ fn partitions(disk: &Path) -> Vec<(u64, u64, String, String)> {
 
 fn ssd(t: &TestDir, node: &str, extra: &[&str]) -> std::process::Output {
     t.pi_burn()
-        .args(["ssd", "--node", node, "--flake", FLAKE])
+        .args(["ssd", "--node", node, "--flake"])
+        .arg(crate::disko::flake_copy())
         .args(extra)
         .stdin(std::process::Stdio::null())
         .output()
@@ -93,7 +94,8 @@ fn the_built_in_evaluator_gives_the_expected_json_and_agrees_with_nix_instantiat
             .join("hosts")
             .join(node)
             .join("disk-config.nix");
-        let ours = pi_burn::nixeval::eval(&std::fs::read_to_string(&path).unwrap(), "t").unwrap();
+        let ours =
+            pi_burn::ssd::nixeval::eval(&std::fs::read_to_string(&path).unwrap(), "t").unwrap();
         let expected: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(format!(
                 "{}/fixtures/eval/{node}.json",
@@ -112,9 +114,11 @@ fn the_built_in_evaluator_gives_the_expected_json_and_agrees_with_nix_instantiat
     }
     for node in ["pi-alpha", "multi", "swap", "hashed", "needs-nix"] {
         let dir = PathBuf::from(FLAKE).join("hosts").join(node);
-        let nix =
-            pi_burn::disko::eval_file(&dir.join("disk-config.nix"), pi_burn::disko::EvalMode::Nix)
-                .unwrap();
+        let nix = pi_burn::ssd::config::eval_file(
+            &dir.join("disk-config.nix"),
+            pi_burn::ssd::EvalMode::Nix,
+        )
+        .unwrap();
         let expected: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(format!(
                 "{}/fixtures/eval/{node}.json",
@@ -128,9 +132,9 @@ fn the_built_in_evaluator_gives_the_expected_json_and_agrees_with_nix_instantiat
             "{node}: nix-instantiate differs from fixtures/eval/{node}.json"
         );
         if node != "needs-nix" {
-            let ours = pi_burn::disko::eval_file(
+            let ours = pi_burn::ssd::config::eval_file(
                 &dir.join("disk-config.nix"),
-                pi_burn::disko::EvalMode::Builtin,
+                pi_burn::ssd::EvalMode::Builtin,
             )
             .unwrap();
             assert_eq!(
@@ -331,7 +335,7 @@ fn stale_zfs_luks_and_ext4_signatures_are_wiped() {
 fn refusals_and_dry_run() {
     let t = TestDir::new();
     let o = ssd(&t, "pi-delta", &["--image", "x.img", "--size", "32G"]);
-    assert_fails_with(&o, 1, &["unknown node 'pi-delta'"]);
+    assert_fails_with(&o, 1, &["there is no", "pi-delta", "the nodes of"]);
     let o = ssd(&t, "pi-alpha", &[]);
     assert_fails_with(
         &o,
@@ -356,11 +360,19 @@ fn refusals_and_dry_run() {
     let o = ssd(
         &t,
         "pi-beta",
-        &["--image", "x.img", "--size", "32G", "--dry-run"],
+        &[
+            "--image",
+            "x.img",
+            "--size",
+            "32G",
+            "--dry-run",
+            "--layout",
+            "default",
+        ],
     );
     assert_success(&o);
     assert!(
-        stderr(&o).contains("using the cluster's documented layout"),
+        stderr(&o).contains("the cluster's documented layout"),
         "{}",
         stderr(&o)
     );

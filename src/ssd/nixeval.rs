@@ -3,7 +3,7 @@
 //! null, `lib.mkDefault x` / `lib.mkForce x` / `lib.mkOverride n x` (unwrapped), and a function
 //! header `{ lib, config, ... }:`. Anything else is an error naming the construct and its line.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use rnix::ast::{self, AstToken, HasEntry, InterpolPart};
 use rowan::ast::AstNode;
 use serde_json::{Map, Value};
@@ -20,7 +20,7 @@ impl std::fmt::Display for Unsupported {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}:{}: {} is beyond the built-in evaluator (literal attribute sets only); use --eval nix (needs nix-instantiate) or --disko-json FILE",
+            "{}:{}: {} is beyond the built-in evaluator (literal attribute sets only); use --eval flake (needs nix and flake.nix), --eval nix or --disko-json FILE",
             self.origin, self.line, self.what
         )
     }
@@ -249,8 +249,83 @@ impl Eval<'_> {
     }
 }
 
+/// The largest file the built-in evaluator reads (disko configs are a few KiB).
+const MAX_SOURCE: usize = 256 << 10;
+/// Nesting limits checked on the tokens before parsing, so that no input can exhaust the stack
+/// of the recursive parser and evaluator.
+const MAX_DEPTH: usize = 128;
+const MAX_RUN: usize = 64;
+
+/// Refuses sources whose nesting could exhaust the stack: brackets, unary minus runs, long
+/// dotted paths, and chains of `:`/`with`/`let`/`if`/`assert`.
+fn check_nesting(text: &str, origin: &str) -> Result<()> {
+    use rnix::SyntaxKind::*;
+    if text.len() > MAX_SOURCE {
+        bail!("{origin}: {} bytes is more than the built-in evaluator reads ({MAX_SOURCE}); use --eval flake or --disko-json", text.len());
+    }
+    let (mut depth, mut subs, mut dots, mut chains) = (0usize, 0usize, 0usize, 0usize);
+    for (kind, _) in rnix::tokenize(text) {
+        match kind {
+            TOKEN_WHITESPACE | TOKEN_COMMENT => continue,
+            TOKEN_L_BRACE | TOKEN_L_BRACK | TOKEN_L_PAREN | TOKEN_INTERPOL_START => depth += 1,
+            TOKEN_R_BRACE | TOKEN_R_BRACK | TOKEN_R_PAREN | TOKEN_INTERPOL_END => {
+                depth = depth.saturating_sub(1)
+            }
+            TOKEN_COLON | TOKEN_WITH | TOKEN_LET | TOKEN_IF | TOKEN_ASSERT => chains += 1,
+            _ => {}
+        }
+        subs = if kind == TOKEN_SUB { subs + 1 } else { 0 };
+        if kind == TOKEN_DOT {
+            dots += 1;
+        } else if kind != TOKEN_IDENT
+            && kind != TOKEN_STRING_START
+            && kind != TOKEN_STRING_CONTENT
+            && kind != TOKEN_STRING_END
+        {
+            dots = 0;
+        }
+        let what = if depth > MAX_DEPTH {
+            Some(format!("brackets nested more than {MAX_DEPTH} deep"))
+        } else if subs > MAX_RUN {
+            Some(format!("more than {MAX_RUN} '-' in a row"))
+        } else if dots > MAX_DEPTH {
+            Some(format!("an attribute path of more than {MAX_DEPTH} parts"))
+        } else if chains > 4 * MAX_DEPTH {
+            Some(format!(
+                "more than {} functions, 'let', 'with', 'if' and 'assert'",
+                4 * MAX_DEPTH
+            ))
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(Unsupported {
+                origin: origin.to_string(),
+                line: 0,
+                what,
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Evaluates Nix source `text` (named `origin` in errors) to JSON.
 pub fn eval(text: &str, origin: &str) -> Result<Value> {
+    check_nesting(text, origin)?;
+    // The parser and the evaluator recurse: give them a stack the limits above cannot exhaust.
+    let text = text.to_string();
+    let origin = origin.to_string();
+    std::thread::Builder::new()
+        .name("nixeval".into())
+        .stack_size(64 << 20)
+        .spawn(move || eval_here(&text, &origin))
+        .context("starting the evaluator")?
+        .join()
+        .map_err(|_| anyhow!("the built-in evaluator failed"))?
+}
+
+fn eval_here(text: &str, origin: &str) -> Result<Value> {
     let parse = rnix::Root::parse(text);
     if let Some(e) = parse.errors().first() {
         bail!("{origin}: Nix syntax error: {e}");
@@ -316,6 +391,24 @@ mod tests {
                 "{src}: {msg}"
             );
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let cases = [
+            format!("{{ a = {}1{}; }}", "[".repeat(10000), "]".repeat(10000)),
+            format!("{{ a = {}1; }}", "-".repeat(30000)),
+            format!("{{ a{} = 1; }}", ".b".repeat(30000)),
+            format!("{{ a = {}1; }}", "x: ".repeat(30000)),
+            format!("{{ a = {}1{}; }}", "(".repeat(100000), ")".repeat(100000)),
+        ];
+        for src in cases {
+            let e = eval(&src, "deep.nix").unwrap_err().to_string();
+            assert!(e.contains("deep.nix"), "{e}");
+        }
+        // Within the limits, nesting still works.
+        let ok = format!("{{ a = {}1{}; }}", "[".repeat(100), "]".repeat(100));
+        assert!(eval(&ok, "t").is_ok());
     }
 
     #[test]

@@ -1,0 +1,417 @@
+//! Where a node's `disko.devices` comes from: the flake itself (`nix eval`, exact: disko's
+//! module system, `imports`, `lib.mkIf` and disko's computed values), the single file through
+//! the built-in evaluator or `nix-instantiate` (refused whenever the file needs more than they
+//! give), a JSON file, or — only when asked for by name — the cluster's documented layout.
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The cluster's documented layout (the primer's disk-config.nix without device paths), used
+/// only with an explicit `--layout default`.
+pub const DEFAULT_CONFIG: &str = r#"{
+  disko.devices.disk = {
+    sdcard = {
+      type = "disk";
+      content = {
+        type = "gpt";
+        partitions.firmware = {
+          name = "FIRMWARE";
+          size = "512M";
+          type = "EF00";
+          content = { type = "filesystem"; format = "vfat"; mountpoint = "/boot/firmware"; };
+        };
+      };
+    };
+    usb-ssd = {
+      type = "disk";
+      content = {
+        type = "gpt";
+        partitions = {
+          boot = {
+            name = "BOOT";
+            size = "1G";
+            type = "EF00";
+            content = { type = "filesystem"; format = "vfat"; mountpoint = "/boot"; };
+          };
+          zfs = {
+            size = "100%";
+            content = { type = "zfs"; pool = "rpool"; };
+          };
+        };
+      };
+    };
+  };
+}"#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalMode {
+    /// Built-in when the file is within its subset; else the flake (flake.nix and nix); else
+    /// nix-instantiate; else a refusal naming the command that makes `--disko-json`.
+    Auto,
+    Builtin,
+    /// `nix-instantiate` on the single file, with a stub `lib`.
+    Nix,
+    /// `nix eval` on the flake's nixosConfigurations.NODE.config.disko.devices.
+    Flake,
+}
+
+/// Where the devices came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// The single file, by the built-in evaluator or nix-instantiate.
+    File(PathBuf, &'static str),
+    /// The flake, through `nix eval`.
+    Flake(PathBuf),
+    Json(PathBuf),
+    /// `--layout default`.
+    BuiltinDefault,
+}
+
+impl ConfigSource {
+    /// For errors and reports.
+    pub fn describe(&self) -> String {
+        match self {
+            ConfigSource::File(p, how) => format!("{} ({how})", p.display()),
+            ConfigSource::Flake(p) => format!("the flake {} (nix eval)", p.display()),
+            ConfigSource::Json(p) => p.display().to_string(),
+            ConfigSource::BuiltinDefault => "the built-in default layout".into(),
+        }
+    }
+}
+
+/// `disko.devices` of a node.
+pub struct NodeConfig {
+    pub node: String,
+    pub source: ConfigSource,
+    pub devices: Value,
+}
+
+/// What `--apply` keeps of `disko.devices`: plain values only (disko's `_create`, `_pkgs` and
+/// `_config` hold scripts, functions and derivations), and the option names of each partition
+/// and table, so that an option pi-burn does not know is refused rather than dropped.
+pub const NIX_APPLY: &str = r#"devices: let pick = names: a: builtins.listToAttrs (builtins.concatMap (n: if builtins.hasAttr n a then [ { name = n; value = builtins.getAttr n a; } ] else [ ]) names); part = p: pick [ "type" "attributes" "priority" "name" "uuid" "label" "size" "alignment" "start" "end" "_index" ] p // { hybrid = if (p.hybrid or null) == null then null else pick [ "mbrPartitionType" "mbrBootableFlag" ] p.hybrid; content = if (p.content or null) == null then null else pick [ "type" "format" "mountpoint" "extraArgs" ] p.content; _options = builtins.attrNames p; }; table = c: pick [ "type" "efiGptPartitionFirst" "preCreateHook" "postCreateHook" ] c // (if (c.type or null) == "gpt" then { partitions = builtins.mapAttrs (_: part) (c.partitions or { }); _options = builtins.attrNames c; } else { }); disk = d: pick [ "type" "device" "name" "imageSize" "preCreateHook" "postCreateHook" ] d // { content = if (d.content or null) == null then null else table d.content; }; in { disk = builtins.mapAttrs (_: disk) (devices.disk or { }); }"#;
+
+/// Options of a disko partition and table that hold no layout (scripts, derived device paths,
+/// module plumbing): the flake evaluation lists them and they are fine to leave.
+const INTERNAL_OPTIONS: &[&str] = &[
+    "_create",
+    "_mount",
+    "_unmount",
+    "_config",
+    "_pkgs",
+    "_meta",
+    "_parent",
+    "_module",
+    "_name",
+    "device",
+    "preMountHook",
+    "postMountHook",
+    "preUnmountHook",
+    "postUnmountHook",
+    "preCreateHook",
+    "postCreateHook",
+];
+
+fn on_path(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false)
+}
+
+/// The first lines of a tool's error output, on one line.
+fn stderr_summary(err: &[u8]) -> String {
+    let text = String::from_utf8_lossy(err);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("warning:"))
+        .collect();
+    let mut s = lines
+        .iter()
+        .take(6)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" / ");
+    if s.len() > 600 {
+        s = format!("{}...", s.chars().take(600).collect::<String>());
+    }
+    s
+}
+
+fn nix_instantiate(path: &Path) -> Result<Value> {
+    let dir = path.parent().context("config path without a directory")?;
+    let file = path
+        .file_name()
+        .context("config path without a name")?
+        .to_string_lossy()
+        .into_owned();
+    // A stub lib: only the priority wrappers, which are the identity on a value. Anything else
+    // (mkIf, genAttrs, ...) fails with "attribute '...' missing", named below.
+    let expr = format!(
+        "let f = import ./{file}; lib = {{ mkDefault = x: x; mkForce = x: x; mkOverride = _: x: x; }}; v = if builtins.isFunction f then f {{ inherit lib; config = {{}}; pkgs = {{}}; }} else f; in {{ imports = v ? imports; devices = if v ? disko && v.disko ? devices then v.disko.devices else null; }}"
+    );
+    let out = Command::new("nix-instantiate")
+        .current_dir(dir)
+        .args([
+            "--store",
+            "dummy://",
+            "--readonly-mode",
+            "--eval",
+            "--strict",
+            "--json",
+            "-E",
+            &expr,
+        ])
+        .output()
+        .context("running nix-instantiate (install Nix, or use --disko-json FILE)")?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if let Some(attr) = err
+            .split("attribute '")
+            .nth(1)
+            .and_then(|r| r.split('\'').next())
+        {
+            bail!(
+                "{}: needs '{attr}', which the single-file evaluation (nix-instantiate with a stub lib) does not give; evaluate the flake instead: --eval flake",
+                path.display()
+            );
+        }
+        bail!(
+            "nix-instantiate failed on {}: {}",
+            path.display(),
+            stderr_summary(&out.stderr)
+        );
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("reading nix-instantiate's JSON for {}", path.display()))?;
+    if v["imports"] == Value::Bool(true) {
+        bail!(
+            "{}: has 'imports', which the single-file evaluation would drop; evaluate the flake instead: --eval flake",
+            path.display()
+        );
+    }
+    if v["devices"].is_null() {
+        bail!("{} defines no disko.devices", path.display());
+    }
+    Ok(serde_json::json!({ "disko": { "devices": v["devices"].clone() } }))
+}
+
+/// A node name that can go into a flake attribute path as it is.
+fn check_node_name(node: &str) -> Result<()> {
+    if node.is_empty()
+        || !node
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        bail!(
+            "node name '{}' has characters other than letters, digits, '-', '_' and '.'",
+            super::model::short(node)
+        );
+    }
+    Ok(())
+}
+
+/// `nix eval` of the flake's `nixosConfigurations.NODE.config.disko.devices`.
+pub fn eval_flake(flake: &Path, node: &str) -> Result<Value> {
+    check_node_name(node)?;
+    if !flake.join("flake.nix").is_file() {
+        bail!(
+            "{} has no flake.nix: --eval flake needs a flake",
+            flake.display()
+        );
+    }
+    let dir =
+        std::fs::canonicalize(flake).with_context(|| format!("reading {}", flake.display()))?;
+    let installable = format!(
+        "{}#nixosConfigurations.\"{node}\".config.disko.devices",
+        dir.display()
+    );
+    let out = Command::new("nix")
+        .args([
+            "eval",
+            "--json",
+            "--extra-experimental-features",
+            "nix-command flakes",
+            &installable,
+            "--apply",
+            NIX_APPLY,
+        ])
+        .output()
+        .context("running nix (install Nix, or use --disko-json FILE)")?;
+    if !out.status.success() {
+        bail!(
+            "nix eval of {installable} failed: {}",
+            stderr_summary(&out.stderr)
+        );
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("reading nix eval's JSON for {installable}"))?;
+    strip_option_lists(v, &installable)
+}
+
+/// Checks the `_options` lists the apply function added, then removes them.
+fn strip_option_lists(mut v: Value, origin: &str) -> Result<Value> {
+    use super::model::short;
+    let (known_part, known_table) = (super::model::PART_KEYS, super::model::GPT_KEYS);
+    let Some(disks) = v.get_mut("disk").and_then(Value::as_object_mut) else {
+        return Ok(v);
+    };
+    for (dname, d) in disks.iter_mut() {
+        let Some(c) = d.get_mut("content").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        if let Some(Value::Array(opts)) = c.remove("_options") {
+            for o in opts.iter().filter_map(Value::as_str) {
+                if !known_table.contains(&o) && !INTERNAL_OPTIONS.contains(&o) {
+                    bail!("{origin}: disk '{}': the table's option '{}' is not one pi-burn reproduces", short(dname), short(o));
+                }
+            }
+        }
+        if let Some(parts) = c.get_mut("partitions").and_then(Value::as_object_mut) {
+            for (pname, p) in parts.iter_mut() {
+                let Some(p) = p.as_object_mut() else { continue };
+                if let Some(Value::Array(opts)) = p.remove("_options") {
+                    for o in opts.iter().filter_map(Value::as_str) {
+                        if !known_part.contains(&o) && !INTERNAL_OPTIONS.contains(&o) {
+                            bail!("{origin}: disk '{}', partition '{}': option '{}' is not one pi-burn reproduces", short(dname), short(pname), short(o));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// Evaluates a disko config file with the built-in evaluator, refusing a module with `imports`.
+pub fn eval_builtin(path: &Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v = super::nixeval::eval(&text, &path.display().to_string())?;
+    if v.get("imports").is_some() {
+        return Err(super::nixeval::Unsupported {
+            origin: path.display().to_string(),
+            line: 1,
+            what: "'imports' (other modules)".into(),
+        }
+        .into());
+    }
+    Ok(v)
+}
+
+/// Evaluates a disko config file (for `--eval builtin|nix`).
+pub fn eval_file(path: &Path, mode: EvalMode) -> Result<Value> {
+    match mode {
+        EvalMode::Nix => nix_instantiate(path),
+        _ => eval_builtin(path),
+    }
+}
+
+/// `disko.devices` from an evaluated config (or from JSON that is already `disko.devices`).
+fn devices_of(v: Value, origin: &str) -> Result<Value> {
+    if let Some(d) = v.get("disko").and_then(|d| d.get("devices")) {
+        return Ok(d.clone());
+    }
+    if v.get("disk").is_some() {
+        return Ok(v);
+    }
+    bail!("{origin} defines no disko.devices.disk")
+}
+
+/// The nodes of a flake directory: `hosts/*/disk-config.nix`.
+pub fn nodes(flake: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(flake.join("hosts"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("disk-config.nix").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+/// The command that makes a `--disko-json` file on a machine with Nix.
+pub fn json_command(flake: &Path, node: &str) -> String {
+    format!(
+        "nix eval --json --extra-experimental-features 'nix-command flakes' '{}#nixosConfigurations.\"{node}\".config.disko.devices' --apply '{NIX_APPLY}' > {node}-disko.json",
+        flake.display()
+    )
+}
+
+/// Loads a node's devices: `--disko-json`, `--layout default`, or the flake's config.
+pub fn load(
+    flake: &Path,
+    node: &str,
+    mode: EvalMode,
+    disko_json: Option<&Path>,
+    default_layout: bool,
+) -> Result<NodeConfig> {
+    let node_cfg = |source, v: Value| -> Result<NodeConfig> {
+        let origin = match &source {
+            ConfigSource::BuiltinDefault => "the built-in default layout".to_string(),
+            s => s.describe(),
+        };
+        Ok(NodeConfig {
+            node: node.into(),
+            devices: devices_of(v, &origin)?,
+            source,
+        })
+    };
+    if let Some(j) = disko_json {
+        let text =
+            std::fs::read_to_string(j).with_context(|| format!("reading {}", j.display()))?;
+        let v: Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", j.display()))?;
+        let v = strip_option_lists(v, &j.display().to_string())?;
+        return node_cfg(ConfigSource::Json(j.into()), v);
+    }
+    if default_layout {
+        let v = super::nixeval::eval(DEFAULT_CONFIG, "(built-in default)")?;
+        return node_cfg(ConfigSource::BuiltinDefault, v);
+    }
+    if !flake.is_dir() {
+        bail!("--flake {}: no such directory", flake.display());
+    }
+    check_node_name(node)?;
+    let flake_ok = flake.join("flake.nix").is_file() && on_path("nix");
+    if mode == EvalMode::Flake {
+        let v = eval_flake(flake, node)?;
+        return node_cfg(ConfigSource::Flake(flake.into()), v);
+    }
+    let file = flake.join("hosts").join(node).join("disk-config.nix");
+    if !file.is_file() {
+        let known = nodes(flake);
+        bail!(
+            "there is no {}: the nodes of {} are: {} (for the cluster's documented layout say --layout default)",
+            file.display(),
+            flake.display(),
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        );
+    }
+    match mode {
+        EvalMode::Builtin => node_cfg(ConfigSource::File(file.clone(), "built-in evaluator"), eval_builtin(&file)?),
+        EvalMode::Nix => node_cfg(ConfigSource::File(file.clone(), "nix-instantiate"), nix_instantiate(&file)?),
+        EvalMode::Flake => unreachable!(),
+        EvalMode::Auto => match eval_builtin(&file) {
+            Ok(v) => node_cfg(ConfigSource::File(file.clone(), "built-in evaluator"), v),
+            Err(e) if e.downcast_ref::<super::nixeval::Unsupported>().is_none() => Err(e),
+            Err(e) if flake_ok => {
+                let v = eval_flake(flake, node)
+                    .with_context(|| format!("the built-in evaluator could not ({e}), so the flake was evaluated, and"))?;
+                node_cfg(ConfigSource::Flake(flake.into()), v)
+            }
+            Err(e) if on_path("nix-instantiate") => {
+                let v = nix_instantiate(&file)
+                    .with_context(|| format!("the built-in evaluator could not ({e}), and"))?;
+                node_cfg(ConfigSource::File(file.clone(), "nix-instantiate"), v)
+            }
+            Err(e) => bail!(
+                "{e}; Nix is not installed here: on a machine with Nix run {} and pass --disko-json {node}-disko.json",
+                json_command(flake, node)
+            ),
+        },
+    }
+}
