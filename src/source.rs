@@ -131,11 +131,40 @@ fn decompress<R: BufRead + Send + 'static>(kind: Kind, input: R) -> Box<dyn Read
     }
 }
 
+/// Inputs that are not a disk image pi-burn can write, recognised by their first bytes: the
+/// reason and what to do instead.
+fn refuse(head: &[u8], name: &str) -> Result<()> {
+    let formats: &[(&[u8], usize, &str, &str)] = &[
+        (b"BZh", 0, "bzip2", "bunzip2 -k"),
+        (&[0x04, 0x22, 0x4D, 0x18], 0, "lz4", "lz4 -d"),
+        (b"PK\x03\x04", 0, "zip", "unzip"),
+        (&[b'7', b'z', 0xBC, 0xAF, 0x27, 0x1C], 0, "7z", "7z x"),
+        (b"ustar", 257, "tar", "tar -xf"),
+    ];
+    if head.is_empty() {
+        anyhow::bail!("{name} is empty: there is no image to write");
+    }
+    for (magic, at, what, how) in formats {
+        if head.len() >= at + magic.len() && &head[*at..at + magic.len()] == *magic {
+            anyhow::bail!(
+                "{name} is a {what} file, which pi-burn does not decode: unpack it first ({how}) or recompress it with zstd, xz or gzip"
+            );
+        }
+    }
+    let text = head.trim_ascii_start();
+    if text.starts_with(b"<?xml") || text.starts_with(b"<bmap") {
+        anyhow::bail!("{name} is an XML file (a block map?), not a disk image: give the image, and the map with --bmap");
+    }
+    Ok(())
+}
+
 /// Opens `path` (`-` for standard input).
 pub fn open(path: &Path) -> Result<ImageSource> {
     if path.as_os_str() == "-" {
         let mut input = BufReader::with_capacity(1 << 20, io::stdin());
-        let kind = detect(input.fill_buf().context("reading standard input")?);
+        let head = input.fill_buf().context("reading standard input")?;
+        refuse(head, "standard input")?;
+        let kind = detect(head);
         return Ok(ImageSource {
             name: "(stdin)".into(),
             kind,
@@ -150,10 +179,18 @@ pub fn open(path: &Path) -> Result<ImageSource> {
     if !meta.is_file() {
         anyhow::bail!("{name} is not an image file");
     }
-    let mut head = [0u8; 8];
-    let n = f
-        .read(&mut head)
-        .with_context(|| format!("reading {name}"))?;
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    while n < head.len() {
+        match f
+            .read(&mut head[n..])
+            .with_context(|| format!("reading {name}"))?
+        {
+            0 => break,
+            k => n += k,
+        }
+    }
+    refuse(&head[..n], &name)?;
     let kind = detect(&head[..n]);
     if kind == Kind::Raw {
         return Ok(ImageSource {
@@ -205,4 +242,40 @@ pub fn data_extents(f: &File, size: u64, align: u64) -> io::Result<Vec<(u64, u64
         pos = hole;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_not_a_disk_image_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tar = vec![0u8; 512];
+        tar[257..262].copy_from_slice(b"ustar");
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("x.img.bz2", b"BZh91AY&SY".to_vec(), "bzip2"),
+            ("x.img.lz4", vec![0x04, 0x22, 0x4D, 0x18, 0, 0], "lz4"),
+            ("x.zip", b"PK\x03\x04rest".to_vec(), "zip"),
+            ("x.tar", tar, "tar"),
+            (
+                "x.img.bmap",
+                b"<?xml version=\"1.0\"?>\n<bmap version=\"2.0\">".to_vec(),
+                "block map",
+            ),
+            ("empty.img", vec![], "is empty"),
+        ];
+        for (name, bytes, want) in cases {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let e = match open(&p) {
+                Ok(_) => panic!("{name} was accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains(want) && e.contains(name), "{name}: {e}");
+        }
+        let p = dir.path().join("disk.img");
+        std::fs::write(&p, vec![0u8; 4096]).unwrap();
+        assert!(open(&p).is_ok());
+    }
 }

@@ -636,14 +636,25 @@ pub fn flash(
         pending_err = Some(format!("{e:#}"));
     }
     if !head_done {
-        start_writers(
-            &head,
-            &mut table,
-            &mut image_size,
-            &mut state,
-            &mut handles,
-            &mut outcomes,
-        );
+        if let Some(e) = &pending_err {
+            // The image failed before its first MiB was read: no device is touched.
+            for sink in pending_sinks.take().unwrap_or_default() {
+                outcomes.push(Some(Outcome {
+                    target: sink.name(),
+                    error: Some(format!("{e}; nothing was written")),
+                    ..Default::default()
+                }));
+            }
+        } else {
+            start_writers(
+                &head,
+                &mut table,
+                &mut image_size,
+                &mut state,
+                &mut handles,
+                &mut outcomes,
+            );
+        }
     }
     progress.finish();
     match &pending_err {

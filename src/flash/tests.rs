@@ -279,3 +279,55 @@ fn reads_the_table_of_gpt_and_mbr_heads() {
         .contains("512-byte sectors"));
     assert_eq!(read_table(&vec![0u8; 4096]), Table::None);
 }
+
+/// A stream that yields `good` bytes, then fails.
+struct Failing {
+    good: Vec<u8>,
+    pos: usize,
+}
+
+impl io::Read for Failing {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.good.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "zstd: corrupt block",
+            ));
+        }
+        let n = buf.len().min(self.good.len() - self.pos);
+        buf[..n].copy_from_slice(&self.good[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_stream_that_fails_within_its_first_mib_touches_no_device() {
+    // Regression (issue 11): an undecodable stream wiped the device's table before failing.
+    let img = image();
+    let mut good = whole(&img);
+    good.truncate(300 * 1024);
+    let (sink, data) = mem("card", 20 * MIB, 0x5A);
+    let out = flash(
+        Input::Stream(Box::new(Failing { good, pos: 0 })),
+        &Plan {
+            image_size: None,
+            ranges: None,
+        },
+        vec![sink],
+        true,
+        &Recorder::default(),
+        vec![],
+    )
+    .unwrap();
+    assert!(!out[0].ok);
+    let e = out[0].error.clone().unwrap_or_default();
+    assert!(
+        e.contains("corrupt block") && e.contains("nothing was written"),
+        "{e}"
+    );
+    assert!(
+        data.lock().unwrap().iter().all(|b| *b == 0x5A),
+        "the card is as it was"
+    );
+}
