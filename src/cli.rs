@@ -214,6 +214,10 @@ pub struct FlashArgs {
     /// Ignore any block map: write a raw file's data extents, or a stream whole.
     #[arg(long)]
     pub no_bmap: bool,
+    /// Write data that has no partition table (a bare filesystem image); without it such data
+    /// is refused as not a disk image.
+    #[arg(long)]
+    pub no_table: bool,
     #[command(flatten)]
     pub device_opts: DeviceArgs,
 }

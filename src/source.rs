@@ -212,38 +212,6 @@ pub fn open(path: &Path) -> Result<ImageSource> {
     })
 }
 
-/// The data extents of a (sparse) file, from SEEK_DATA/SEEK_HOLE, widened to `align`.
-pub fn data_extents(f: &File, size: u64, align: u64) -> io::Result<Vec<(u64, u64)>> {
-    use std::os::fd::AsRawFd;
-    let fd = f.as_raw_fd();
-    let mut out: Vec<(u64, u64)> = vec![];
-    let mut pos: i64 = 0;
-    while (pos as u64) < size {
-        // SAFETY: lseek on a descriptor we own; errors are checked.
-        let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
-        if data < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENXIO) {
-                break;
-            }
-            return Err(e);
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-        if hole < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let start = (data as u64) / align * align;
-        let end = ((hole as u64).div_ceil(align) * align).min(size);
-        match out.last_mut() {
-            Some(last) if last.0 + last.1 >= start => last.1 = end.max(last.0 + last.1) - last.0,
-            _ => out.push((start, end - start)),
-        }
-        pos = hole;
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

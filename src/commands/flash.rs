@@ -93,7 +93,10 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
             }
             (
                 Input::File(f),
-                Plan::from_bmap(b),
+                Plan {
+                    require_table: !a.no_table,
+                    ..Plan::from_bmap(b)
+                },
                 format!(
                     "block map {} ({} mapped)",
                     p.display(),
@@ -103,7 +106,10 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
         }
         (Some((p, b)), _, _) => (
             Input::Stream(src.stream.expect("a stream")),
-            Plan::from_bmap(b),
+            Plan {
+                require_table: !a.no_table,
+                ..Plan::from_bmap(b)
+            },
             format!(
                 "block map {} ({} mapped, {} stream)",
                 p.display(),
@@ -112,19 +118,18 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
             ),
         ),
         (None, Kind::Raw, Some(f)) => {
+            // Without a block map nothing says a hole does not matter: holes are written as
+            // zeros, so no byte of what the card held before survives inside the image.
             let size = src.size.unwrap_or(0);
-            let extents = source::data_extents(&f, size, 4096)
-                .with_context(|| format!("finding the data extents of {}", src.name))?;
-            let data: u64 = extents.iter().map(|e| e.1).sum();
             (
                 Input::File(f),
                 Plan {
+                    require_table: !a.no_table,
                     image_size: Some(size),
-                    ranges: Some(extents.into_iter().map(|(o, l)| (o, l, None)).collect()),
+                    ranges: Some(vec![(0, size, None)]),
                 },
                 format!(
-                    "no block map: the file's data extents ({} of {}); holes are not written",
-                    human(data),
+                    "no block map: the whole file ({}), holes written as zeros",
                     human(size)
                 ),
             )
@@ -132,6 +137,7 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
         (None, k, _) => (
             Input::Stream(src.stream.expect("a stream")),
             Plan {
+                require_table: !a.no_table,
                 image_size: None,
                 ranges: None,
             },

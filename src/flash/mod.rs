@@ -29,190 +29,45 @@ pub trait Sink: Send {
     fn reread(&mut self) {}
 }
 
-/// The image's partition table, from its first MiB.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Table {
-    Gpt(GptInfo),
-    /// An MBR: the last sector any partition uses.
-    Mbr {
-        end_lba: u64,
-    },
-    None,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GptInfo {
-    pub sector_size: u64,
-    pub alternate_lba: u64,
-    pub entries_lba: u64,
-    pub entry_sectors: u64,
-    /// The last sector any partition uses.
-    pub max_end_lba: u64,
-}
-
-impl GptInfo {
-    /// The image's backup GPT (entries then header): (offset, len).
-    pub fn backup_region(&self) -> (u64, u64) {
-        let start = (self.alternate_lba - self.entry_sectors) * self.sector_size;
-        (start, (self.entry_sectors + 1) * self.sector_size)
-    }
-}
-
-fn le64(b: &[u8], o: usize) -> u64 {
-    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
-}
-fn le32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
-}
-
-/// Reads the table from the image's first MiB (zeros where the image has none).
-pub fn read_table(head: &[u8]) -> Table {
-    for ss in [512u64, 4096] {
-        let h = ss as usize;
-        if head.len() < h + 92 || &head[h..h + 8] != b"EFI PART" {
-            continue;
-        }
-        let hdr = &head[h..];
-        let hsize = le32(hdr, 12) as usize;
-        if !(92..=ss as usize).contains(&hsize) {
-            continue;
-        }
-        let mut copy = hdr[..hsize].to_vec();
-        copy[16..20].fill(0);
-        if crc32fast::hash(&copy) != le32(hdr, 16) {
-            continue;
-        }
-        let entries_lba = le64(hdr, 72);
-        let n = le32(hdr, 80) as u64;
-        let esize = le32(hdr, 84) as u64;
-        let entry_sectors = (n * esize).div_ceil(ss);
-        let mut max_end = 0;
-        let start = (entries_lba * ss) as usize;
-        for i in 0..n as usize {
-            let e = start + i * esize as usize;
-            if e + 48 > head.len() {
-                break;
-            }
-            if head[e..e + 16].iter().any(|b| *b != 0) {
-                max_end = max_end.max(le64(head, e + 40));
-            }
-        }
-        return Table::Gpt(GptInfo {
-            sector_size: ss,
-            alternate_lba: le64(hdr, 32),
-            entries_lba,
-            entry_sectors,
-            max_end_lba: max_end,
-        });
-    }
-    if head.len() >= 512 && head[510..512] == [0x55, 0xAA] {
-        let mut end = 0u64;
-        for i in 0..4 {
-            let e = &head[446 + 16 * i..462 + 16 * i];
-            let (start, len) = (le32(e, 8) as u64, le32(e, 12) as u64);
-            if e[4] != 0 && len > 0 {
-                end = end.max(start + len - 1);
-            }
-        }
-        if end > 0 {
-            return Table::Mbr { end_lba: end };
-        }
-    }
-    Table::None
-}
-
-/// Why an image cannot go onto a target of `size` bytes with `ss`-byte sectors, if it cannot.
-pub fn misfit(table: &Table, image_size: Option<u64>, size: u64, ss: u64) -> Option<String> {
-    if let Some(s) = image_size {
-        if s > size {
-            return Some(format!(
-                "the image ({s} bytes) is larger than the device ({size} bytes)"
-            ));
-        }
-    }
-    match table {
-        Table::Gpt(g) => {
-            if g.sector_size != ss {
-                return Some(format!(
-                    "the image's GPT uses {}-byte sectors, the device {ss}-byte ones",
-                    g.sector_size
-                ));
-            }
-            let last_usable = (size / ss).saturating_sub(2 + g.entry_sectors);
-            if g.max_end_lba > last_usable {
-                return Some(format!("its partitions end at sector {}, past the device's last usable sector {last_usable}", g.max_end_lba));
-            }
-        }
-        Table::Mbr { end_lba } => {
-            if (end_lba + 1) * ss > size {
-                return Some(format!(
-                    "its partitions end at sector {end_lba}, past the device's end"
-                ));
-            }
-        }
-        Table::None => {}
-    }
-    None
-}
-
-/// The GPT moved to the end of a `total`-sector device: the patched head (primary header and
-/// protective MBR) and the backup (entries then header) to write at the device's end.
-pub fn relocate_gpt(head: &[u8], g: &GptInfo, total: u64) -> (Vec<u8>, (u64, Vec<u8>)) {
-    let ss = g.sector_size as usize;
-    let mut head = head.to_vec();
-    let alt = total - 1;
-    let last_usable = total - 2 - g.entry_sectors;
-    let hsize = le32(&head[ss..], 12) as usize;
-    let patch_crc = |h: &mut [u8]| {
-        h[16..20].fill(0);
-        let c = crc32fast::hash(&h[..hsize]);
-        h[16..20].copy_from_slice(&c.to_le_bytes());
-    };
-    {
-        let h = &mut head[ss..2 * ss];
-        h[32..40].copy_from_slice(&alt.to_le_bytes());
-        h[48..56].copy_from_slice(&last_usable.to_le_bytes());
-        patch_crc(h);
-    }
-    // The protective MBR covers the whole device.
-    for i in 0..4 {
-        let e = 446 + 16 * i;
-        if head[e + 4] == 0xEE {
-            let len = (total - 1).min(u32::MAX as u64) as u32;
-            head[e + 12..e + 16].copy_from_slice(&len.to_le_bytes());
-        }
-    }
-    let entries_start = (g.entries_lba as usize) * ss;
-    let entries = head[entries_start..entries_start + (g.entry_sectors as usize) * ss].to_vec();
-    let mut backup_hdr = head[ss..2 * ss].to_vec();
-    let backup_entries_lba = alt - g.entry_sectors;
-    backup_hdr[24..32].copy_from_slice(&alt.to_le_bytes());
-    backup_hdr[32..40].copy_from_slice(&1u64.to_le_bytes());
-    backup_hdr[72..80].copy_from_slice(&backup_entries_lba.to_le_bytes());
-    patch_crc(&mut backup_hdr);
-    let mut backup = entries;
-    backup.extend_from_slice(&backup_hdr);
-    (head, (backup_entries_lba * g.sector_size, backup))
-}
+mod table;
+pub use table::{misfit, read_table, relocate_gpt, GptInfo, Table};
 
 /// Where the bytes come from.
-pub enum Input {
+pub enum Input<'a> {
     /// A seekable raw file: each range is read where it lies.
     File(std::fs::File),
     /// A stream: read in order, bytes outside the ranges skipped.
     Stream(Box<dyn Read + Send>),
+    /// A card or SSD built in memory (sdcard and ssd onto a device): its extents are its map.
+    Sparse(&'a crate::sparse::SparseImage),
+}
+
+/// The areas wiped before anything else is written and again on any failure, so that no stale
+/// or half-written table survives: the first and last 32 KiB hold the MBR and a whole GPT
+/// (header and 128 entries) at 512- and 4096-byte sectors, primary and backup.
+pub fn table_areas(size: u64) -> Vec<(u64, u64)> {
+    const AREA: u64 = 32 << 10;
+    if size <= 2 * AREA {
+        vec![(0, size)]
+    } else {
+        vec![(0, AREA), (size - AREA, AREA)]
+    }
 }
 
 /// What to write: byte ranges in order (with the bmap's SHA-256 of each), or the whole input.
 pub struct Plan {
     pub image_size: Option<u64>,
     pub ranges: Option<Vec<(u64, u64, Option<Sha256Digest>)>>,
+    /// Refuse data whose first MiB holds neither an MBR nor a GPT (a bare filesystem, random
+    /// bytes): only an explicit flag writes such data.
+    pub require_table: bool,
 }
 
 impl Plan {
     /// Exactly the ranges of a block map, each checked against its SHA-256.
     pub fn from_bmap(b: &crate::bmap::Bmap) -> Self {
         Plan {
+            require_table: true,
             image_size: Some(b.image_size),
             ranges: Some(
                 b.byte_ranges()
@@ -262,20 +117,33 @@ pub struct Outcome {
     pub bytes_written: u64,
     pub bytes_read_back: u64,
     pub gpt_relocated: bool,
+    /// The failure was a read-back that differs from what was written (exit code 3).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub read_back_differs: bool,
 }
 
 /// Reads the plan's bytes in order, calling `emit` with chunks; checks each range's SHA-256.
-struct Reader {
-    input: Input,
+struct Reader<'a> {
+    input: Input<'a>,
     pos: u64,
 }
 
-impl Reader {
+impl Reader<'_> {
     fn read_exact_at(&mut self, off: u64, buf: &mut [u8]) -> io::Result<()> {
         match &mut self.input {
             Input::File(f) => {
                 use std::os::unix::fs::FileExt;
                 f.read_exact_at(buf, off)
+            }
+            Input::Sparse(img) => {
+                if off + buf.len() as u64 > img.size() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "past the end of the image",
+                    ));
+                }
+                img.read_at(off, buf);
+                Ok(())
             }
             Input::Stream(s) => {
                 if off < self.pos {
@@ -313,7 +181,7 @@ impl Reader {
 
 /// Splits the plan into chunks, handing each to `emit`. Ranges are checked against their hashes.
 fn produce(
-    reader: &mut Reader,
+    reader: &mut Reader<'_>,
     plan: &Plan,
     emit: &mut dyn FnMut(u64, Vec<u8>) -> Result<()>,
 ) -> Result<()> {
@@ -378,20 +246,13 @@ fn run_sink(
         ..Default::default()
     };
     let size = sink.size();
-    // Enough to unmake any table: the MBR and a primary GPT header at 512- or 4096-byte
-    // sectors, and the backup GPT header in the last sector.
-    let areas: Vec<(u64, u64)> = if size <= 3 * 4096 {
-        vec![(0, size)]
-    } else {
-        vec![(0, 8192), (size - 4096, 4096)]
-    };
+    let areas = table_areas(size);
     // What went where, as CRC-32 (hardware-assisted): enough to catch a bad read-back.
     let mut written: Vec<(u64, u64, u32)> = vec![];
     let wipe = |sink: &mut Box<dyn Sink>| -> io::Result<u64> {
-        let z = vec![0u8; 8192];
         let mut n = 0;
         for (o, l) in &areas {
-            sink.write_at(*o, &z[..*l as usize])?;
+            sink.write_at(*o, &vec![0u8; *l as usize])?;
             n += l;
         }
         Ok(n)
@@ -472,21 +333,37 @@ fn run_sink(
     }
     sink.reread();
     if verify {
-        let mut buf = vec![];
-        for (off, len, sum) in &written {
-            buf.resize(*len as usize, 0);
-            if let Err(e) = sink.read_back(*off, &mut buf) {
-                out.error = Some(format!("reading back at byte {off}: {e}"));
-                return out;
+        let checked = (|| -> Result<(), (String, bool)> {
+            let mut buf = vec![];
+            for (off, len, sum) in &written {
+                buf.resize(*len as usize, 0);
+                sink.read_back(*off, &mut buf)
+                    .map_err(|e| (format!("reading back at byte {off}: {e}"), false))?;
+                out.bytes_read_back += len;
+                if crc32fast::hash(&buf) != *sum {
+                    return Err((
+                        format!(
+                            "read back differs from what was written at bytes {off}-{}",
+                            off + len
+                        ),
+                        true,
+                    ));
+                }
             }
-            out.bytes_read_back += len;
-            if crc32fast::hash(&buf) != *sum {
-                out.error = Some(format!(
-                    "read back differs from what was written at bytes {off}-{}",
-                    off + len
-                ));
-                return out;
-            }
+            Ok(())
+        })();
+        if let Err((e, differs)) = checked {
+            // A card that failed must never look bootable.
+            let wiped = wipe(&mut sink).and_then(|_| sink.sync());
+            sink.reread();
+            out.read_back_differs = differs;
+            out.error = Some(match wiped {
+                Ok(()) => format!("{e}; its partition table was wiped: write it again"),
+                Err(w) => {
+                    format!("{e}; wiping its partition table failed too ({w}): do not boot from it")
+                }
+            });
+            return out;
         }
     }
     out.ok = true;
@@ -497,7 +374,7 @@ fn run_sink(
 /// before anything is written to them; the others run in parallel. `meters`, when there is one
 /// per sink, hear of every write.
 pub fn flash(
-    input: Input,
+    input: Input<'_>,
     plan: &Plan,
     sinks: Vec<Box<dyn Sink>>,
     verify: bool,
@@ -535,13 +412,44 @@ pub fn flash(
     let mut pending_sinks: Option<Vec<Box<dyn Sink>>> = Some(sinks);
 
     let mut image_size = plan.image_size;
+    let require_table = plan.require_table;
     let mut start_writers = |head: &[u8],
                              table: &mut Table,
                              image_size: &mut Option<u64>,
                              state: &mut State,
                              handles: &mut Vec<_>,
                              outcomes: &mut Vec<Option<Outcome>>| {
-        *table = read_table(head);
+        let refuse = |why: String,
+                      outcomes: &mut Vec<Option<Outcome>>,
+                      state: &mut State,
+                      sinks: Vec<Box<dyn Sink>>| {
+            for sink in sinks {
+                outcomes.push(Some(Outcome {
+                    target: sink.name(),
+                    error: Some(format!("{why}; nothing was written")),
+                    ..Default::default()
+                }));
+                state.txs.push(None);
+            }
+        };
+        match read_table(head) {
+            Ok(Table::None) if require_table => {
+                let sinks = pending_sinks.take().unwrap_or_default();
+                refuse(
+                    "the image is not a disk image: its first MiB holds neither an MBR boot signature nor a GPT (a bare filesystem needs --no-table)".into(),
+                    outcomes,
+                    state,
+                    sinks,
+                );
+                return;
+            }
+            Ok(t) => *table = t,
+            Err(e) => {
+                let sinks = pending_sinks.take().unwrap_or_default();
+                refuse(format!("{e:#}"), outcomes, state, sinks);
+                return;
+            }
+        }
         if let Table::Gpt(g) = table {
             state.tail_region = Some(g.backup_region());
             // A stream's size: where its backup GPT ends.

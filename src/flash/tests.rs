@@ -14,6 +14,8 @@ struct Mem {
     /// Fail every write after this many bytes.
     fail_after: Option<u64>,
     written: u64,
+    /// Flip a bit of every read-back at this byte (a medium that does not keep what it got).
+    flip_on_read: Option<u64>,
 }
 
 impl Sink for Mem {
@@ -41,6 +43,11 @@ impl Sink for Mem {
     }
     fn read_back(&mut self, off: u64, buf: &mut [u8]) -> io::Result<()> {
         buf.copy_from_slice(&self.data.lock().unwrap()[off as usize..off as usize + buf.len()]);
+        if let Some(at) = self.flip_on_read {
+            if at >= off && at < off + buf.len() as u64 {
+                buf[(at - off) as usize] ^= 1;
+            }
+        }
         Ok(())
     }
 }
@@ -54,6 +61,7 @@ fn mem(name: &str, size: u64, fill: u8) -> (Box<dyn Sink>, Arc<Mutex<Vec<u8>>>) 
             ss: 512,
             fail_after: None,
             written: 0,
+            flip_on_read: None,
         }),
         data,
     )
@@ -89,7 +97,7 @@ fn bmap_plan(img: &SparseImage) -> Plan {
     Plan::from_bmap(&crate::bmap::from_image(img))
 }
 
-fn stream(bytes: Vec<u8>) -> Input {
+fn stream(bytes: Vec<u8>) -> Input<'static> {
     Input::Stream(Box::new(io::Cursor::new(bytes)))
 }
 
@@ -124,8 +132,8 @@ fn a_bmap_flash_writes_exactly_the_mapped_ranges_and_verifies() {
     assert_eq!(got[MIB as usize - 1], 0x55, "nor one in the first MiB");
     assert_eq!(
         out[0].bytes_written,
-        img.written_bytes() + 12288,
-        "mapped data plus the wiped table sectors"
+        img.written_bytes() + 65536,
+        "mapped data plus the wiped table areas (32 KiB at each end)"
     );
     assert_eq!(out[0].bytes_read_back, img.written_bytes());
     assert!(!out[0].gpt_relocated);
@@ -140,6 +148,7 @@ fn a_bigger_target_gets_its_backup_gpt_moved_to_its_end() {
         &Plan {
             image_size: None,
             ranges: None,
+            require_table: true,
         },
         vec![sink],
         true,
@@ -180,12 +189,14 @@ fn a_failing_target_stops_only_itself_and_a_too_small_one_is_untouched() {
         ss: 512,
         fail_after: Some(2 * MIB + 4096),
         written: 0,
+        flip_on_read: None,
     });
     let out = flash(
         stream(whole(&img)),
         &Plan {
             image_size: None,
             ranges: None,
+            require_table: true,
         },
         vec![good, small, failing],
         true,
@@ -265,7 +276,7 @@ fn reads_the_table_of_gpt_and_mbr_heads() {
     let img = image();
     let mut head = vec![0u8; HEAD as usize];
     img.read_at(0, &mut head);
-    match read_table(&head) {
+    match read_table(&head).unwrap() {
         Table::Gpt(g) => {
             assert_eq!(g.sector_size, 512);
             assert_eq!(g.alternate_lba, 20 * 2048 - 1);
@@ -274,10 +285,12 @@ fn reads_the_table_of_gpt_and_mbr_heads() {
         }
         t => panic!("{t:?}"),
     }
-    assert!(misfit(&read_table(&head), Some(20 * MIB), 20 * MIB, 4096)
-        .unwrap()
-        .contains("512-byte sectors"));
-    assert_eq!(read_table(&vec![0u8; 4096]), Table::None);
+    assert!(
+        misfit(&read_table(&head).unwrap(), Some(20 * MIB), 20 * MIB, 4096)
+            .unwrap()
+            .contains("512-byte sectors")
+    );
+    assert_eq!(read_table(&vec![0u8; 4096]).unwrap(), Table::None);
 }
 
 /// A stream that yields `good` bytes, then fails.
@@ -313,6 +326,7 @@ fn a_stream_that_fails_within_its_first_mib_touches_no_device() {
         &Plan {
             image_size: None,
             ranges: None,
+            require_table: true,
         },
         vec![sink],
         true,
@@ -330,4 +344,40 @@ fn a_stream_that_fails_within_its_first_mib_touches_no_device() {
         data.lock().unwrap().iter().all(|b| *b == 0x5A),
         "the card is as it was"
     );
+}
+
+#[test]
+fn a_read_back_difference_wipes_the_table_again() {
+    // Regression (issue 11): a card whose read-back differed kept a valid GPT.
+    let img = image();
+    let at = crate::bmap::from_image(&img).byte_ranges()[1].0 + 7;
+    let data = Arc::new(Mutex::new(vec![0u8; 20 * MIB as usize]));
+    let sink = Box::new(Mem {
+        name: "flaky".into(),
+        data: data.clone(),
+        ss: 512,
+        fail_after: None,
+        written: 0,
+        flip_on_read: Some(at),
+    });
+    let out = flash(
+        stream(whole(&img)),
+        &bmap_plan(&img),
+        vec![sink],
+        true,
+        &Recorder::default(),
+        vec![],
+    )
+    .unwrap();
+    assert!(!out[0].ok && out[0].read_back_differs, "{:?}", out[0]);
+    let e = out[0].error.clone().unwrap();
+    assert!(e.contains("differs") && e.contains("wiped"), "{e}");
+    let got = data.lock().unwrap().clone();
+    for (o, l) in table_areas(got.len() as u64) {
+        assert!(
+            got[o as usize..(o + l) as usize].iter().all(|b| *b == 0),
+            "table area at {o} is wiped"
+        );
+    }
+    assert!(read_disk_table(&mut io::Cursor::new(got), Some(512)).is_err());
 }

@@ -6,8 +6,7 @@ use super::ioctl;
 use super::sysfs::{self, DiskInfo, SysTree};
 use super::Resolved;
 use crate::progress::Progress;
-use crate::sparse::{Extent, SparseImage};
-use crate::writer::{pwrite_all, IOV_BATCH};
+use crate::writer::pwrite_all;
 use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -80,131 +79,8 @@ pub fn open_exclusive(t: &SysTree, r: &Resolved, shown: &DiskInfo) -> Result<Ope
     })
 }
 
-fn in_areas(off: u64, areas: &[Extent]) -> bool {
-    areas.iter().any(|a| off >= a.offset && off < a.end())
-}
-
 fn fdatasync(f: &File) -> std::io::Result<()> {
     f.sync_data()
-}
-
-/// Writes zeros over `areas`.
-fn wipe(f: &File, areas: &[Extent]) -> std::io::Result<u64> {
-    let zeros = vec![0u8; 1 << 20];
-    let mut n = 0;
-    for a in areas {
-        let mut off = a.offset;
-        while off < a.end() {
-            let len = (a.end() - off).min(zeros.len() as u64) as usize;
-            n += pwrite_all(f, off, &[&zeros[..len]])?;
-            off += len as u64;
-        }
-    }
-    Ok(n)
-}
-
-/// Writes runs of consecutive blocks chosen by `pick`.
-fn write_blocks(
-    f: &File,
-    img: &SparseImage,
-    pick: impl Fn(u64, &[u8]) -> bool,
-    progress: &dyn Progress,
-) -> std::io::Result<u64> {
-    let mut written = 0;
-    let mut run: Vec<&[u8]> = vec![];
-    let (mut start, mut end) = (0u64, 0u64);
-    for (off, data) in img.blocks() {
-        if !pick(off, data) {
-            continue;
-        }
-        // Up to 4 MiB per write, in one vectored call.
-        if !run.is_empty() && (off != end || run.len() >= IOV_BATCH) {
-            written += pwrite_all(f, start, &run)?;
-            progress.advance(end - start);
-            run.clear();
-        }
-        if run.is_empty() {
-            start = off;
-        }
-        run.push(data);
-        end = off + data.len() as u64;
-    }
-    if !run.is_empty() {
-        written += pwrite_all(f, start, &run)?;
-        progress.advance(end - start);
-    }
-    Ok(written)
-}
-
-/// The table areas of a disk: its first MiB and its last MiB (MBR, both GPTs).
-pub fn table_areas(size: u64) -> Vec<Extent> {
-    let mib = 1u64 << 20;
-    if size <= 2 * mib {
-        return vec![Extent {
-            offset: 0,
-            len: size,
-        }];
-    }
-    vec![
-        Extent {
-            offset: 0,
-            len: mib,
-        },
-        Extent {
-            offset: size - mib,
-            len: mib,
-        },
-    ]
-}
-
-/// The ordered write. On failure after the first wipe, the table areas are wiped again so the
-/// disk cannot look like a finished card.
-pub fn write_ordered(dev: &OpenDevice, img: &SparseImage, progress: &dyn Progress) -> Result<u64> {
-    if img.size() != dev.size {
-        bail!(
-            "internal: the plan is for {} bytes, {} has {}",
-            img.size(),
-            dev.path.display(),
-            dev.size
-        );
-    }
-    let areas = table_areas(dev.size);
-    let f = &dev.file;
-    let name = dev.path.display().to_string();
-    let wiped =
-        wipe(f, &areas).with_context(|| format!("wiping the partition table areas of {name}"))?;
-    let total: u64 = img
-        .blocks()
-        .filter(|(o, _)| !in_areas(*o, &areas))
-        .map(|(_, d)| d.len() as u64)
-        .sum();
-    progress.start("writing", total);
-    let result = (|| -> Result<u64> {
-        let mut n = write_blocks(f, img, |o, _| !in_areas(o, &areas), progress)
-            .with_context(|| format!("writing {name}"))?;
-        fdatasync(f).with_context(|| format!("flushing {name}"))?;
-        progress.finish();
-        // The partition table last: only a complete card gets one.
-        n += write_blocks(
-            f,
-            img,
-            |o, d| in_areas(o, &areas) && d.iter().any(|b| *b != 0),
-            progress,
-        )
-        .with_context(|| format!("writing the partition table of {name}"))?;
-        fdatasync(f).with_context(|| format!("flushing {name}"))?;
-        Ok(n)
-    })();
-    match result {
-        Ok(n) => Ok(wiped + n),
-        Err(e) => {
-            progress.finish();
-            let _ = wipe(f, &areas).and_then(|_| fdatasync(f));
-            Err(e.context(format!(
-                "{name} was left without a partition table; burn it again"
-            )))
-        }
-    }
 }
 
 /// Asks the kernel to reread the table, retrying while busy; then lets udev settle.
@@ -263,56 +139,6 @@ impl Drop for Aligned {
         // SAFETY: allocated with this layout in `new`.
         unsafe { std::alloc::dealloc(self.ptr, self.layout) }
     }
-}
-
-/// Reads every written range back with O_DIRECT and compares it with the plan. Returns the
-/// ranges that differ and the bytes read.
-pub fn read_back(
-    dev: &OpenDevice,
-    img: &SparseImage,
-    progress: &dyn Progress,
-) -> Result<(Vec<String>, u64)> {
-    use std::os::unix::fs::FileExt;
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
-        .open(&dev.path)
-        .with_context(|| format!("opening {} to read it back", dev.path.display()))?;
-    const CHUNK: usize = 4 << 20;
-    let mut buf = Aligned::new(CHUNK);
-    let mut want = vec![0u8; CHUNK];
-    let mut bad = vec![];
-    let mut read = 0u64;
-    let extents = img.extents();
-    progress.start("reading back", extents.iter().map(|e| e.len).sum());
-    for e in extents {
-        let mut off = e.offset;
-        while off < e.end() {
-            let len = (e.end() - off).min(CHUNK as u64) as usize;
-            let got = buf.slice(len);
-            f.read_exact_at(got, off)
-                .with_context(|| format!("reading {} back at byte {off}", dev.path.display()))?;
-            img.read_at(off, &mut want[..len]);
-            if got[..] != want[..len] {
-                let first = got
-                    .iter()
-                    .zip(&want[..len])
-                    .position(|(a, b)| a != b)
-                    .unwrap_or(0) as u64;
-                bad.push(format!(
-                    "bytes from {} differ from what was written (range {}-{})",
-                    off + first,
-                    off,
-                    off + len as u64
-                ));
-            }
-            read += len as u64;
-            progress.advance(len as u64);
-            off += len as u64;
-        }
-    }
-    progress.finish();
-    Ok((bad, read))
 }
 
 /// A block device as a flash target: buffered writes through the exclusive descriptor, reads
