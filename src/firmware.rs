@@ -103,6 +103,19 @@ fn check_pins(
     })
 }
 
+/// A zip whose hash is not the pinned one (the only failure `firmware verify` reports as a
+/// mismatch, exit code 3).
+#[derive(Debug)]
+pub struct HashMismatch(pub String);
+
+impl std::fmt::Display for HashMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HashMismatch {}
+
 /// Verifies and unpacks `zip` (its bytes) for `req`. `origin` names the zip in messages;
 /// `known_sha` is the zip's SHA-256 when it was computed while downloading.
 pub fn verify_zip(
@@ -119,29 +132,37 @@ pub fn verify_zip(
         .as_deref()
         .map(|v| board.release(v))
         .transpose()?;
-    // Hash the zip on the other core while this one inflates it.
-    let (files, zip_sha) = std::thread::scope(|scope| {
-        let hasher = scope.spawn(|| known_sha.unwrap_or_else(|| Sha256Digest::of(zip)));
-        let files = unpack_zip(zip, origin, req.max_unpacked, &board.required_files);
-        (files, hasher.join().expect("hashing thread"))
-    });
-    let files = files?;
-    if let Some(user) = req.sha256 {
-        if user != zip_sha {
-            bail!("hash mismatch for {origin}: --sha256 expected {user}, computed {zip_sha}");
+    // A SHA-256 pin of the zip (the user's, else the named release's) is checked before a
+    // byte is inflated: a wrong download is a hash mismatch, not "not a readable zip".
+    let zip_pin = match (req.sha256, release) {
+        (Some(user), _) => Some((user, "--sha256 expected".to_string())),
+        (None, Some(r)) => r
+            .pins()?
+            .zip
+            .map(|p| (p, format!("{} {} pins sha256", req.board, r.version))),
+        (None, None) => None,
+    };
+    let (files, zip_sha) = if let Some((want, who)) = zip_pin {
+        let zip_sha = known_sha.unwrap_or_else(|| Sha256Digest::of(zip));
+        if want != zip_sha {
+            return Err(HashMismatch(format!(
+                "hash mismatch for {origin}: {who} {want}, computed {zip_sha}"
+            ))
+            .into());
         }
-    }
-    if let (Some(r), None) = (release, req.sha256) {
-        if let Some(p) = r.pins()?.zip {
-            if p != zip_sha {
-                bail!(
-                    "hash mismatch for {origin}: {} {} pins sha256 {p}, computed {zip_sha}",
-                    req.board,
-                    r.version
-                );
-            }
-        }
-    }
+        (
+            unpack_zip(zip, origin, req.max_unpacked, &board.required_files)?,
+            zip_sha,
+        )
+    } else {
+        // Only a NAR pin: hash the zip on the other core while this one inflates it.
+        let (files, zip_sha) = std::thread::scope(|scope| {
+            let hasher = scope.spawn(|| known_sha.unwrap_or_else(|| Sha256Digest::of(zip)));
+            let files = unpack_zip(zip, origin, req.max_unpacked, &board.required_files);
+            (files, hasher.join().expect("hashing thread"))
+        });
+        (files?, zip_sha)
+    };
     let nar = nar_sha256(&files);
     let user_kind = req.sha256.map(|_| HashKind::UserSha256);
     let (chosen, verified_by): (Option<&Release>, Vec<HashKind>) = match release {
@@ -156,7 +177,15 @@ pub fn verify_zip(
                     r.version
                 ),
             },
-            Err(bad) => bail!("hash mismatch for {origin} as {} {}: {}", req.board, r.version, bad.join("; ")),
+            Err(bad) => {
+                return Err(HashMismatch(format!(
+                    "hash mismatch for {origin} as {} {}: {}",
+                    req.board,
+                    r.version,
+                    bad.join("; ")
+                ))
+                .into())
+            }
         },
         None => {
             let mut found = None;
@@ -179,13 +208,14 @@ pub fn verify_zip(
                     .into_iter()
                     .flatten()
                     .collect();
-                    bail!(
+                    return Err(HashMismatch(format!(
                         "{origin} matches no pinned {} release: computed sha256 {zip_sha} and NAR {}; the default {} expects {}. Name the release with --firmware VERSION, or pin a custom build with --sha256",
                         req.board,
                         nar.sri(),
                         d.version,
                         expected.join(" and ")
-                    )
+                    ))
+                    .into())
                 }
             }
         }

@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod fileset;
 pub mod firmware;
 pub mod flash;
+pub mod gptcheck;
 pub mod layout;
 pub mod manifest;
 pub mod nar;

@@ -125,6 +125,19 @@ fn decompress<R: BufRead + Send + 'static>(kind: Kind, input: R) -> Box<dyn Read
                     io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}"))
                 })?;
                 io::copy(&mut dec, w)?;
+                // The frame's content checksum (zstd writes one by default), as `zstd -t`.
+                let frame = dec.into_frame_decoder();
+                if let (Some(want), Some(got)) = (
+                    frame.get_checksum_from_data(),
+                    frame.get_calculated_checksum(),
+                ) {
+                    if want != got {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("zstd: frame checksum {want:#010x}, computed {got:#010x}: the image is corrupt"),
+                        ));
+                    }
+                }
             }
             Ok(())
         }),
@@ -245,5 +258,43 @@ mod tests {
         let p = dir.path().join("disk.img");
         std::fs::write(&p, vec![0u8; 4096]).unwrap();
         assert!(open(&p).is_ok());
+    }
+
+    #[test]
+    fn a_zstd_frame_with_a_wrong_checksum_is_an_error() {
+        let zstd = std::process::Command::new("zstd").arg("--version").output();
+        if zstd.is_err() {
+            eprintln!("SKIPPED: zstd is not installed");
+            assert!(std::env::var("PI_BURN_REQUIRE_ALL_TESTS").as_deref() != Ok("1"));
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("x.img");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&raw, &data).unwrap();
+        let st = std::process::Command::new("zstd")
+            .args(["-q", "-f", "--check"])
+            .arg(&raw)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let packed = dir.path().join("x.img.zst");
+        let mut z = std::fs::read(&packed).unwrap();
+        let mut read_all = |bytes: &[u8]| {
+            std::fs::write(&packed, bytes).unwrap();
+            let mut out = vec![];
+            open(&packed)
+                .unwrap()
+                .stream
+                .unwrap()
+                .read_to_end(&mut out)
+                .map(|_| out)
+        };
+        assert_eq!(read_all(&z).unwrap(), data);
+        // Flip a bit of the checksum itself (the last 4 bytes): the data decodes, the check fails.
+        let n = z.len();
+        z[n - 2] ^= 1;
+        let e = read_all(&z).unwrap_err().to_string();
+        assert!(e.contains("checksum"), "{e}");
     }
 }

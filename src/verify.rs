@@ -3,7 +3,7 @@
 
 use crate::digest::Sha256Digest;
 use crate::fileset::{FileSet, Node};
-use crate::layout::DiskPlan;
+use crate::layout::{DiskPlan, TableKind};
 use crate::partition::{read_table, ReadOnly};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
@@ -36,6 +36,14 @@ pub fn verify_card<R: Read + Seek + std::fmt::Debug>(
     label: &str,
 ) -> Result<Vec<String>> {
     let mut out = vec![];
+    if plan.table == TableKind::Gpt {
+        // As sgdisk -v: a damaged header or a missing backup is a mismatch, even when the
+        // other copy would still be readable.
+        let problems = crate::gptcheck::check(disk, plan.size, plan.sector_size);
+        if !problems.is_empty() {
+            return Ok(problems);
+        }
+    }
     let found = match read_table(disk, Some(plan.sector_size)) {
         Ok(t) => t,
         Err(e) => return Ok(vec![format!("partition table: {e:#}")]),

@@ -82,11 +82,13 @@ pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
                     }
                     Ok(())
                 }
-                Err(e) => {
+                // Only a wrong hash is a mismatch (exit 3); an unreadable zip is an error.
+                Err(e) if e.downcast_ref::<crate::firmware::HashMismatch>().is_some() => {
                     let line = format!("{e:#}");
                     println!("{name}: {line}");
                     Err(Mismatch(vec![line]).into())
                 }
+                Err(e) => Err(e),
             }
         }
     }

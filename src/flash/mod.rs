@@ -327,7 +327,7 @@ fn run_sink(
         let _ = wipe(&mut sink).and_then(|_| sink.sync());
         drop(rx);
         out.error = Some(format!(
-            "{e:#}; its partition table was wiped: flash it again"
+            "{e:#}; its partition table was wiped: burn it again"
         ));
         return out;
     }
@@ -358,7 +358,7 @@ fn run_sink(
             sink.reread();
             out.read_back_differs = differs;
             out.error = Some(match wiped {
-                Ok(()) => format!("{e}; its partition table was wiped: write it again"),
+                Ok(()) => format!("{e}; its partition table was wiped: burn it again"),
                 Err(w) => {
                     format!("{e}; wiping its partition table failed too ({w}): do not boot from it")
                 }

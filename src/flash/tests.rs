@@ -226,7 +226,7 @@ fn a_failing_target_stops_only_itself_and_a_too_small_one_is_untouched() {
         "the small target was not touched"
     );
     assert!(
-        !out[2].ok && out[2].error.as_ref().unwrap().contains("flash it again"),
+        !out[2].ok && out[2].error.as_ref().unwrap().contains("burn it again"),
         "{:?}",
         out[2]
     );

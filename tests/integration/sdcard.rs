@@ -598,3 +598,77 @@ fn completions_and_man_page_are_generated() {
     let o = t.pi_burn().arg("frobnicate").output().unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn verify_fails_a_damaged_primary_gpt_header_or_a_missing_backup_as_sgdisk_does() {
+    // Regression (issue 11): verify said OK for both.
+    use std::os::unix::fs::FileExt;
+    let t = TestDir::new();
+    assert_success(&t.sdcard("sd.img", &[]));
+    let img = t.path("sd.img");
+    let size = std::fs::metadata(&img).unwrap().len();
+    let verify = || {
+        t.pi_burn()
+            .args(["verify", "--image"])
+            .arg(&img)
+            .arg("--firmware-zip")
+            .arg(fixture_zip("rpi4", None))
+            .args(["--manifest", MANIFEST])
+            .output()
+            .unwrap()
+    };
+    assert_success(&verify());
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&img)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, 512 + 48).unwrap();
+    f.write_all_at(&[b[0] ^ 0x40], 512 + 48).unwrap();
+    let mismatch = |o: std::process::Output, want: &str| {
+        assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+        assert!(stdout(&o).contains(want), "{}", stdout(&o));
+    };
+    mismatch(verify(), "primary GPT header: CRC");
+    f.write_all_at(&b, 512 + 48).unwrap();
+    assert_success(&verify());
+    f.write_all_at(&[0u8; 512], size - 512).unwrap();
+    mismatch(verify(), "backup GPT header: no signature");
+    if have_tool("sgdisk") {
+        let v =
+            String::from_utf8_lossy(&tool("sgdisk").arg("-v").arg(&img).output().unwrap().stdout)
+                .to_string();
+        assert!(
+            v.contains("corrupt") || v.contains("problem") || v.contains("damaged"),
+            "sgdisk agrees that it is damaged: {v}"
+        );
+    }
+}
+
+#[test]
+fn firmware_verify_exits_3_only_for_a_wrong_hash_and_checks_the_pin_before_inflating() {
+    let t = TestDir::new();
+    let junk = t.path("junk.zip");
+    std::fs::write(&junk, b"this is not a zip file at all").unwrap();
+    let run = |zip: &std::path::Path, extra: &[&str]| {
+        t.pi_burn()
+            .args(["firmware", "verify"])
+            .arg(zip)
+            .args(["--manifest", MANIFEST])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Not a zip, no pin to compare: an error (1), not a mismatch.
+    assert_fails_with(&run(&junk, &[]), 1, &["junk.zip"]);
+    // Pinned: the pin is compared first, so a wrong download is named as such.
+    let zeros = "0".repeat(64);
+    let o = run(&junk, &["--sha256", &zeros]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    for want in ["hash mismatch", "--sha256 expected 0000", "computed"] {
+        assert!(stdout(&o).contains(want), "{want}: {}", stdout(&o));
+    }
+    assert!(!stdout(&o).contains("not a readable zip"), "{}", stdout(&o));
+    assert_success(&run(&fixture_zip("rpi4", None), &[]));
+}
