@@ -280,7 +280,7 @@ mod tests {
         assert!(st.success());
         let packed = dir.path().join("x.img.zst");
         let mut z = std::fs::read(&packed).unwrap();
-        let mut read_all = |bytes: &[u8]| {
+        let read_all = |bytes: &[u8]| {
             std::fs::write(&packed, bytes).unwrap();
             let mut out = vec![];
             open(&packed)
