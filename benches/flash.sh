@@ -13,7 +13,7 @@ set -euo pipefail
 runs=${1:-5}
 root=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" = 0 ] || { echo "flash.sh: needs root (loop devices)" >&2; exit 1; }
-for t in losetup bmaptool dd python3 bc; do
+for t in losetup bmaptool dd python3 bc sgdisk; do
   command -v "$t" >/dev/null || PATH=$PATH:/usr/sbin:/sbin
   command -v "$t" >/dev/null || { echo "flash.sh: $t is not installed" >&2; exit 1; }
 done
@@ -34,6 +34,8 @@ with open(sys.argv[1], "wb") as f:
         f.seek(i << 20)
         f.write(os.urandom(1 << 20))
 PY
+# A disk image, not bare data: a GPT over the random pieces (flash refuses data without a table).
+sgdisk -q -o -n 1:0:0 "$work/half.img" >/dev/null
 bmaptool -q create "$work/half.img" -o "$work/half.img.bmap"
 
 mapped() {  # bytes listed in a bmap

@@ -212,14 +212,17 @@ pub fn write_image_and_map(
     img: &SparseImage,
     progress: &dyn crate::progress::Progress,
 ) -> Result<(crate::writer::WriteStats, PathBuf)> {
-    let (stats, map) = std::thread::scope(|s| {
+    let (staged, map) = std::thread::scope(|s| {
         let map = s.spawn(|| from_image(img));
-        let stats = crate::writer::write_image_file(image, img, progress);
-        (stats, map.join().expect("block map thread"))
+        let staged = crate::writer::stage_image(image, img, progress);
+        (staged, map.join().expect("block map thread"))
     });
-    let stats = stats?;
+    let (staged_image, stats) = staged?;
     let path = sidecar(image);
-    crate::cache::write_atomic(&path, to_xml(&map).as_bytes())?;
+    crate::writer::check_image_path(&path)?;
+    // Both complete under temporary names before either replaces what is there.
+    let staged_map = crate::writer::stage_bytes(&path, to_xml(&map).as_bytes())?;
+    crate::writer::commit(vec![staged_image, staged_map])?;
     Ok((stats, path))
 }
 

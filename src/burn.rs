@@ -1,6 +1,7 @@
 //! Burning a built disk onto a block device: show the plan, get the user's word, then the
 //! exclusive open, the ordered write, the reread and the read-back.
 
+pub use crate::error::Refused;
 use crate::flash::{flash, Input, Plan};
 use crate::layout::human;
 use crate::progress::Progress;
@@ -10,18 +11,6 @@ use crate::target::sysfs::{DiskInfo, SysTree};
 use crate::target::Resolved;
 use anyhow::{bail, Result};
 use std::io::{BufRead, IsTerminal, Write};
-
-/// A refusal by a safety check (exit code 4).
-#[derive(Debug)]
-pub struct Refused(pub String);
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Refused {}
 
 /// The device as a person should see it before agreeing to overwrite it.
 pub fn describe(r: &Resolved, d: &DiskInfo) -> String {

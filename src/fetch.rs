@@ -80,19 +80,15 @@ struct Lock(#[allow(dead_code)] File);
 
 impl Lock {
     fn take(path: &Path) -> Result<Self> {
-        use std::os::fd::AsRawFd;
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(path)
             .with_context(|| format!("opening lock {}", path.display()))?;
-        // SAFETY: flock on a file descriptor we own; blocks until the lock is ours.
-        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("locking {}", path.display()));
-        }
+        // flock(2), as std implements File::lock on Linux: blocks until the lock is ours.
+        f.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
         Ok(Lock(f))
     }
 }

@@ -2,6 +2,7 @@
 //! manifest's (SHA-256 of the zip and/or the Nix NAR hash of its tree) or the user's `--sha256`.
 
 use crate::digest::Sha256Digest;
+pub use crate::error::HashMismatch;
 use crate::fileset::FileSet;
 use crate::manifest::{Board, Manifest, Release};
 use crate::nar::nar_sha256;
@@ -102,19 +103,6 @@ fn check_pins(
         Err(bad)
     })
 }
-
-/// A zip whose hash is not the pinned one (the only failure `firmware verify` reports as a
-/// mismatch, exit code 3).
-#[derive(Debug)]
-pub struct HashMismatch(pub String);
-
-impl std::fmt::Display for HashMismatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for HashMismatch {}
 
 /// Verifies and unpacks `zip` (its bytes) for `req`. `origin` names the zip in messages;
 /// `known_sha` is the zip's SHA-256 when it was computed while downloading.

@@ -2,6 +2,10 @@
 //!
 //! The way through the program: manifest -> firmware (verify, unpack) -> layout plan ->
 //! [`sparse::SparseImage`] (partition table + filesystem, in memory) -> target -> verify.
+//!
+//! `unsafe` lives in one module, [`target::ioctl`]; the rest of the crate denies it.
+
+#![deny(unsafe_code)]
 
 pub mod bmap;
 pub mod burn;
@@ -10,6 +14,7 @@ pub mod card;
 pub mod cli;
 pub mod commands;
 pub mod digest;
+pub mod error;
 pub mod fat;
 pub mod fetch;
 pub mod fileset;

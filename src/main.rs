@@ -3,19 +3,17 @@
 //! Exit codes: 0 success, 1 failure, 2 usage error, 3 verification mismatch, 4 refused by a
 //! safety check.
 
+#![deny(unsafe_code)]
+
 use clap::Parser;
-use pi_burn::burn::Refused;
 use pi_burn::cli::{Cli, Command};
-use pi_burn::commands::{self, Global, UsageError};
-use pi_burn::verify::Mismatch;
+use pi_burn::commands::{self, Global};
+use pi_burn::error::Mismatch;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // Like any Unix filter: a closed pipe (`pi-burn devices | head`) ends the program quietly.
-    // SAFETY: restoring the default action of SIGPIPE, before any other thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    pi_burn::target::ioctl::default_sigpipe();
     let cli = Cli::parse();
     let g = Global {
         json: cli.json,
@@ -36,18 +34,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if let Some(m) = e.downcast_ref::<Mismatch>() {
-                eprintln!("pi-burn: verification failed: {} mismatch(es)", m.0.len());
-                return ExitCode::from(3);
+            match e.downcast_ref::<Mismatch>() {
+                // The mismatches themselves went to stdout, one per line.
+                Some(m) => eprintln!("pi-burn: verification failed: {} mismatch(es)", m.0.len()),
+                None => eprintln!("pi-burn: {e:#}"),
             }
-            eprintln!("pi-burn: {e:#}");
-            if e.downcast_ref::<UsageError>().is_some() {
-                ExitCode::from(2)
-            } else if e.downcast_ref::<Refused>().is_some() {
-                ExitCode::from(4)
-            } else {
-                ExitCode::FAILURE
-            }
+            ExitCode::from(pi_burn::error::exit_code(&e))
         }
     }
 }

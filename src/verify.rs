@@ -2,29 +2,13 @@
 //! against the firmware. Each difference is one line.
 
 use crate::digest::Sha256Digest;
+pub use crate::error::Mismatch;
 use crate::fileset::{FileSet, Node};
 use crate::layout::{DiskPlan, TableKind};
 use crate::partition::{read_table, ReadOnly};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::io::{Read, Seek};
-
-/// One or more differences between a card and what it should hold (exit code 3).
-#[derive(Debug)]
-pub struct Mismatch(pub Vec<String>);
-
-impl std::fmt::Display for Mismatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "verification failed: {} mismatch(es): {}",
-            self.0.len(),
-            self.0.join("; ")
-        )
-    }
-}
-
-impl std::error::Error for Mismatch {}
 
 /// Compares the table of `disk` with `plan` and the FAT of its partition `fat_partition`
 /// (1-based) with `files` and `label`. Returns the differences (empty: all good).

@@ -50,29 +50,117 @@ pub fn check_image_path(path: &Path) -> Result<()> {
     }
 }
 
-/// Writes `img` as a sparse image file at `path`. Blocks of zeros are left as holes: the file
-/// is new, so they already read as zero.
+/// A file written completely under a temporary name beside its destination, waiting to be
+/// renamed into place; removed when dropped uncommitted.
+pub struct Staged {
+    tmp: PathBuf,
+    dest: PathBuf,
+    guard: TempGuard,
+}
+
+/// Temporary files are `.NAME.pi-burn-PID.tmp`: a later run removes those whose process is
+/// gone (a killed run cannot clean up after itself).
+fn temp_path(dest: &Path) -> Result<(PathBuf, PathBuf, String)> {
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let name = dest
+        .file_name()
+        .context("the image path has no file name")?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = dir.join(format!(".{name}.pi-burn-{}.tmp", std::process::id()));
+    Ok((dir, tmp, name))
+}
+
+/// Removes `.NAME.pi-burn-PID.tmp` files left by runs that no longer exist.
+fn remove_stale(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.pi-burn-");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".tmp"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+fn create_temp(dest: &Path) -> Result<(File, Staged)> {
+    let (dir, tmp, name) = temp_path(dest)?;
+    remove_stale(&dir, &name);
+    let _ = fs::remove_file(&tmp);
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    Ok((
+        f,
+        Staged {
+            guard: TempGuard(Some(tmp.clone())),
+            tmp,
+            dest: dest.to_path_buf(),
+        },
+    ))
+}
+
+/// Renames staged files into place, in order, once every one of them is complete.
+pub fn commit(staged: Vec<Staged>) -> Result<()> {
+    for mut s in staged {
+        fs::rename(&s.tmp, &s.dest)
+            .with_context(|| format!("renaming {} to {}", s.tmp.display(), s.dest.display()))?;
+        s.guard.0 = None;
+        if let Some(d) = s.dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Ok(d) = File::open(d) {
+                let _ = d.sync_all();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` completely under a temporary name beside `dest`.
+pub fn stage_bytes(dest: &Path, bytes: &[u8]) -> Result<Staged> {
+    use std::io::Write;
+    let (mut f, staged) = create_temp(dest)?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", staged.tmp.display()))?;
+    Ok(staged)
+}
+
+/// Writes `img` as a sparse image file at `path` (replaced only when complete). Blocks of
+/// zeros are left as holes: the file is new, so they already read as zero.
 pub fn write_image_file(
     path: &Path,
     img: &SparseImage,
     progress: &dyn Progress,
 ) -> Result<WriteStats> {
+    let (staged, stats) = stage_image(path, img, progress)?;
+    commit(vec![staged])?;
+    Ok(stats)
+}
+
+/// Writes `img` as a sparse file under a temporary name beside `path`.
+pub fn stage_image(
+    path: &Path,
+    img: &SparseImage,
+    progress: &dyn Progress,
+) -> Result<(Staged, WriteStats)> {
     check_image_path(path)?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .context("the image path has no file name")?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.pi-burn-{}.tmp", std::process::id()));
-    let mut guard = TempGuard(Some(tmp.clone()));
-    let f: File = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
+    let (f, staged) = create_temp(path)?;
+    let tmp = staged.tmp.clone();
     f.set_len(img.size())
         .with_context(|| format!("sizing {}", tmp.display()))?;
     let extent_bytes = img.written_bytes();
@@ -104,18 +192,14 @@ pub fn write_image_file(
     }
     f.sync_all()
         .with_context(|| format!("flushing {}", tmp.display()))?;
-    drop(f);
-    fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    guard.0 = None;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
     progress.finish();
-    Ok(WriteStats {
-        extent_bytes,
-        bytes_written: written,
-    })
+    Ok((
+        staged,
+        WriteStats {
+            extent_bytes,
+            bytes_written: written,
+        },
+    ))
 }
 
 /// Slices per vectored write (Linux's IOV_MAX is 1024).
@@ -124,7 +208,6 @@ pub const IOV_BATCH: usize = 1024;
 /// Writes `bufs` back to back at `offset` of `f`, resuming after short writes. Returns the
 /// bytes written.
 pub fn pwrite_all(f: &File, offset: u64, bufs: &[&[u8]]) -> std::io::Result<u64> {
-    use std::os::fd::AsRawFd;
     let total: u64 = bufs.iter().map(|b| b.len() as u64).sum();
     let mut done = 0u64;
     let mut first = 0usize;
@@ -133,35 +216,17 @@ pub fn pwrite_all(f: &File, offset: u64, bufs: &[&[u8]]) -> std::io::Result<u64>
         first += 1;
     }
     while first < bufs.len() {
-        let iov: Vec<libc::iovec> = bufs[first..]
+        let batch: Vec<&[u8]> = bufs[first..]
             .iter()
             .take(IOV_BATCH)
             .enumerate()
-            .map(|(i, b)| {
-                let b = if i == 0 { &b[skip..] } else { b };
-                libc::iovec {
-                    iov_base: b.as_ptr() as *mut libc::c_void,
-                    iov_len: b.len(),
-                }
-            })
+            .map(|(i, b)| if i == 0 { &b[skip..] } else { *b })
             .collect();
-        // SAFETY: every iovec points into a live slice of `bufs` for the duration of the call,
-        // and the kernel only reads from them.
-        let n = unsafe {
-            libc::pwritev(
-                f.as_raw_fd(),
-                iov.as_ptr(),
-                iov.len() as libc::c_int,
-                (offset + done) as libc::off_t,
-            )
+        let n = match crate::target::ioctl::pwritev(f, &batch, offset + done) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
         };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
         if n == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::WriteZero,
@@ -218,5 +283,39 @@ mod tests {
         assert!(back[10..10 + 2250].iter().all(|x| *x == 2));
         assert!(back[10 + 2250..10 + 2250 + 5000].iter().all(|x| *x == 1));
         assert!(back[10 + 7250..].iter().all(|x| *x == 3));
+    }
+
+    #[test]
+    fn an_image_is_replaced_only_with_its_block_map_and_stale_temps_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("card.img");
+        std::fs::write(&image, b"the old image").unwrap();
+        // A temp file of a run that was killed (no such process) and one of a live one.
+        let stale = dir.path().join(".card.img.pi-burn-4294967.tmp");
+        std::fs::write(&stale, b"x").unwrap();
+        let live = dir.path().join(format!(".card.img.pi-burn-{}.tmp", 1));
+        std::fs::write(&live, b"x").unwrap();
+        // The block map cannot be written (its path is a directory): the image stays as it was.
+        std::fs::create_dir(dir.path().join("card.img.bmap")).unwrap();
+        let mut img = SparseImage::new(1 << 20);
+        img.write_at(0, &[7u8; 4096]).unwrap();
+        let r =
+            crate::bmap::write_image_and_map(&image, &img, &crate::progress::Recorder::default());
+        assert!(r.is_err());
+        assert_eq!(std::fs::read(&image).unwrap(), b"the old image");
+        assert!(!stale.exists(), "a dead run's temp file is removed");
+        assert!(live.exists(), "a live process's temp file is left alone");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(&format!("pi-burn-{}.tmp", std::process::id())))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        std::fs::remove_dir(dir.path().join("card.img.bmap")).unwrap();
+        crate::bmap::write_image_and_map(&image, &img, &crate::progress::Recorder::default())
+            .unwrap();
+        assert_eq!(std::fs::metadata(&image).unwrap().len(), 1 << 20);
+        assert!(dir.path().join("card.img.bmap").is_file());
     }
 }

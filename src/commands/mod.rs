@@ -11,6 +11,7 @@ pub mod verify;
 use crate::cache::Cache;
 use crate::cli::{DiskoArgs, Eval, FirmwareArgs, LayoutArgs, Table};
 use crate::digest::Sha256Digest;
+pub use crate::error::{usage, UsageError};
 use crate::fat::Timestamp;
 use crate::fetch::FetchOptions;
 use crate::firmware::{obtain, Firmware, Online, Origin, Request};
@@ -29,22 +30,6 @@ pub struct Global {
     pub quiet: bool,
     pub verbose: u8,
     pub progress: Box<dyn Progress>,
-}
-
-/// A wrong command line found after parsing (exit code 2).
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
-
-pub fn usage(msg: impl Into<String>) -> anyhow::Error {
-    UsageError(msg.into()).into()
 }
 
 /// Gets (local zip, cache or network) and verifies the firmware named by the arguments.

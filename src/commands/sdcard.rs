@@ -13,7 +13,7 @@ use crate::report::{Report, Target};
 use crate::target::{blockers, Allow};
 use crate::verify::Mismatch;
 use crate::writer::check_image_path;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 fn warn_old_start4(fw: &Firmware, plan: &DiskPlan, g: &Global) {
     if fw.gpt_boot_warning && plan.table == TableKind::Gpt {
@@ -137,8 +137,8 @@ fn run_device(args: &SdcardArgs, g: &Global) -> Result<()> {
     let mut fw = load_firmware(&args.firmware, g)?;
     let uefi = apply_uefi(&mut fw, &args.uefi, g)?;
     let layout = layout_for_device(&args.layout, &fw, &d)?;
-    let (plan, card) = build(args, &fw, &layout, d.size, g)
-        .map_err(|e| anyhow::anyhow!("{}: {e:#}", r.canonical.display()))?;
+    let (plan, card) =
+        build(args, &fw, &layout, d.size, g).with_context(|| r.canonical.display().to_string())?;
     // 3. The plan, shown; the user's word.
     if !g.quiet || opts.dry_run {
         eprint!("{}", describe(&r, &d));

@@ -11,7 +11,7 @@ use crate::target::sysfs::{self, SysTree};
 use crate::target::{blockers, inspect_whole_disk, resolve, Allow};
 use crate::verify::Mismatch;
 use crate::writer::check_image_path;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::path::Path;
 
 fn hybrid_text(plan: &DiskPlan, disk: &DiskoDisk) -> String {
@@ -221,7 +221,7 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
             }
         }
         let plan = plan(&disk, d.size, d.logical_sector_size, &seed)
-            .map_err(|e| anyhow::anyhow!("{}: {e:#}", r.canonical.display()))?;
+            .with_context(|| r.canonical.display().to_string())?;
         let (img, formatted, left) = build_ssd(&plan, &disk, !a.no_format, &seed, timestamp)?;
         for l in &left {
             g.progress.notice(&format!("notice: {l}"));

@@ -22,11 +22,7 @@ pub fn run(args: &VerifyArgs, g: &Global) -> Result<()> {
             let size = ioctl::size_bytes(&f)
                 .with_context(|| format!("reading the size of {}", r.canonical.display()))?;
             // Read what is on the card, not what the page cache remembers.
-            // SAFETY: posix_fadvise only takes the descriptor and a range.
-            unsafe {
-                use std::os::fd::AsRawFd;
-                libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
-            }
+            ioctl::drop_cache(&f);
             ("device", r.canonical.display().to_string(), size, layout, f)
         }
         (None, Some(path)) => {

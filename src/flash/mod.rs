@@ -5,7 +5,7 @@
 
 use crate::digest::Sha256Digest;
 use crate::progress::Progress;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -201,7 +201,7 @@ fn produce(
                     let mut buf = vec![0u8; n as usize];
                     reader
                         .read_exact_at(at, &mut buf)
-                        .map_err(|e| anyhow::anyhow!("reading the image at byte {at}: {e}"))?;
+                        .with_context(|| format!("reading the image at byte {at}"))?;
                     h.update(&buf);
                     emit(at, buf)?;
                     at += n;
@@ -220,7 +220,7 @@ fn produce(
             let mut buf = vec![0u8; n as usize];
             let got = reader
                 .read_some(&mut buf)
-                .map_err(|e| anyhow::anyhow!("reading the image at byte {at}: {e}"))?;
+                .with_context(|| format!("reading the image at byte {at}"))?;
             if got == 0 {
                 break;
             }
@@ -258,8 +258,7 @@ fn run_sink(
         Ok(n)
     };
     let result = (|| -> Result<()> {
-        out.bytes_written +=
-            wipe(&mut sink).map_err(|e| anyhow::anyhow!("wiping the table areas: {e}"))?;
+        out.bytes_written += wipe(&mut sink).context("wiping the table areas")?;
         let mut write =
             |sink: &mut Box<dyn Sink>, off: u64, data: &[u8], out: &mut Outcome| -> Result<()> {
                 if off + data.len() as u64 > size {
@@ -269,7 +268,7 @@ fn run_sink(
                     );
                 }
                 sink.write_at(off, data)
-                    .map_err(|e| anyhow::anyhow!("writing at byte {off}: {e}"))?;
+                    .with_context(|| format!("writing at byte {off}"))?;
                 out.bytes_written += data.len() as u64;
                 if let Some(m) = &meter {
                     m(data.len() as u64);
@@ -285,7 +284,7 @@ fn run_sink(
                 Ok(Msg::Abort(why)) => bail!("{why}"),
                 Err(_) => bail!("the image ended early"),
                 Ok(Msg::Finish(f)) => {
-                    sink.sync().map_err(|e| anyhow::anyhow!("flushing: {e}"))?;
+                    sink.sync().context("flushing")?;
                     let relocate = match (&f.table, f.image_size) {
                         (Table::Gpt(g), Some(s)) => {
                             s < size && (size / g.sector_size) > g.alternate_lba + 1
@@ -317,7 +316,7 @@ fn run_sink(
                             &mut out,
                         )?;
                     }
-                    sink.sync().map_err(|e| anyhow::anyhow!("flushing: {e}"))?;
+                    sink.sync().context("flushing")?;
                     return Ok(());
                 }
             }

@@ -30,10 +30,10 @@ pub fn open_exclusive(t: &SysTree, r: &Resolved, shown: &DiskInfo) -> Result<Ope
         .open(&path)
         .map_err(|e| {
             if e.raw_os_error() == Some(libc::EBUSY) {
-                anyhow::anyhow!(
-                    "{} is busy: something holds it (a mount, RAID, LVM, LUKS or another program)",
+                anyhow::Error::new(crate::error::Refused(format!(
+                    "{} is busy: something holds it open exclusively (a mount, RAID, LVM, LUKS, or another pi-burn)",
                     path.display()
-                )
+                )))
             } else {
                 anyhow::Error::new(e).context(format!("opening {} for writing", path.display()))
             }
@@ -111,33 +111,24 @@ pub fn reread(dev: &OpenDevice, progress: &dyn Progress) {
     }
 }
 
-/// A buffer aligned for O_DIRECT.
+/// A buffer aligned for O_DIRECT, without unsafe code: a Vec with room to spare, used from
+/// its first 4096-aligned byte.
 pub(crate) struct Aligned {
-    ptr: *mut u8,
-    layout: std::alloc::Layout,
+    buf: Vec<u8>,
 }
 
 impl Aligned {
-    pub(crate) fn new(len: usize) -> Self {
-        let layout = std::alloc::Layout::from_size_align(len, 4096).expect("valid layout");
-        // SAFETY: the layout has a non-zero size; a null result is handled.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        if ptr.is_null() {
-            std::alloc::handle_alloc_error(layout);
-        }
-        Aligned { ptr, layout }
-    }
-    pub(crate) fn slice(&mut self, len: usize) -> &mut [u8] {
-        assert!(len <= self.layout.size());
-        // SAFETY: ptr is valid for layout.size() bytes, initialised (zeroed), uniquely borrowed.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, len) }
-    }
-}
+    const ALIGN: usize = 4096;
 
-impl Drop for Aligned {
-    fn drop(&mut self) {
-        // SAFETY: allocated with this layout in `new`.
-        unsafe { std::alloc::dealloc(self.ptr, self.layout) }
+    pub(crate) fn new(len: usize) -> Self {
+        Aligned {
+            buf: vec![0u8; len + Self::ALIGN],
+        }
+    }
+
+    pub(crate) fn slice(&mut self, len: usize) -> &mut [u8] {
+        let skip = self.buf.as_ptr().align_offset(Self::ALIGN);
+        &mut self.buf[skip..skip + len]
     }
 }
 
@@ -205,6 +196,3 @@ impl crate::flash::Sink for DeviceSink {
         reread(&self.dev, &crate::progress::Silent { notices: true });
     }
 }
-
-// SAFETY: the raw pointer in Aligned is owned by this sink alone and only used through &mut self.
-unsafe impl Send for DeviceSink {}

@@ -1,4 +1,8 @@
-//! The block-device ioctls pi-burn needs, behind safe wrappers. Every `unsafe` is here.
+//! Every system call pi-burn makes that std does not wrap, behind safe wrappers: the
+//! block-device ioctls, vectored positioned writes, page-cache advice and the SIGPIPE action.
+//! This is the only module allowed `unsafe` (the crate denies it elsewhere).
+
+#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io;
@@ -53,4 +57,43 @@ pub fn major(dev: u64) -> u64 {
 
 pub fn minor(dev: u64) -> u64 {
     libc::minor(dev) as u64
+}
+
+/// Drops the page cache of `f`, so that reads come from the medium.
+pub fn drop_cache(f: &File) {
+    // SAFETY: posix_fadvise only takes the descriptor and a range; failure is harmless.
+    unsafe {
+        libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+    }
+}
+
+/// One `pwritev` of `bufs` at `offset`: the bytes the kernel took.
+pub fn pwritev(f: &File, bufs: &[&[u8]], offset: u64) -> io::Result<usize> {
+    let iov: Vec<libc::iovec> = bufs
+        .iter()
+        .map(|b| libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        })
+        .collect();
+    let off = libc::off_t::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset out of range"))?;
+    let count = libc::c_int::try_from(iov.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many buffers"))?;
+    // SAFETY: every iovec points into a live slice of `bufs` for the duration of the call, and
+    // the kernel only reads from them.
+    let n = unsafe { libc::pwritev(f.as_raw_fd(), iov.as_ptr(), count, off) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Restores the default action of SIGPIPE, so that a closed pipe ends the program quietly like
+/// any Unix filter. Call it first thing, before any other thread exists.
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal's action to SIG_DFL has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

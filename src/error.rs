@@ -1,0 +1,72 @@
+//! The kinds of failure that choose pi-burn's exit code, in one place. Everything else is an
+//! ordinary error (exit 1) carried by anyhow with its context chain.
+//!
+//! | code | kind |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | any other failure |
+//! | 2 | [`UsageError`]: a wrong command line |
+//! | 3 | [`Mismatch`]: verification found a difference |
+//! | 4 | [`Refused`]: a safety check refused the device |
+
+use thiserror::Error;
+
+/// A wrong command line found after parsing (exit code 2).
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// One or more differences between what was written and what should be there (exit code 3).
+#[derive(Debug, Error)]
+#[error("verification failed: {} mismatch(es): {}", .0.len(), .0.join("; "))]
+pub struct Mismatch(pub Vec<String>);
+
+/// A refusal by a safety check (exit code 4).
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// A zip whose hash is not the pinned one: a mismatch for `firmware verify`, a failure
+/// elsewhere.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct HashMismatch(pub String);
+
+/// A usage error from a message.
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError(msg.into()).into()
+}
+
+/// The exit code for an error: the first kind found in its chain.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if cause.is::<UsageError>() {
+            return 2;
+        }
+        if cause.is::<Mismatch>() {
+            return 3;
+        }
+        if cause.is::<Refused>() {
+            return 4;
+        }
+    }
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn kinds_survive_context() {
+        let e = Err::<(), _>(Refused("busy".into()))
+            .context("opening /dev/loop9")
+            .unwrap_err();
+        assert_eq!(exit_code(&e), 4);
+        assert_eq!(exit_code(&usage("--size")), 2);
+        assert_eq!(exit_code(&Mismatch(vec!["x".into()]).into()), 3);
+        assert_eq!(exit_code(&anyhow::anyhow!("plain")), 1);
+        assert_eq!(exit_code(&HashMismatch("h".into()).into()), 1);
+    }
+}
