@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // Like any Unix filter: a closed pipe (`pi-burn devices | head`) ends the program quietly.
-    pi_burn::target::ioctl::default_sigpipe();
+    pi_burn::blockdev::sys::default_sigpipe();
     let cli = Cli::parse();
     let g = Global {
         json: cli.json,

@@ -1,9 +1,9 @@
 //! The `--json` report: what was (or should be) on the target.
 
-use crate::digest::Sha256Digest;
-use crate::fat::FatInfo;
+use crate::disk::fat::FatInfo;
+use crate::disk::geometry::{DiskPlan, PartType};
+use crate::firmware::digest::Sha256Digest;
 use crate::firmware::{Firmware, HashKind};
-use crate::layout::{DiskPlan, PartType};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -15,11 +15,11 @@ pub struct Report {
     pub partitions: Vec<PartitionReport>,
     pub filesystem: Option<FatInfo>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub filesystems: Vec<crate::card::Formatted>,
+    pub filesystems: Vec<crate::disk::card::Formatted>,
     pub firmware: Option<FirmwareReport>,
     pub files: Vec<FileReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub uefi_settings: Vec<crate::uefivars::Applied>,
+    pub uefi_settings: Vec<crate::firmware::uefivars::Applied>,
     pub bytes_written: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_read_back: Option<u64>,

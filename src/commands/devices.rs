@@ -1,9 +1,9 @@
 //! `pi-burn devices`: the whole disks, and whether pi-burn would write to each.
 
 use super::Global;
-use crate::layout::human;
-use crate::target::sysfs::{self, DiskInfo, SysTree};
-use crate::target::{blockers, Allow};
+use crate::blockdev::sysfs::{self, DiskInfo, SysTree};
+use crate::blockdev::{blockers, Allow};
+use crate::disk::geometry::human;
 use anyhow::Result;
 use serde::Serialize;
 

@@ -1,11 +1,11 @@
 //! `pi-burn firmware list|fetch|verify`.
 
 use super::{load_firmware, request, Global};
-use crate::cache::Cache;
 use crate::cli::FirmwareCommand;
+use crate::disk::verify::Mismatch;
+use crate::firmware::cache::Cache;
+use crate::firmware::manifest::Manifest;
 use crate::firmware::{verify_zip, Source};
-use crate::manifest::Manifest;
-use crate::verify::Mismatch;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -157,7 +157,7 @@ fn list(manifest: Option<&std::path::Path>, g: &Global) -> Result<()> {
 }
 
 fn settings(file: &std::path::Path, g: &Global) -> Result<()> {
-    use crate::uefivars::{find_store, read_vars};
+    use crate::firmware::uefivars::{find_store, read_vars};
     let name = file.display().to_string();
     let fd = std::fs::read(file).with_context(|| format!("reading {name}"))?;
     let store = find_store(&fd, &name)?;

@@ -1,14 +1,15 @@
 //! `pi-burn flash IMAGE DEVICE...`: golden images onto one or many cards.
 
+use super::prompt::{confirm_all, describe};
 use super::{device_target, Global};
-use crate::bmap::{self, Bmap};
-use crate::burn::{confirm_all, describe, Refused};
+use crate::blockdev::device::{open_exclusive, DeviceSink};
+use crate::blockdev::{blockers, Allow};
 use crate::cli::FlashArgs;
-use crate::flash::{flash, Input, Plan};
-use crate::layout::human;
-use crate::source::{self, Kind};
-use crate::target::device::{open_exclusive, DeviceSink};
-use crate::target::{blockers, Allow};
+use crate::disk::bmap::{self, Bmap};
+use crate::disk::geometry::human;
+use crate::error::Refused;
+use crate::write::source::{self, Kind};
+use crate::write::{flash, Input, Plan};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -52,7 +53,7 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
         let (t, r, d) = device_target(p)?;
         if targets
             .iter()
-            .any(|(_, r2, _): &(_, crate::target::Resolved, _)| r2.dev == r.dev)
+            .any(|(_, r2, _): &(_, crate::blockdev::Resolved, _)| r2.dev == r.dev)
         {
             bail!(super::usage(format!(
                 "{} is named twice",
@@ -159,10 +160,12 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
         g.progress.phase("dry run: nothing was written");
         return Ok(());
     }
-    let pairs: Vec<(&crate::target::Resolved, &crate::target::sysfs::DiskInfo)> =
-        targets.iter().map(|(_, r, d)| (r, d)).collect();
+    let pairs: Vec<(
+        &crate::blockdev::Resolved,
+        &crate::blockdev::sysfs::DiskInfo,
+    )> = targets.iter().map(|(_, r, d)| (r, d)).collect();
     confirm_all(&pairs, a.device_opts.yes)?;
-    let mut sinks: Vec<Box<dyn crate::flash::Sink>> = vec![];
+    let mut sinks: Vec<Box<dyn crate::write::Sink>> = vec![];
     for (t, r, d) in &targets {
         sinks.push(Box::new(DeviceSink::new(open_exclusive(t, r, d)?)?));
     }
@@ -170,7 +173,7 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
     use std::io::IsTerminal;
     let bars = (!g.quiet && !g.json && std::io::stderr().is_terminal())
         .then(indicatif::MultiProgress::new);
-    let mut meters: Vec<crate::flash::Meter> = vec![];
+    let mut meters: Vec<crate::write::Meter> = vec![];
     if let Some(mp) = &bars {
         let total = plan.bytes();
         for (_, r, _) in &targets {

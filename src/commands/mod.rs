@@ -4,23 +4,24 @@ pub mod devices;
 pub mod firmware;
 pub mod flash;
 pub mod meta;
+pub mod prompt;
 pub mod sdcard;
 pub mod ssd;
 pub mod verify;
 
-use crate::cache::Cache;
+use crate::blockdev::sysfs::{DiskInfo, SysTree};
+use crate::blockdev::{inspect_whole_disk, resolve, Resolved};
 use crate::cli::{DiskoArgs, Eval, FirmwareArgs, LayoutArgs, Table};
-use crate::digest::Sha256Digest;
+use crate::disk::fat::Timestamp;
+use crate::disk::geometry::{gpt_type, parse_size, SdLayout, TableKind};
 pub use crate::error::{usage, UsageError};
-use crate::fat::Timestamp;
-use crate::fetch::FetchOptions;
+use crate::firmware::cache::Cache;
+use crate::firmware::digest::Sha256Digest;
+use crate::firmware::fetch::FetchOptions;
+use crate::firmware::manifest::Manifest;
 use crate::firmware::{obtain, Firmware, Online, Origin, Request};
-use crate::layout::{gpt_type, parse_size, SdLayout, TableKind};
-use crate::manifest::Manifest;
 use crate::progress::Progress;
 use crate::ssd::{choose_disk, EvalMode};
-use crate::target::sysfs::{DiskInfo, SysTree};
-use crate::target::{inspect_whole_disk, resolve, Resolved};
 use anyhow::{bail, Context, Result};
 use std::time::Duration;
 
@@ -161,7 +162,7 @@ pub fn sd_layout(args: &LayoutArgs, fw: &Firmware) -> Result<SdLayout> {
     };
     let partition_size =
         parse_size(&size).map_err(|e| usage(format!("--partition-size: {e:#}")))?;
-    crate::fat::label_bytes(&args.label).map_err(|e| usage(format!("--label: {e:#}")))?;
+    crate::disk::fat::label_bytes(&args.label).map_err(|e| usage(format!("--label: {e:#}")))?;
     if name.encode_utf16().count() > 36 {
         bail!(usage(format!(
             "--partition-name: '{name}' is longer than GPT's 36 characters"
@@ -256,9 +257,9 @@ pub fn apply_uefi(
     fw: &mut Firmware,
     a: &crate::cli::UefiArgs,
     g: &Global,
-) -> Result<Vec<crate::uefivars::Applied>> {
+) -> Result<Vec<crate::firmware::uefivars::Applied>> {
     use crate::cli::{OnOff, SystemTable};
-    use crate::uefivars::Setting;
+    use crate::firmware::uefivars::Setting;
     let mut settings = vec![];
     if let Some(v) = a.ram_limit_3gb {
         settings.push(Setting::RamLimitTo3Gb(v == OnOff::On));
@@ -283,7 +284,7 @@ pub fn apply_uefi(
         .files
         .file("RPI_EFI.fd")
         .context("the firmware has no RPI_EFI.fd")?;
-    let (patched, applied) = crate::uefivars::apply(
+    let (patched, applied) = crate::firmware::uefivars::apply(
         fd,
         &settings,
         &format!("RPI_EFI.fd of {} {}", fw.board, fw.version),

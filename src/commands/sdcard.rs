@@ -1,18 +1,20 @@
 //! `pi-burn sdcard`: the UEFI firmware SD card, as an image file or on a block device.
 
+use super::prompt::{confirm, describe};
 use super::{
     apply_uefi, device_target, image_size, layout_for_device, load_firmware, sd_layout, timestamp,
     Global,
 };
-use crate::burn::{burn, confirm, describe, Refused};
-use crate::card::{build_sdcard, BuiltCard};
+use crate::blockdev::{blockers, Allow};
 use crate::cli::SdcardArgs;
+use crate::disk::card::{build_sdcard, BuiltCard};
+use crate::disk::geometry::{human, DiskPlan, SdLayout, TableKind};
+use crate::disk::verify::Mismatch;
+use crate::error::Refused;
 use crate::firmware::Firmware;
-use crate::layout::{human, DiskPlan, SdLayout, TableKind};
 use crate::report::{Report, Target};
-use crate::target::{blockers, Allow};
-use crate::verify::Mismatch;
-use crate::writer::check_image_path;
+use crate::write::device::burn;
+use crate::write::image::check_image_path;
 use anyhow::{bail, Context, Result};
 
 fn warn_old_start4(fw: &Firmware, plan: &DiskPlan, g: &Global) {
@@ -81,7 +83,8 @@ fn run_image(args: &SdcardArgs, image: &std::path::Path, g: &Global) -> Result<(
     let size = image_size(&args.layout, &layout)?;
     let (plan, card) = build(args, &fw, &layout, size, g)?;
     g.progress.phase("card built in memory");
-    let (stats, bmap) = crate::bmap::write_image_and_map(image, &card.disk, g.progress.as_ref())?;
+    let (stats, bmap) =
+        crate::disk::bmap::write_image_and_map(image, &card.disk, g.progress.as_ref())?;
     g.progress
         .phase(&format!("image written, block map in {}", bmap.display()));
     let mut report = Report::new(

@@ -1,16 +1,18 @@
 //! `pi-burn ssd --node NAME`: the node's USB SSD gets the GPT its disko config describes.
 
+use super::prompt::{confirm, describe};
 use super::{load_disko, usage, Global};
-use crate::burn::{burn, confirm, describe, Refused};
-use crate::card::{build_ssd, PARTITION_WIPE};
+use crate::blockdev::sysfs::{self, SysTree};
+use crate::blockdev::{blockers, inspect_whole_disk, resolve, Allow};
 use crate::cli::SsdArgs;
-use crate::layout::{gpt_type_code, human, parse_size, DiskPlan, PartType};
+use crate::disk::card::{build_ssd, PARTITION_WIPE};
+use crate::disk::geometry::{gpt_type_code, human, parse_size, DiskPlan, PartType};
+use crate::disk::verify::Mismatch;
+use crate::error::Refused;
 use crate::report::{Report, Target};
 use crate::ssd::{choose_disk, plan, ConfigSource, DiskoDisk};
-use crate::target::sysfs::{self, SysTree};
-use crate::target::{blockers, inspect_whole_disk, resolve, Allow};
-use crate::verify::Mismatch;
-use crate::writer::check_image_path;
+use crate::write::device::burn;
+use crate::write::image::check_image_path;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
@@ -164,7 +166,8 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
             g.progress.phase("dry run: nothing was written");
             return if g.json { report.print_json() } else { Ok(()) };
         }
-        let (stats, bmap) = crate::bmap::write_image_and_map(image, &img, g.progress.as_ref())?;
+        let (stats, bmap) =
+            crate::disk::bmap::write_image_and_map(image, &img, g.progress.as_ref())?;
         g.progress
             .phase(&format!("block map in {}", bmap.display()));
         report.bytes_written = Some(stats.bytes_written);

@@ -3,10 +3,10 @@
 use super::{
     apply_uefi, device_target, image_size, layout_for_device, load_firmware, sd_layout, Global,
 };
+use crate::blockdev::sys;
 use crate::cli::VerifyArgs;
+use crate::disk::verify::{verify_card, Mismatch};
 use crate::report::{Report, Target};
-use crate::target::ioctl;
-use crate::verify::{verify_card, Mismatch};
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 
@@ -19,10 +19,10 @@ pub fn run(args: &VerifyArgs, g: &Global) -> Result<()> {
             let layout = layout_for_device(&args.layout, &fw, &d)?;
             let f = File::open(&r.canonical)
                 .with_context(|| format!("opening {}", r.canonical.display()))?;
-            let size = ioctl::size_bytes(&f)
+            let size = sys::size_bytes(&f)
                 .with_context(|| format!("reading the size of {}", r.canonical.display()))?;
             // Read what is on the card, not what the page cache remembers.
-            ioctl::drop_cache(&f);
+            sys::drop_cache(&f);
             ("device", r.canonical.display().to_string(), size, layout, f)
         }
         (None, Some(path)) => {

@@ -2,7 +2,7 @@
 //! for its GPT disks, and sgdisk's placement of their partitions.
 //!
 //! config (where `disko.devices` comes from) -> model (disko's options and defaults, refusals)
-//! -> sgdisk (the table disko's commands make) -> [`crate::layout::DiskPlan`].
+//! -> sgdisk (the table disko's commands make) -> [`crate::disk::geometry::DiskPlan`].
 
 pub mod config;
 pub mod model;

@@ -11,7 +11,7 @@
 //! files and 4 KiB-sector loop devices (tests/integration/disko.rs).
 
 use super::model::{DiskoDisk, Hybrid};
-use crate::layout::{
+use crate::disk::geometry::{
     derive_uuid, gpt_type_code, DiskPlan, MbrEntry, PartType, PartitionPlan, TableKind, MIB,
 };
 use anyhow::{bail, Context, Result};
@@ -228,7 +228,7 @@ pub fn plan(disk: &DiskoDisk, size: u64, ss: u64, seed: &str) -> Result<DiskPlan
             bail!(
                 "{}: there is no free space left on a disk of {} for it",
                 what(),
-                crate::layout::human(size)
+                crate::disk::geometry::human(size)
             );
         };
         let low = t.align(low);
@@ -242,7 +242,7 @@ pub fn plan(disk: &DiskoDisk, size: u64, ss: u64, seed: &str) -> Result<DiskPlan
             bail!(
                 "{}: does not fit a disk of {} ({total} sectors of {ss} bytes): sgdisk would be asked for sectors {start}-{end}, which are not all free, and disko's script would stop there",
                 what(),
-                crate::layout::human(size)
+                crate::disk::geometry::human(size)
             );
         }
         t.parts.push((start, end));
@@ -410,5 +410,29 @@ mod tests {
         big.parts.push((34, 2081));
         assert_eq!(big.compute_alignment(), 8);
         assert_eq!(table(1 << 20, 4096).compute_alignment(), 256);
+    }
+
+    #[test]
+    fn the_seed_config_on_a_500gb_ssd_matches_facts() {
+        // FACTS.md 5: 976773168 sectors: BOOT 2048-2099199, zfs 2099200-976773119.
+        let text = include_str!("../../fixtures/flake/hosts/pi-alpha/disk-config.nix");
+        let v = crate::ssd::nixeval::eval(text, "seed").unwrap();
+        let devices = &v["disko"]["devices"];
+        let d = crate::ssd::choose_disk(devices, None, false, "seed").unwrap();
+        let labels: Vec<&str> = d.partitions.iter().map(|p| p.label.as_str()).collect();
+        assert_eq!(labels, ["disk-usb-ssd-BOOT", "disk-usb-ssd-zfs"]);
+        assert_eq!(
+            d.partitions[1].type_code, "8300",
+            "zfs is 8300 unless type is set"
+        );
+        let p = plan(&d, 976773168 * 512, 512, "s").unwrap();
+        let got: Vec<(u64, u64)> = p
+            .partitions
+            .iter()
+            .map(|p| (p.first_lba, p.last_lba))
+            .collect();
+        assert_eq!(got, [(2048, 2099199), (2099200, 976773119)]);
+        let sd = crate::ssd::choose_disk(devices, None, true, "seed").unwrap();
+        assert_eq!(sd.partitions[0].label, "disk-sdcard-FIRMWARE");
     }
 }

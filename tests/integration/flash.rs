@@ -106,8 +106,8 @@ fn images_from_pi_burn_and_the_shell_recipe_land_on_bigger_devices() {
     let t = TestDir::new();
     // pi-burn's golden image, with its block map: exactly the mapped ranges.
     let img = golden(&t);
-    let mapped = pi_burn::bmap::parse(
-        &std::fs::read_to_string(pi_burn::bmap::sidecar(&img)).unwrap(),
+    let mapped = pi_burn::disk::bmap::parse(
+        &std::fs::read_to_string(pi_burn::disk::bmap::sidecar(&img)).unwrap(),
         "t",
     )
     .unwrap()

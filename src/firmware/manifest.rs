@@ -1,13 +1,13 @@
 //! `firmware-manifest.toml`: the firmware releases pi-burn knows and how each one is pinned.
 
-use crate::digest::Sha256Digest;
+use crate::firmware::digest::Sha256Digest;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The manifest compiled into the binary (the repository's `firmware-manifest.toml`).
-pub const EMBEDDED: &str = include_str!("../firmware-manifest.toml");
+pub const EMBEDDED: &str = include_str!("../../firmware-manifest.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn the_format_is_pinned_by_a_fixture() {
-        let text = include_str!("../fixtures/manifest-format.toml");
+        let text = include_str!("../../fixtures/manifest-format.toml");
         let m = Manifest::parse(text, "fixture").unwrap();
         let b = m.board("testboard").unwrap();
         assert_eq!(b.default, "v2.0");
@@ -235,7 +235,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_an_error() {
-        let text = include_str!("../fixtures/manifest-format.toml").replace(
+        let text = include_str!("../../fixtures/manifest-format.toml").replace(
             "hash_source = \"fixture\"",
             "hash_source = \"fixture\"\nsha512 = \"x\"",
         );
@@ -245,7 +245,7 @@ mod tests {
 
     #[test]
     fn an_unpinned_default_is_an_error() {
-        let text = include_str!("../fixtures/manifest-format.toml")
+        let text = include_str!("../../fixtures/manifest-format.toml")
             .replace("default = \"v2.0\"", "default = \"v0.9\"");
         let err = format!("{:#}", Manifest::parse(&text, "fixture").unwrap_err());
         assert!(err.contains("no pinned hash"), "{err}");
@@ -253,10 +253,10 @@ mod tests {
 
     #[test]
     fn bad_pins_and_dates_are_errors() {
-        let text = include_str!("../fixtures/manifest-format.toml")
+        let text = include_str!("../../fixtures/manifest-format.toml")
             .replace("date = \"2025-11-21\"", "date = \"21.11.2025\"");
         assert!(Manifest::parse(&text, "fixture").is_err());
-        let text = include_str!("../fixtures/manifest-format.toml")
+        let text = include_str!("../../fixtures/manifest-format.toml")
             .replace("nar_sha256 = \"sha256-", "nar_sha256 = \"md5-");
         assert!(Manifest::parse(&text, "fixture").is_err());
     }

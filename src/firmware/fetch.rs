@@ -2,7 +2,7 @@
 //! retries with backoff on transient failures, resumption of partial downloads with Range
 //! requests, and hashing while streaming.
 
-use crate::digest::Sha256Digest;
+use crate::firmware::digest::Sha256Digest;
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};

@@ -3,7 +3,7 @@
 //! last, moves a GPT's backup to its end when it is larger than the image, and reads back
 //! everything it wrote. A failing target stops only itself.
 
-use crate::digest::Sha256Digest;
+use crate::firmware::digest::Sha256Digest;
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -29,8 +29,11 @@ pub trait Sink: Send {
     fn reread(&mut self) {}
 }
 
-mod table;
-pub use table::{misfit, read_table, relocate_gpt, GptInfo, Table};
+pub mod device;
+pub mod image;
+pub mod source;
+
+pub use crate::disk::gpt::{misfit, read_table, relocate_gpt, GptInfo, Table};
 
 /// Where the bytes come from.
 pub enum Input<'a> {
@@ -39,7 +42,7 @@ pub enum Input<'a> {
     /// A stream: read in order, bytes outside the ranges skipped.
     Stream(Box<dyn Read + Send>),
     /// A card or SSD built in memory (sdcard and ssd onto a device): its extents are its map.
-    Sparse(&'a crate::sparse::SparseImage),
+    Sparse(&'a crate::disk::sparse::SparseImage),
 }
 
 /// The areas wiped before anything else is written and again on any failure, so that no stale
@@ -65,7 +68,7 @@ pub struct Plan {
 
 impl Plan {
     /// Exactly the ranges of a block map, each checked against its SHA-256.
-    pub fn from_bmap(b: &crate::bmap::Bmap) -> Self {
+    pub fn from_bmap(b: &crate::disk::bmap::Bmap) -> Self {
         Plan {
             require_table: true,
             image_size: Some(b.image_size),

@@ -1,10 +1,10 @@
 //! The flash engine against in-memory targets: every write recorded, failures injected.
 
 use super::*;
-use crate::layout::{esp_type, SdLayout, TableKind, MIB};
-use crate::partition::read_table as read_disk_table;
+use crate::disk::geometry::{esp_type, SdLayout, TableKind, MIB};
+use crate::disk::sparse::SparseImage;
+use crate::disk::table::read_table as read_disk_table;
 use crate::progress::Recorder;
-use crate::sparse::SparseImage;
 use std::sync::Mutex;
 
 struct Mem {
@@ -83,7 +83,7 @@ fn image() -> SparseImage {
     img.write_at(MIB, &[0xAB; 8192]).unwrap();
     img.zero_range(3 * MIB, 4096).unwrap();
     img.write_at(10 * MIB + 17, b"middle").unwrap();
-    crate::partition::write_table(&plan, &mut img).unwrap();
+    crate::disk::table::write_table(&plan, &mut img).unwrap();
     img
 }
 
@@ -94,7 +94,7 @@ fn whole(img: &SparseImage) -> Vec<u8> {
 }
 
 fn bmap_plan(img: &SparseImage) -> Plan {
-    Plan::from_bmap(&crate::bmap::from_image(img))
+    Plan::from_bmap(&crate::disk::bmap::from_image(img))
 }
 
 fn stream(bytes: Vec<u8>) -> Input<'static> {
@@ -118,7 +118,7 @@ fn a_bmap_flash_writes_exactly_the_mapped_ranges_and_verifies() {
     let got = data.lock().unwrap().clone();
     // Mapped blocks are the image's; the rest keeps the old 0x55, except the wiped table areas.
     let want = whole(&img);
-    for (off, len) in crate::bmap::from_image(&img).byte_ranges() {
+    for (off, len) in crate::disk::bmap::from_image(&img).byte_ranges() {
         assert_eq!(
             got[off as usize..(off + len) as usize],
             want[off as usize..(off + len) as usize]
@@ -350,7 +350,7 @@ fn a_stream_that_fails_within_its_first_mib_touches_no_device() {
 fn a_read_back_difference_wipes_the_table_again() {
     // Regression (issue 11): a card whose read-back differed kept a valid GPT.
     let img = image();
-    let at = crate::bmap::from_image(&img).byte_ranges()[1].0 + 7;
+    let at = crate::disk::bmap::from_image(&img).byte_ranges()[1].0 + 7;
     let data = Arc::new(Mutex::new(vec![0u8; 20 * MIB as usize]));
     let sink = Box::new(Mem {
         name: "flaky".into(),

@@ -2,8 +2,8 @@
 //! zeros included, with a SHA-256 per range. pi-burn writes one next to every image it builds
 //! and reads them (its own or `bmaptool create`'s) when flashing.
 
-use crate::digest::Sha256Digest;
-use crate::sparse::SparseImage;
+use crate::disk::sparse::SparseImage;
+use crate::firmware::digest::Sha256Digest;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -49,7 +49,7 @@ pub fn sidecar(image: &Path) -> PathBuf {
 
 /// The bmap of a disk built in memory: every written extent, with its SHA-256.
 pub fn from_image(img: &SparseImage) -> Bmap {
-    const B: u64 = crate::sparse::BLOCK;
+    const B: u64 = crate::disk::sparse::BLOCK;
     let mut ranges = vec![];
     for e in img.extents() {
         let mut data = vec![0u8; e.len as usize];
@@ -211,18 +211,18 @@ pub fn write_image_and_map(
     image: &Path,
     img: &SparseImage,
     progress: &dyn crate::progress::Progress,
-) -> Result<(crate::writer::WriteStats, PathBuf)> {
+) -> Result<(crate::write::image::WriteStats, PathBuf)> {
     let (staged, map) = std::thread::scope(|s| {
         let map = s.spawn(|| from_image(img));
-        let staged = crate::writer::stage_image(image, img, progress);
+        let staged = crate::write::image::stage_image(image, img, progress);
         (staged, map.join().expect("block map thread"))
     });
     let (staged_image, stats) = staged?;
     let path = sidecar(image);
-    crate::writer::check_image_path(&path)?;
+    crate::write::image::check_image_path(&path)?;
     // Both complete under temporary names before either replaces what is there.
-    let staged_map = crate::writer::stage_bytes(&path, to_xml(&map).as_bytes())?;
-    crate::writer::commit(vec![staged_image, staged_map])?;
+    let staged_map = crate::write::image::stage_bytes(&path, to_xml(&map).as_bytes())?;
+    crate::write::image::commit(vec![staged_image, staged_map])?;
     Ok((stats, path))
 }
 

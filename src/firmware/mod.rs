@@ -1,12 +1,21 @@
 //! Choosing and verifying the firmware: a zip is accepted only when it matches a pin, either the
 //! manifest's (SHA-256 of the zip and/or the Nix NAR hash of its tree) or the user's `--sha256`.
 
-use crate::digest::Sha256Digest;
+pub mod cache;
+pub mod digest;
+pub mod fetch;
+pub mod fileset;
+pub mod manifest;
+pub mod nar;
+pub mod uefivars;
+pub mod unpack;
+
 pub use crate::error::HashMismatch;
-use crate::fileset::FileSet;
-use crate::manifest::{Board, Manifest, Release};
-use crate::nar::nar_sha256;
-use crate::unpack::unpack_zip;
+use crate::firmware::digest::Sha256Digest;
+use crate::firmware::fileset::FileSet;
+use crate::firmware::manifest::{Board, Manifest, Release};
+use crate::firmware::nar::nar_sha256;
+use crate::firmware::unpack::unpack_zip;
 use anyhow::{bail, Result};
 
 /// What the user asked for.
@@ -237,8 +246,8 @@ pub enum Origin {
 /// How to reach the network, if at all.
 pub struct Online<'a> {
     pub offline: bool,
-    pub fetch: &'a crate::fetch::FetchOptions,
-    pub cache: &'a crate::cache::Cache,
+    pub fetch: &'a crate::firmware::fetch::FetchOptions,
+    pub cache: &'a crate::firmware::cache::Cache,
 }
 
 /// Gets, verifies and unpacks the firmware: from a local zip, the cache, or the network (then
@@ -270,7 +279,7 @@ pub fn obtain(
         Origin::Url(url) => {
             let parsed = reqwest::Url::parse(url)
                 .with_context(|| format!("--firmware-url: '{url}' is not a URL"))?;
-            crate::fetch::check_url(&parsed)?;
+            crate::firmware::fetch::check_url(&parsed)?;
             let Some(sha) = req.sha256 else {
                 bail!("--firmware-url needs --sha256 HEX: a release outside the manifest must be pinned");
             };
@@ -360,11 +369,11 @@ fn fetch_and_store(
     progress: &dyn crate::progress::Progress,
 ) -> Result<Firmware> {
     progress.phase(&format!("downloading {url}"));
-    let opts = crate::fetch::FetchOptions {
+    let opts = crate::firmware::fetch::FetchOptions {
         max_bytes: req.max_unpacked,
         ..net.fetch.clone()
     };
-    let d = crate::fetch::download(url, &net.cache.partial_path(url), &opts, progress)?;
+    let d = crate::firmware::fetch::download(url, &net.cache.partial_path(url), &opts, progress)?;
     // Verified first; only then does it enter the cache.
     let fw = verify_zip(
         manifest,

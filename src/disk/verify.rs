@@ -1,11 +1,11 @@
 //! Reading a card back: its partition table against the plan, and every file of its FAT
 //! against the firmware. Each difference is one line.
 
-use crate::digest::Sha256Digest;
+use crate::disk::geometry::{DiskPlan, TableKind};
+use crate::disk::table::{read_table, ReadOnly};
 pub use crate::error::Mismatch;
-use crate::fileset::{FileSet, Node};
-use crate::layout::{DiskPlan, TableKind};
-use crate::partition::{read_table, ReadOnly};
+use crate::firmware::digest::Sha256Digest;
+use crate::firmware::fileset::{FileSet, Node};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::io::{Read, Seek};
@@ -23,7 +23,7 @@ pub fn verify_card<R: Read + Seek + std::fmt::Debug>(
     if plan.table == TableKind::Gpt {
         // As sgdisk -v: a damaged header or a missing backup is a mismatch, even when the
         // other copy would still be readable.
-        let problems = crate::gptcheck::check(disk, plan.size, plan.sector_size);
+        let problems = crate::disk::gptcheck::check(disk, plan.size, plan.sector_size);
         if !problems.is_empty() {
             return Ok(problems);
         }

@@ -9,7 +9,7 @@
 //! ```
 //! A cached zip is verified again before every use.
 
-use crate::digest::Sha256Digest;
+use crate::firmware::digest::Sha256Digest;
 use anyhow::{Context, Result};
 use std::fs;
 use std::io::Write;

@@ -2,8 +2,8 @@
 //! name in the same directory and renamed into place only when complete, so a failure never
 //! leaves a partial image and never touches an existing file.
 
+use crate::disk::sparse::SparseImage;
 use crate::progress::Progress;
-use crate::sparse::SparseImage;
 use anyhow::{bail, Context, Result};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -222,7 +222,7 @@ pub fn pwrite_all(f: &File, offset: u64, bufs: &[&[u8]]) -> std::io::Result<u64>
             .enumerate()
             .map(|(i, b)| if i == 0 { &b[skip..] } else { *b })
             .collect();
-        let n = match crate::target::ioctl::pwritev(f, &batch, offset + done) {
+        let n = match crate::blockdev::sys::pwritev(f, &batch, offset + done) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
@@ -299,8 +299,11 @@ mod tests {
         std::fs::create_dir(dir.path().join("card.img.bmap")).unwrap();
         let mut img = SparseImage::new(1 << 20);
         img.write_at(0, &[7u8; 4096]).unwrap();
-        let r =
-            crate::bmap::write_image_and_map(&image, &img, &crate::progress::Recorder::default());
+        let r = crate::disk::bmap::write_image_and_map(
+            &image,
+            &img,
+            &crate::progress::Recorder::default(),
+        );
         assert!(r.is_err());
         assert_eq!(std::fs::read(&image).unwrap(), b"the old image");
         assert!(!stale.exists(), "a dead run's temp file is removed");
@@ -313,7 +316,7 @@ mod tests {
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
         std::fs::remove_dir(dir.path().join("card.img.bmap")).unwrap();
-        crate::bmap::write_image_and_map(&image, &img, &crate::progress::Recorder::default())
+        crate::disk::bmap::write_image_and_map(&image, &img, &crate::progress::Recorder::default())
             .unwrap();
         assert_eq!(std::fs::metadata(&image).unwrap().len(), 1 << 20);
         assert!(dir.path().join("card.img.bmap").is_file());

@@ -1,6 +1,6 @@
 //! A firmware zip, unpacked into memory, refusing anything that cannot land safely on FAT.
 
-use crate::fileset::FileSet;
+use crate::firmware::fileset::FileSet;
 use anyhow::{bail, Context, Result};
 use std::io::{Cursor, Read};
 
@@ -95,7 +95,7 @@ fn entry_path(name: &str, is_dir: bool, is_symlink: bool, mode: Option<u32>) -> 
     } else {
         name
     };
-    crate::fileset::check_path(trimmed)?;
+    crate::firmware::fileset::check_path(trimmed)?;
     Ok(trimmed.to_string())
 }
 

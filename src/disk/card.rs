@@ -1,10 +1,10 @@
 //! The SD card, built in memory: the firmware partition's FAT32, then the partition table.
 
-use crate::fat::{build_fat32, FatInfo, FatSpec, Timestamp};
-use crate::fileset::FileSet;
-use crate::layout::{derive_u32, DiskPlan, PartitionPlan};
-use crate::partition::write_table;
-use crate::sparse::SparseImage;
+use crate::disk::fat::{build_fat32, FatInfo, FatSpec, Timestamp};
+use crate::disk::geometry::{derive_u32, DiskPlan, PartitionPlan};
+use crate::disk::sparse::SparseImage;
+use crate::disk::table::write_table;
+use crate::firmware::fileset::FileSet;
 use crate::ssd::DiskoPart;
 use anyhow::{Context, Result};
 

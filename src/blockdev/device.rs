@@ -2,11 +2,11 @@
 //! first write, then the ordered write (wipe the table areas, data, flush, table last, flush),
 //! the partition table reread, and the written ranges read back bypassing the page cache.
 
-use super::ioctl;
+use super::sys;
 use super::sysfs::{self, DiskInfo, SysTree};
 use super::Resolved;
 use crate::progress::Progress;
-use crate::writer::pwrite_all;
+use crate::write::image::pwrite_all;
 use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -38,8 +38,8 @@ pub fn open_exclusive(t: &SysTree, r: &Resolved, shown: &DiskInfo) -> Result<Ope
                 anyhow::Error::new(e).context(format!("opening {} for writing", path.display()))
             }
         })?;
-    let rdev = ioctl::rdev_of(&file)?;
-    let dev = (ioctl::major(rdev), ioctl::minor(rdev));
+    let rdev = sys::rdev_of(&file)?;
+    let dev = (sys::major(rdev), sys::minor(rdev));
     if dev != shown.dev {
         bail!(
             "{} changed: it is now device {}:{}, not {}:{}; nothing was written",
@@ -50,9 +50,9 @@ pub fn open_exclusive(t: &SysTree, r: &Resolved, shown: &DiskInfo) -> Result<Ope
             shown.dev.1
         );
     }
-    let size = ioctl::size_bytes(&file)
+    let size = sys::size_bytes(&file)
         .with_context(|| format!("reading the size of {}", path.display()))?;
-    let sector_size = ioctl::logical_sector_size(&file)
+    let sector_size = sys::logical_sector_size(&file)
         .with_context(|| format!("reading the sector size of {}", path.display()))?;
     if size != shown.size || sector_size != shown.logical_sector_size {
         bail!(
@@ -86,7 +86,7 @@ fn fdatasync(f: &File) -> std::io::Result<()> {
 /// Asks the kernel to reread the table, retrying while busy; then lets udev settle.
 pub fn reread(dev: &OpenDevice, progress: &dyn Progress) {
     for attempt in 0..6 {
-        match ioctl::reread_partitions(&dev.file) {
+        match sys::reread_partitions(&dev.file) {
             Ok(()) => break,
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 5 => {
                 std::thread::sleep(std::time::Duration::from_millis(250 << attempt));
@@ -157,7 +157,7 @@ impl DeviceSink {
     }
 }
 
-impl crate::flash::Sink for DeviceSink {
+impl crate::write::Sink for DeviceSink {
     fn name(&self) -> String {
         self.dev.path.display().to_string()
     }

@@ -1,7 +1,7 @@
 //! Targets: block devices, inspected and checked before anything is written to them.
 
 pub mod device;
-pub mod ioctl;
+pub mod sys;
 pub mod sysfs;
 
 use anyhow::{bail, Context, Result};
@@ -33,7 +33,7 @@ pub fn resolve(path: &Path) -> Result<Resolved> {
     Ok(Resolved {
         given: path.to_path_buf(),
         canonical,
-        dev: (ioctl::major(rdev), ioctl::minor(rdev)),
+        dev: (sys::major(rdev), sys::minor(rdev)),
     })
 }
 

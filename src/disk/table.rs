@@ -1,7 +1,7 @@
 //! Partition tables: a protective MBR + GPT (through the `gpt` crate) or a plain MBR, written
 //! from a [`DiskPlan`], and read back from any disk for verification.
 
-use crate::layout::{DiskPlan, MbrEntry, PartType, PartitionPlan, TableKind};
+use crate::disk::geometry::{DiskPlan, MbrEntry, PartType, PartitionPlan, TableKind};
 use anyhow::{bail, Context, Result};
 use gpt::disk::LogicalBlockSize;
 use gpt::partition_types::{OperatingSystem, Type};
@@ -259,8 +259,8 @@ pub fn read_table<R: Read + Seek + std::fmt::Debug>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::{esp_type, SdLayout, MIB};
-    use crate::sparse::SparseImage;
+    use crate::disk::geometry::{esp_type, SdLayout, MIB};
+    use crate::disk::sparse::SparseImage;
 
     fn layout(table: TableKind, ss: u64) -> SdLayout {
         SdLayout {

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Result};
 
-use super::HEAD;
+use crate::write::HEAD;
 
 /// The image's partition table, from its first MiB.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 //! multiple of 8. A node is `( type regular [executable ""] contents <bytes> )` or
 //! `( type directory entry ( name <n> node <node> ) ... )` with entries sorted by name bytes.
 
-use crate::digest::Sha256Digest;
-use crate::fileset::{FileSet, Node};
+use crate::firmware::digest::Sha256Digest;
+use crate::firmware::fileset::{FileSet, Node};
 use sha2::{Digest, Sha256};
 
 struct NarWriter {
