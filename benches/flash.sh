@@ -35,7 +35,7 @@ with open(sys.argv[1], "wb") as f:
         f.write(os.urandom(1 << 20))
 PY
 # A disk image, not bare data: a GPT over the random pieces (flash refuses data without a table).
-sgdisk -q -o -n 1:0:0 "$work/half.img" >/dev/null
+sgdisk -o -n 1:0:0 "$work/half.img" >/dev/null
 bmaptool -q create "$work/half.img" -o "$work/half.img.bmap"
 
 mapped() {  # bytes listed in a bmap
