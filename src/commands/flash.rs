@@ -157,7 +157,33 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
         );
     }
     if a.device_opts.dry_run {
-        g.progress.phase("dry run: nothing was written");
+        // Every check a real run makes before writing: the image's table, its size and
+        // sector size against each device.
+        let head = crate::write::read_head(input).context("reading the image's first MiB")?;
+        let problems = crate::write::head_problems(
+            &head,
+            plan.image_size,
+            plan.require_table,
+            targets.iter().map(|(_, r, d)| {
+                (
+                    r.canonical.display().to_string(),
+                    d.size,
+                    d.logical_sector_size,
+                )
+            }),
+        );
+        if !problems.is_empty() {
+            for p in &problems {
+                println!("{p}");
+            }
+            bail!(
+                "dry run: {} of {} device(s) could not take the image; nothing was written",
+                problems.len(),
+                targets.len()
+            );
+        }
+        g.progress
+            .phase("dry run: every check passed; nothing was written");
         return Ok(());
     }
     let pairs: Vec<(

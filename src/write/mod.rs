@@ -372,6 +372,75 @@ fn run_sink(
     out
 }
 
+/// The first MiB of `input` (less when the image is smaller), as the engine reads it.
+pub fn read_head(input: Input<'_>) -> io::Result<Vec<u8>> {
+    let mut head = vec![0u8; HEAD as usize];
+    let n = match input {
+        Input::File(f) => {
+            use std::os::unix::fs::FileExt;
+            let mut n = 0;
+            while n < head.len() {
+                match f.read_at(&mut head[n..], n as u64)? {
+                    0 => break,
+                    k => n += k,
+                }
+            }
+            n
+        }
+        Input::Sparse(img) => {
+            let n = (img.size().min(HEAD)) as usize;
+            img.read_at(0, &mut head[..n]);
+            n
+        }
+        Input::Stream(mut s) => {
+            let mut n = 0;
+            while n < head.len() {
+                match s.read(&mut head[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            n
+        }
+    };
+    head.truncate(n);
+    Ok(head)
+}
+
+/// What a real run would refuse, per target (name, size, sector size), from the image's head:
+/// the checks made before any device is touched.
+pub fn head_problems(
+    head: &[u8],
+    image_size: Option<u64>,
+    require_table: bool,
+    targets: impl Iterator<Item = (String, u64, u64)>,
+) -> Vec<String> {
+    let table = match read_table(head) {
+        Ok(Table::None) if require_table => Err(anyhow::anyhow!(NO_TABLE)),
+        other => other,
+    };
+    let mut out = vec![];
+    for (name, size, ss) in targets {
+        match &table {
+            Err(e) => out.push(format!("{name}: {e:#}")),
+            Ok(t) => {
+                let image_size = image_size.or(match t {
+                    Table::Gpt(g) => Some((g.alternate_lba + 1) * g.sector_size),
+                    _ => None,
+                });
+                if let Some(why) = misfit(t, image_size, size, ss) {
+                    out.push(format!("{name}: {why}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+const NO_TABLE: &str = "the image is not a disk image: its first MiB holds neither an MBR boot signature nor a GPT (a bare filesystem needs --no-table)";
+
 /// Flashes `input` per `plan` onto every sink. Sinks that cannot take the image (`misfit`) fail
 /// before anything is written to them; the others run in parallel. `meters`, when there is one
 /// per sink, hear of every write.
@@ -437,12 +506,7 @@ pub fn flash(
         match read_table(head) {
             Ok(Table::None) if require_table => {
                 let sinks = pending_sinks.take().unwrap_or_default();
-                refuse(
-                    "the image is not a disk image: its first MiB holds neither an MBR boot signature nor a GPT (a bare filesystem needs --no-table)".into(),
-                    outcomes,
-                    state,
-                    sinks,
-                );
+                refuse(NO_TABLE.into(), outcomes, state, sinks);
                 return;
             }
             Ok(t) => *table = t,

@@ -310,7 +310,11 @@ mod tests {
 
     #[test]
     fn xz_streams_decode_and_corruption_is_caught() {
-        if std::process::Command::new("xz").arg("--version").output().is_err() {
+        if std::process::Command::new("xz")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             eprintln!("SKIPPED: xz is not installed");
             assert!(std::env::var("PI_BURN_REQUIRE_ALL_TESTS").as_deref() != Ok("1"));
             return;

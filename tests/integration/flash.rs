@@ -255,3 +255,69 @@ fn three_targets_where_one_is_too_small() {
         "the small device was not written"
     );
 }
+
+#[test]
+fn what_is_not_a_disk_image_and_what_does_not_fit_leave_the_device_untouched() {
+    // Regressions (issue 11): a bz2 file, a block map, random bytes and empty input were written
+    // raw and reported ok; --dry-run of a too-large image said "nothing was written", exit 0.
+    if !can_run() {
+        return;
+    }
+    let t = TestDir::new();
+    let img = golden(&t);
+    let file = backing(&t, "small.img", 100 * MIB);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        f.write_all_at(&vec![0x5Au8; 4 * MIB as usize], 0).unwrap();
+    }
+    let lo = Loop::attach(&file, 512, false);
+    let untouched = || {
+        let data = std::fs::read(&file).unwrap();
+        assert!(
+            data[..4 * MIB as usize].iter().all(|b| *b == 0x5A),
+            "the first 4 MiB are as they were"
+        );
+    };
+    let o = flash(&t, &img, &[&lo.dev], &["--dry-run"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("larger than the device"),
+        "{}",
+        stdout(&o)
+    );
+    untouched();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("x.img.bz2", b"BZh91AY&SY\x01\x02".to_vec(), "bzip2"),
+        (
+            "x.bin",
+            (0..4 * MIB).map(|i| (i * 2654435761 % 251) as u8).collect(),
+            "not a disk image",
+        ),
+        (
+            "x.img.bmap",
+            b"<?xml version=\"1.0\"?><bmap/>".to_vec(),
+            "XML",
+        ),
+        ("empty.img", vec![], "empty"),
+    ];
+    for (name, bytes, want) in cases {
+        let p = t.path(name);
+        std::fs::write(&p, bytes).unwrap();
+        let o = flash(&t, &p, &[&lo.dev], &[]);
+        assert_eq!(o.status.code(), Some(1), "{name}: {}", stderr(&o));
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(all.contains(want), "{name}: {all}");
+        untouched();
+    }
+    // Empty standard input, too.
+    let o = t
+        .pi_burn()
+        .args(["flash", "-", &lo.dev, "--yes"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("empty"), "{}", stderr(&o));
+    untouched();
+}
