@@ -103,74 +103,63 @@ pub fn to_xml(b: &Bmap) -> String {
     x.replace(ZERO_CHECKSUM, &sum.hex())
 }
 
-fn strip_comments(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find("<!--") {
-        out.push_str(&rest[..i]);
-        match rest[i..].find("-->") {
-            Some(j) => rest = &rest[i + j + 3..],
-            None => return out,
-        }
-    }
-    out.push_str(rest);
-    out
-}
+/// The largest image a block map may describe (2^60 bytes): keeps every offset computation
+/// far from overflowing.
+const MAX_IMAGE: u64 = 1 << 60;
 
-fn tag<'a>(s: &'a str, name: &str) -> Option<&'a str> {
-    let open = format!("<{name}>");
-    let close = format!("</{name}>");
-    let a = s.find(&open)? + open.len();
-    let b = s[a..].find(&close)? + a;
-    Some(s[a..b].trim())
-}
-
-/// Parses a bmap (version 2.x, SHA-256 checksums), checking its own checksum. `origin` names it.
+/// Parses a bmap (version 2.x, SHA-256 checksums) with an XML parser, checking its own
+/// checksum as bmaptool does (the file with the checksum's digits zeroed). `origin` names it.
 pub fn parse(text: &str, origin: &str) -> Result<Bmap> {
-    let body = strip_comments(text);
-    let version = body
-        .find("<bmap version=\"")
-        .map(|i| &body[i + 15..])
-        .and_then(|v| v.split('"').next())
-        .with_context(|| format!("{origin} is not a bmap file"))?;
+    let doc = roxmltree::Document::parse(text)
+        .with_context(|| format!("{origin} is not a bmap file (not XML)"))?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "bmap" {
+        bail!(
+            "{origin} is not a bmap file (its root element is <{}>)",
+            root.tag_name().name()
+        );
+    }
+    let version = root
+        .attribute("version")
+        .with_context(|| format!("{origin}: <bmap> has no version"))?;
     if !version.starts_with("2.") {
         bail!("{origin}: bmap version {version} is not supported (2.x)");
     }
+    let child = |name: &str| root.children().find(|n| n.has_tag_name(name));
+    let text_of = |name: &str| child(name).map(|n| n.text().unwrap_or("").trim().to_string());
     let num = |name: &str| -> Result<u64> {
-        tag(&body, name)
+        text_of(name)
             .with_context(|| format!("{origin}: no <{name}>"))?
             .parse()
             .with_context(|| format!("{origin}: <{name}> is not a number"))
     };
     let image_size = num("ImageSize")?;
     let block_size = num("BlockSize")?;
-    if block_size == 0 || block_size % 512 != 0 {
-        bail!("{origin}: block size {block_size} is not a multiple of 512");
+    if block_size == 0 || block_size % 512 != 0 || block_size > 1 << 30 {
+        bail!("{origin}: block size {block_size} is not a multiple of 512 up to 1 GiB");
     }
-    let ctype = tag(&body, "ChecksumType").unwrap_or("sha256");
+    if image_size > MAX_IMAGE {
+        bail!("{origin}: image size {image_size} is beyond any disk");
+    }
+    let ctype = text_of("ChecksumType").unwrap_or_else(|| "sha256".into());
     if ctype != "sha256" {
         bail!("{origin}: checksum type {ctype} is not supported (sha256; recreate it with a current bmaptool)");
     }
-    if let Some(sum) = tag(&body, "BmapFileChecksum") {
+    if let Some(sum) = text_of("BmapFileChecksum") {
         let want =
-            Sha256Digest::from_hex(sum).with_context(|| format!("{origin}: BmapFileChecksum"))?;
-        let zeroed = text.replacen(sum, ZERO_CHECKSUM, 1);
+            Sha256Digest::from_hex(&sum).with_context(|| format!("{origin}: BmapFileChecksum"))?;
+        let zeroed = text.replacen(sum.as_str(), ZERO_CHECKSUM, 1);
         if Sha256Digest::of(zeroed.as_bytes()) != want {
             bail!("{origin} is damaged: its BmapFileChecksum does not match its contents");
         }
     }
-    let map = tag(&body, "BlockMap").with_context(|| format!("{origin}: no <BlockMap>"))?;
-    let mut ranges = vec![];
+    let map = child("BlockMap").with_context(|| format!("{origin}: no <BlockMap>"))?;
     let blocks = image_size.div_ceil(block_size);
-    for piece in map.split("<Range").skip(1) {
-        let (attrs, rest) = piece
-            .split_once('>')
-            .with_context(|| format!("{origin}: malformed <Range>"))?;
-        let span = rest.split("</Range>").next().unwrap_or("").trim();
-        let sha256 = attrs
-            .split("chksum=\"")
-            .nth(1)
-            .and_then(|v| v.split('"').next())
+    let mut ranges: Vec<BmapRange> = vec![];
+    for r in map.children().filter(|n| n.has_tag_name("Range")) {
+        let span = r.text().unwrap_or("").trim();
+        let sha256 = r
+            .attribute("chksum")
             .map(Sha256Digest::from_hex)
             .transpose()
             .with_context(|| format!("{origin}: range {span}"))?;
@@ -187,7 +176,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Bmap> {
         if last < first || last >= blocks {
             bail!("{origin}: range '{span}' lies outside the {blocks}-block image");
         }
-        if let Some(prev) = ranges.last().map(|r: &BmapRange| r.last) {
+        if let Some(prev) = ranges.last().map(|r| r.last) {
             if first <= prev {
                 bail!("{origin}: ranges overlap or are out of order at '{span}'");
             }
@@ -197,6 +186,9 @@ pub fn parse(text: &str, origin: &str) -> Result<Bmap> {
             last,
             sha256,
         });
+    }
+    if ranges.is_empty() {
+        bail!("{origin} lists no ranges: there is nothing to write");
     }
     Ok(Bmap {
         image_size,
@@ -273,5 +265,52 @@ mod tests {
         assert_eq!(b.byte_ranges(), [(0, 4096), (8192, 10000 - 8192)]);
         assert!(parse(&text.replace("sha256 </Ch", "sha1 </Ch"), "t").is_err());
         assert!(parse(&text.replace("> 2 <", "> 3 <"), "t").is_err());
+    }
+
+    #[test]
+    fn hostile_maps_are_errors() {
+        let good = to_xml(&Bmap {
+            image_size: 8192,
+            block_size: 4096,
+            ranges: vec![BmapRange {
+                first: 0,
+                last: 1,
+                sha256: None,
+            }],
+        });
+        assert!(parse(&good, "t").is_ok());
+        let no_sum = |x: &str| {
+            x.replace(
+                &x[x.find("<BmapFileChecksum>").unwrap()
+                    ..x.find("</BmapFileChecksum>").unwrap() + 19],
+                "",
+            )
+        };
+        let cases = [
+            ("not xml at all".to_string(), "not XML"),
+            ("<?xml version=\"1.0\"?><html/>".to_string(), "root element"),
+            (
+                no_sum(&good).replace("<Range> 0-1 </Range>", ""),
+                "no ranges",
+            ),
+            (
+                no_sum(&good).replace("8192", "18446744073709551615"),
+                "beyond any disk",
+            ),
+            (
+                no_sum(&good).replace("<BlockSize> 4096", "<BlockSize> 0"),
+                "block size 0",
+            ),
+            (no_sum(&good).replace("0-1", "1-0"), "outside"),
+            (no_sum(&good).replace("0-1", "0-99"), "outside"),
+            (
+                good.replace("<ImageSize> 8192", "<ImageSize> 8193"),
+                "damaged",
+            ),
+        ];
+        for (x, want) in cases {
+            let e = format!("{:#}", parse(&x, "m.bmap").unwrap_err());
+            assert!(e.contains(want), "{want}: {e}");
+        }
     }
 }
