@@ -5,7 +5,7 @@
 
 #![deny(unsafe_code)]
 
-use clap::Parser;
+use clap::Parser as _;
 use pi_burn::cli::{Cli, Command};
 use pi_burn::commands::{self, Global};
 use pi_burn::error::Mismatch;
@@ -14,7 +14,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // Like any Unix filter: a closed pipe (`pi-burn devices | head`) ends the program quietly.
     pi_burn::blockdev::sys::default_sigpipe();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let g = Global {
         json: cli.json,
         quiet: cli.quiet,
@@ -42,4 +45,28 @@ fn main() -> ExitCode {
             ExitCode::from(pi_burn::error::exit_code(&e))
         }
     }
+}
+
+/// clap's errors on one line, like every other error (help and version print as usual).
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let line = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    eprintln!("pi-burn: {}", line.trim_start_matches("error: "));
+    ExitCode::from(2)
 }

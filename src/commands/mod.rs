@@ -16,7 +16,6 @@ use crate::disk::fat::Timestamp;
 use crate::disk::geometry::{gpt_type, parse_size, SdLayout, TableKind};
 pub use crate::error::{usage, UsageError};
 use crate::firmware::cache::Cache;
-use crate::firmware::digest::Sha256Digest;
 use crate::firmware::fetch::FetchOptions;
 use crate::firmware::manifest::Manifest;
 use crate::firmware::{obtain, Firmware, Online, Origin, Request};
@@ -60,19 +59,11 @@ pub fn load_firmware(args: &FirmwareArgs, g: &Global) -> Result<Firmware> {
 }
 
 pub fn request(args: &FirmwareArgs) -> Result<Request> {
-    let max_unpacked =
-        parse_size(&args.max_unpacked).map_err(|e| usage(format!("--max-unpacked: {e:#}")))?;
-    let sha256 = args
-        .sha256
-        .as_deref()
-        .map(Sha256Digest::from_hex)
-        .transpose()
-        .map_err(|e| usage(format!("--sha256: {e:#}")))?;
     Ok(Request {
         board: args.board.clone(),
         version: args.firmware.clone(),
-        sha256,
-        max_unpacked,
+        sha256: args.sha256.map(|s| s.0),
+        max_unpacked: args.max_unpacked.0,
     })
 }
 
@@ -87,29 +78,8 @@ pub fn fetch_options(args: &FirmwareArgs) -> FetchOptions {
 
 /// The SD card layout the arguments describe, for this firmware.
 pub fn sd_layout(args: &LayoutArgs, fw: &Firmware) -> Result<SdLayout> {
-    let mbr_type = {
-        let t = args.mbr_type.trim();
-        let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-            Some(h) => u8::from_str_radix(h, 16),
-            None => u8::from_str_radix(t, 16),
-        };
-        parsed.map_err(|_| {
-            usage(format!(
-                "--mbr-type: '{t}' is not a partition type byte (e.g. 0xef or 0x0c)"
-            ))
-        })?
-    };
-    if mbr_type == 0 || mbr_type == 0xee {
-        bail!(usage(format!(
-            "--mbr-type: 0x{mbr_type:02x} cannot hold the firmware partition"
-        )));
-    }
-    let sector_size = args.sector_size.unwrap_or(512);
-    if sector_size != 512 && sector_size != 4096 {
-        bail!(usage(format!(
-            "--sector-size: {sector_size} is not supported (512 or 4096)"
-        )));
-    }
+    let mbr_type = args.mbr_type.0;
+    let sector_size = args.sector_size.map_or(512, |s| s.0);
     // From the node's disko config, or the options, or the cluster's defaults.
     let (name, size, ptype) = match &args.node {
         Some(node) => {
@@ -150,18 +120,20 @@ pub fn sd_layout(args: &LayoutArgs, fw: &Firmware) -> Result<SdLayout> {
                     p.end
                 );
             };
-            (p.label.clone(), size.to_string(), p.type_code.clone())
+            let size = parse_size(size).with_context(|| {
+                format!("the SD card partition '{}' of {node}'s config", p.label)
+            })?;
+            (p.label.clone(), size, p.type_code.clone())
         }
         None => (
             args.partition_name
                 .clone()
                 .unwrap_or_else(|| "disk-sdcard-FIRMWARE".into()),
-            args.partition_size.clone().unwrap_or_else(|| "512M".into()),
+            args.partition_size.map_or(512 << 20, |s| s.0),
             args.gpt_type.clone().unwrap_or_else(|| "EF00".into()),
         ),
     };
-    let partition_size =
-        parse_size(&size).map_err(|e| usage(format!("--partition-size: {e:#}")))?;
+    let partition_size = size;
     crate::disk::fat::label_bytes(&args.label).map_err(|e| usage(format!("--label: {e:#}")))?;
     if name.encode_utf16().count() > 36 {
         bail!(usage(format!(
@@ -205,7 +177,7 @@ pub fn load_disko(node: &str, a: &DiskoArgs) -> Result<crate::ssd::NodeConfig> {
 /// The image size the arguments ask for, or the layout's default.
 pub fn image_size(args: &LayoutArgs, layout: &SdLayout) -> Result<u64> {
     match &args.size {
-        Some(s) => parse_size(s).map_err(|e| usage(format!("--size: {e:#}"))),
+        Some(s) => Ok(s.0),
         None => Ok(layout.default_image_size()),
     }
 }
@@ -236,7 +208,7 @@ pub fn device_target(path: &std::path::Path) -> Result<(SysTree, Resolved, DiskI
 /// The layout on a device: the device's sector size (an explicit, different --sector-size is
 /// an error) and its whole size (--size is for images).
 pub fn layout_for_device(args: &LayoutArgs, fw: &Firmware, d: &DiskInfo) -> Result<SdLayout> {
-    if let Some(s) = args.sector_size {
+    if let Some(s) = args.sector_size.map(|s| s.0) {
         if s != d.logical_sector_size {
             bail!(usage(format!(
                 "--sector-size {s} does not match {}'s {}-byte sectors (a device's own sector size is always used)",

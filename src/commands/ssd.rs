@@ -6,7 +6,7 @@ use crate::blockdev::sysfs::{self, SysTree};
 use crate::blockdev::{blockers, inspect_whole_disk, resolve, Allow};
 use crate::cli::SsdArgs;
 use crate::disk::card::{build_ssd, PARTITION_WIPE};
-use crate::disk::geometry::{gpt_type_code, human, parse_size, DiskPlan, PartType};
+use crate::disk::geometry::{gpt_type_code, human, DiskPlan, PartType};
 use crate::disk::verify::Mismatch;
 use crate::error::Refused;
 use crate::report::{Report, Target};
@@ -124,15 +124,9 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
 
     if let Some(image) = &a.image {
         check_image_path(image)?;
-        let size = parse_size(a.size.as_deref().expect("clap requires --size"))
-            .map_err(|e| usage(format!("--size: {e:#}")))?;
-        let ss = a.sector_size.unwrap_or(512);
-        if ss != 512 && ss != 4096 {
-            bail!(usage(format!(
-                "--sector-size: {ss} is not supported (512 or 4096)"
-            )));
-        }
-        if size % ss != 0 {
+        let size = a.size.expect("clap requires --size").0;
+        let ss = a.sector_size.map_or(512, |s| s.0);
+        if !size.is_multiple_of(ss) {
             bail!(usage(format!(
                 "--size: {size} is not a multiple of the {ss}-byte sector size"
             )));

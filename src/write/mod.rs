@@ -441,6 +441,192 @@ pub fn head_problems(
 
 const NO_TABLE: &str = "the image is not a disk image: its first MiB holds neither an MBR boot signature nor a GPT (a bare filesystem needs --no-table)";
 
+/// The producer side of a flash: it collects the image's first MiB, then (knowing the table)
+/// refuses the targets that cannot take the image and starts a writer thread for each of the
+/// others, and fans every later chunk out to them, holding the backup GPT back for the end.
+struct Fanout {
+    /// Targets not started yet, with their meters.
+    pending: Vec<(Box<dyn Sink>, Option<Meter>)>,
+    verify: bool,
+    require_table: bool,
+    head: Vec<u8>,
+    head_mapped: Vec<(u64, u64)>,
+    started: bool,
+    table: Table,
+    image_size: Option<u64>,
+    /// One sender per target (none for a target refused before it was touched).
+    txs: Vec<Option<SyncSender<Msg>>>,
+    tail_region: Option<(u64, u64)>,
+    tail: Vec<Arc<Chunk>>,
+    handles: Vec<(usize, std::thread::JoinHandle<Outcome>)>,
+    outcomes: Vec<Option<Outcome>>,
+}
+
+impl Fanout {
+    fn new(sinks: Vec<Box<dyn Sink>>, meters: Vec<Meter>, plan: &Plan, verify: bool) -> Self {
+        let meters: Vec<Option<Meter>> = if meters.len() == sinks.len() {
+            meters.into_iter().map(Some).collect()
+        } else {
+            sinks.iter().map(|_| None).collect()
+        };
+        Fanout {
+            pending: sinks.into_iter().zip(meters).collect(),
+            verify,
+            require_table: plan.require_table,
+            head: vec![0u8; HEAD as usize],
+            head_mapped: vec![],
+            started: false,
+            table: Table::None,
+            image_size: plan.image_size,
+            txs: vec![],
+            tail_region: None,
+            tail: vec![],
+            handles: vec![],
+            outcomes: vec![],
+        }
+    }
+
+    /// Every target not started yet fails with `why`, untouched.
+    fn refuse_all(&mut self, why: &str) {
+        for (sink, _) in std::mem::take(&mut self.pending) {
+            self.outcomes.push(Some(Outcome {
+                target: sink.name(),
+                error: Some(format!("{why}; nothing was written")),
+                ..Default::default()
+            }));
+            self.txs.push(None);
+        }
+    }
+
+    /// The head is complete: read its table, then refuse or start each target.
+    fn start(&mut self) {
+        self.started = true;
+        self.table = match read_table(&self.head) {
+            Ok(Table::None) if self.require_table => return self.refuse_all(NO_TABLE),
+            Ok(t) => t,
+            Err(e) => return self.refuse_all(&format!("{e:#}")),
+        };
+        if let Table::Gpt(g) = &self.table {
+            self.tail_region = Some(g.backup_region());
+            // A stream's size: where its backup GPT ends.
+            self.image_size
+                .get_or_insert((g.alternate_lba + 1) * g.sector_size);
+        }
+        for (sink, meter) in std::mem::take(&mut self.pending) {
+            if let Some(why) = misfit(
+                &self.table,
+                self.image_size,
+                sink.size(),
+                sink.sector_size(),
+            ) {
+                self.outcomes.push(Some(Outcome {
+                    target: sink.name(),
+                    error: Some(format!("{why}; nothing was written")),
+                    ..Default::default()
+                }));
+                self.txs.push(None);
+                continue;
+            }
+            let (tx, rx) = sync_channel::<Msg>(4);
+            let verify = self.verify;
+            self.handles.push((
+                self.outcomes.len(),
+                std::thread::spawn(move || run_sink(sink, rx, verify, meter)),
+            ));
+            self.outcomes.push(None);
+            self.txs.push(Some(tx));
+        }
+    }
+
+    fn send(&mut self, m: &dyn Fn() -> Msg) {
+        for t in self.txs.iter_mut() {
+            if let Some(tx) = t {
+                if tx.send(m()).is_err() {
+                    *t = None;
+                }
+            }
+        }
+    }
+
+    /// One chunk of the image: into the head below 1 MiB, else out to every writer.
+    fn chunk(&mut self, off: u64, data: Vec<u8>) {
+        if off < HEAD {
+            self.head[off as usize..off as usize + data.len()].copy_from_slice(&data);
+            match self.head_mapped.last_mut() {
+                Some(l) if l.0 + l.1 == off => l.1 += data.len() as u64,
+                _ => self.head_mapped.push((off, data.len() as u64)),
+            }
+            return;
+        }
+        if !self.started {
+            self.start();
+        }
+        let end = off + data.len() as u64;
+        if let Some((t0, tl)) = self.tail_region {
+            if end > t0 && off < t0 + tl {
+                // Keep the image's backup GPT for the end (or for relocation); split around it.
+                let (a, b) = (t0.max(off), (t0 + tl).min(end));
+                if off < a {
+                    let pre = Arc::new(Chunk {
+                        off,
+                        data: data[..(a - off) as usize].to_vec(),
+                    });
+                    self.send(&|| Msg::Data(pre.clone()));
+                }
+                self.tail.push(Arc::new(Chunk {
+                    off: a,
+                    data: data[(a - off) as usize..(b - off) as usize].to_vec(),
+                }));
+                if b < end {
+                    let post = Arc::new(Chunk {
+                        off: b,
+                        data: data[(b - off) as usize..].to_vec(),
+                    });
+                    self.send(&|| Msg::Data(post.clone()));
+                }
+                return;
+            }
+        }
+        let c = Arc::new(Chunk { off, data });
+        self.send(&|| Msg::Data(c.clone()));
+    }
+
+    /// The image has been read (or failed with `err`): tell every writer, collect outcomes.
+    fn finish(mut self, err: Option<String>) -> Vec<Outcome> {
+        if !self.started {
+            match &err {
+                // The image failed before its first MiB was read: no device is touched.
+                Some(e) => self.refuse_all(e),
+                None => self.start(),
+            }
+        }
+        match err {
+            Some(e) => self.send(&|| Msg::Abort(e.clone())),
+            None => {
+                let fin = Arc::new(Final {
+                    head: std::mem::take(&mut self.head),
+                    head_mapped: std::mem::take(&mut self.head_mapped),
+                    table: self.table.clone(),
+                    tail: std::mem::take(&mut self.tail),
+                    image_size: self.image_size,
+                });
+                self.send(&|| Msg::Finish(fin.clone()));
+            }
+        }
+        self.txs.clear();
+        for (i, h) in std::mem::take(&mut self.handles) {
+            self.outcomes[i] = Some(h.join().unwrap_or_else(|_| Outcome {
+                error: Some("the writer thread panicked".into()),
+                ..Default::default()
+            }));
+        }
+        self.outcomes
+            .into_iter()
+            .map(|o| o.expect("every target has an outcome"))
+            .collect()
+    }
+}
+
 /// Flashes `input` per `plan` onto every sink. Sinks that cannot take the image (`misfit`) fail
 /// before anything is written to them; the others run in parallel. `meters`, when there is one
 /// per sink, hear of every write.
@@ -452,212 +638,16 @@ pub fn flash(
     progress: &dyn Progress,
     meters: Vec<Meter>,
 ) -> Result<Vec<Outcome>> {
-    let mut meters: Vec<Option<Meter>> = if meters.len() == sinks.len() {
-        meters.into_iter().map(Some).collect()
-    } else {
-        sinks.iter().map(|_| None).collect()
-    };
     let mut reader = Reader { input, pos: 0 };
-    // 1. The head, read before anything is written, to learn the table.
-    let mut head = vec![0u8; HEAD as usize];
-    let mut head_mapped: Vec<(u64, u64)> = vec![];
-    let mut head_done = false;
-    let mut pending_err = None;
-    let total_bytes = plan.bytes();
-    progress.start("reading image", total_bytes);
-
-    // Everything below HEAD is collected first; the first chunk beyond it starts the writers.
-    struct State {
-        txs: Vec<Option<SyncSender<Msg>>>,
-        tail_region: Option<(u64, u64)>,
-        tail: Vec<Arc<Chunk>>,
-    }
-    let mut state = State {
-        txs: vec![],
-        tail_region: None,
-        tail: vec![],
-    };
-    let mut handles = vec![];
-    let mut outcomes: Vec<Option<Outcome>> = vec![];
-    let mut table = Table::None;
-    let mut pending_sinks: Option<Vec<Box<dyn Sink>>> = Some(sinks);
-
-    let mut image_size = plan.image_size;
-    let require_table = plan.require_table;
-    let mut start_writers = |head: &[u8],
-                             table: &mut Table,
-                             image_size: &mut Option<u64>,
-                             state: &mut State,
-                             handles: &mut Vec<_>,
-                             outcomes: &mut Vec<Option<Outcome>>| {
-        let refuse = |why: String,
-                      outcomes: &mut Vec<Option<Outcome>>,
-                      state: &mut State,
-                      sinks: Vec<Box<dyn Sink>>| {
-            for sink in sinks {
-                outcomes.push(Some(Outcome {
-                    target: sink.name(),
-                    error: Some(format!("{why}; nothing was written")),
-                    ..Default::default()
-                }));
-                state.txs.push(None);
-            }
-        };
-        match read_table(head) {
-            Ok(Table::None) if require_table => {
-                let sinks = pending_sinks.take().unwrap_or_default();
-                refuse(NO_TABLE.into(), outcomes, state, sinks);
-                return;
-            }
-            Ok(t) => *table = t,
-            Err(e) => {
-                let sinks = pending_sinks.take().unwrap_or_default();
-                refuse(format!("{e:#}"), outcomes, state, sinks);
-                return;
-            }
-        }
-        if let Table::Gpt(g) = table {
-            state.tail_region = Some(g.backup_region());
-            // A stream's size: where its backup GPT ends.
-            image_size.get_or_insert((g.alternate_lba + 1) * g.sector_size);
-        }
-        for (i, sink) in pending_sinks
-            .take()
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-        {
-            let meter = meters[i].take();
-            if let Some(why) = misfit(table, *image_size, sink.size(), sink.sector_size()) {
-                outcomes.push(Some(Outcome {
-                    target: sink.name(),
-                    error: Some(format!("{why}; nothing was written")),
-                    ..Default::default()
-                }));
-                state.txs.push(None);
-                continue;
-            }
-            let (tx, rx) = sync_channel::<Msg>(4);
-            handles.push((
-                outcomes.len(),
-                std::thread::spawn(move || run_sink(sink, rx, verify, meter)),
-            ));
-            outcomes.push(None);
-            state.txs.push(Some(tx));
-        }
-    };
-    let send = |state: &mut State, m: &dyn Fn() -> Msg| {
-        for t in state.txs.iter_mut() {
-            if let Some(tx) = t {
-                if tx.send(m()).is_err() {
-                    *t = None;
-                }
-            }
-        }
-    };
-
+    let mut fanout = Fanout::new(sinks, meters, plan, verify);
+    progress.start("reading image", plan.bytes());
     let r = produce(&mut reader, plan, &mut |off, data| {
         progress.advance(data.len() as u64);
-        if off < HEAD {
-            head[off as usize..off as usize + data.len()].copy_from_slice(&data);
-            match head_mapped.last_mut() {
-                Some(l) if l.0 + l.1 == off => l.1 += data.len() as u64,
-                _ => head_mapped.push((off, data.len() as u64)),
-            }
-            return Ok(());
-        }
-        if !head_done {
-            head_done = true;
-            start_writers(
-                &head,
-                &mut table,
-                &mut image_size,
-                &mut state,
-                &mut handles,
-                &mut outcomes,
-            );
-        }
-        let c = Arc::new(Chunk { off, data });
-        if let Some((t0, tl)) = state.tail_region {
-            if c.off + c.data.len() as u64 > t0 && c.off < t0 + tl {
-                // Keep the image's backup GPT for the end (or for relocation); split around it.
-                let (a, b) = (t0.max(c.off), (t0 + tl).min(c.off + c.data.len() as u64));
-                if c.off < a {
-                    let pre = Arc::new(Chunk {
-                        off: c.off,
-                        data: c.data[..(a - c.off) as usize].to_vec(),
-                    });
-                    send(&mut state, &|| Msg::Data(pre.clone()));
-                }
-                state.tail.push(Arc::new(Chunk {
-                    off: a,
-                    data: c.data[(a - c.off) as usize..(b - c.off) as usize].to_vec(),
-                }));
-                if b < c.off + c.data.len() as u64 {
-                    let post = Arc::new(Chunk {
-                        off: b,
-                        data: c.data[(b - c.off) as usize..].to_vec(),
-                    });
-                    send(&mut state, &|| Msg::Data(post.clone()));
-                }
-                return Ok(());
-            }
-        }
-        send(&mut state, &|| Msg::Data(c.clone()));
+        fanout.chunk(off, data);
         Ok(())
     });
-    if let Err(e) = r {
-        pending_err = Some(format!("{e:#}"));
-    }
-    if !head_done {
-        if let Some(e) = &pending_err {
-            // The image failed before its first MiB was read: no device is touched.
-            for sink in pending_sinks.take().unwrap_or_default() {
-                outcomes.push(Some(Outcome {
-                    target: sink.name(),
-                    error: Some(format!("{e}; nothing was written")),
-                    ..Default::default()
-                }));
-            }
-        } else {
-            start_writers(
-                &head,
-                &mut table,
-                &mut image_size,
-                &mut state,
-                &mut handles,
-                &mut outcomes,
-            );
-        }
-    }
     progress.finish();
-    match &pending_err {
-        Some(e) => {
-            let e = e.clone();
-            send(&mut state, &|| Msg::Abort(e.clone()));
-        }
-        None => {
-            let fin = Arc::new(Final {
-                head,
-                head_mapped,
-                table,
-                tail: std::mem::take(&mut state.tail),
-                image_size,
-            });
-            send(&mut state, &|| Msg::Finish(fin.clone()));
-        }
-    }
-    state.txs.clear();
-    for (i, h) in handles {
-        outcomes[i] = Some(h.join().unwrap_or_else(|_| Outcome {
-            error: Some("the writer thread panicked".into()),
-            ..Default::default()
-        }));
-    }
-    Ok(outcomes
-        .into_iter()
-        .map(|o| o.expect("every target has an outcome"))
-        .collect())
+    Ok(fanout.finish(r.err().map(|e| format!("{e:#}"))))
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
 //! The command line: clap definitions only. Doc comments are the help text.
 
+pub mod values;
+
+pub use values::{MbrType, SectorSize, Sha256Arg, Size};
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -95,10 +99,10 @@ pub struct SsdArgs {
     pub image: Option<PathBuf>,
     /// Size of the image (K/M/G/T, powers of 1024).
     #[arg(long, value_name = "SIZE", requires = "image")]
-    pub size: Option<String>,
+    pub size: Option<Size>,
     /// Logical sector size of an image (512 or 4096; default 512). A device's own is always used.
     #[arg(long, value_name = "BYTES", requires = "image")]
-    pub sector_size: Option<u64>,
+    pub sector_size: Option<SectorSize>,
     #[command(flatten)]
     pub config: DiskoArgs,
     /// Which disk of the config (default: the one that is not the SD card).
@@ -284,13 +288,13 @@ pub struct FirmwareArgs {
     pub retries: u32,
     /// Pin the zip yourself: its SHA-256 in hex (a custom build, or a release the manifest does not pin).
     #[arg(long, value_name = "HEX")]
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256Arg>,
     /// Read this manifest instead of the built-in one.
     #[arg(long, value_name = "PATH")]
     pub manifest: Option<PathBuf>,
     /// Refuse archives that unpack to more than this (K/M/G suffixes).
     #[arg(long, value_name = "SIZE", default_value = "256M")]
-    pub max_unpacked: String,
+    pub max_unpacked: Size,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -309,19 +313,19 @@ pub struct LayoutArgs {
     /// MBR partition type byte with --table mbr: 0xef (EFI) or 0x0c (FAT32 LBA, which the
     /// boot ROM's recovery mode also reads).
     #[arg(long, value_name = "BYTE", default_value = "0xef")]
-    pub mbr_type: String,
+    pub mbr_type: MbrType,
     /// GPT partition type: an sgdisk code (EF00, 0700) or a GUID [default: EF00].
     #[arg(long, value_name = "CODE")]
     pub gpt_type: Option<String>,
     /// Logical sector size of an image (512 or 4096; default 512). A device's own is always used.
     #[arg(long, value_name = "BYTES")]
-    pub sector_size: Option<u64>,
+    pub sector_size: Option<SectorSize>,
     /// Image size (K/M/G/T, powers of 1024). Default: 1 MiB + partition + 1 MiB.
     #[arg(long, value_name = "SIZE")]
-    pub size: Option<String>,
+    pub size: Option<Size>,
     /// Size of the firmware partition [default: 512M].
     #[arg(long, value_name = "SIZE")]
-    pub partition_size: Option<String>,
+    pub partition_size: Option<Size>,
     /// GPT partition name: disko names the cluster's firmware partition disk-sdcard-FIRMWARE
     /// [default: disk-sdcard-FIRMWARE].
     #[arg(long, value_name = "NAME")]

@@ -1,0 +1,89 @@
+//! Option values converted once, by clap, into the types the core uses: a malformed value is a
+//! usage error (exit 2) before anything else runs.
+
+use crate::disk::geometry::parse_size;
+use crate::firmware::digest::Sha256Digest;
+use std::str::FromStr;
+
+/// A size in bytes: a number with an optional K, M, G or T (powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_size(s).map(Size).map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// A logical sector size pi-burn writes: 512 or 4096.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SectorSize(pub u64);
+
+impl FromStr for SectorSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().parse::<u64>() {
+            Ok(n @ (512 | 4096)) => Ok(SectorSize(n)),
+            _ => Err(format!(
+                "'{s}' is not a supported sector size (512 or 4096)"
+            )),
+        }
+    }
+}
+
+/// An MBR partition type byte that can hold the firmware partition (not 0, not 0xEE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MbrType(pub u8);
+
+impl FromStr for MbrType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let hex = t
+            .strip_prefix("0x")
+            .or_else(|| t.strip_prefix("0X"))
+            .unwrap_or(t);
+        match u8::from_str_radix(hex, 16) {
+            Ok(0) | Ok(0xee) => Err(format!("{t} cannot hold the firmware partition")),
+            Ok(b) => Ok(MbrType(b)),
+            Err(_) => Err(format!(
+                "'{t}' is not a partition type byte (e.g. 0xef or 0x0c)"
+            )),
+        }
+    }
+}
+
+/// A SHA-256 in hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sha256Arg(pub Sha256Digest);
+
+impl FromStr for Sha256Arg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Sha256Digest::from_hex(s.trim())
+            .map(Sha256Arg)
+            .map_err(|e| format!("{e:#}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_parse_once_with_clear_errors() {
+        assert_eq!("512M".parse::<Size>().unwrap(), Size(512 << 20));
+        assert!("12X".parse::<Size>().unwrap_err().contains("unknown unit"));
+        assert_eq!("4096".parse::<SectorSize>().unwrap(), SectorSize(4096));
+        assert!("1000"
+            .parse::<SectorSize>()
+            .unwrap_err()
+            .contains("512 or 4096"));
+        assert_eq!("0x0c".parse::<MbrType>().unwrap(), MbrType(0x0c));
+        assert_eq!("ef".parse::<MbrType>().unwrap(), MbrType(0xef));
+        assert!("0xee".parse::<MbrType>().is_err());
+        assert!("zz".parse::<MbrType>().is_err());
+        assert!("abc".parse::<Sha256Arg>().is_err());
+    }
+}
