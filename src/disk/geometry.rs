@@ -1,12 +1,9 @@
 //! Pure geometry: sizes, alignment, partition plans and identifiers derived from a seed.
 
-use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
+pub use crate::util::ids::{derive_u32, derive_uuid};
+pub use crate::util::units::{human, parse_size, GIB, KIB, MIB};
+use anyhow::{bail, Result};
 use uuid::Uuid;
-
-pub const KIB: u64 = 1024;
-pub const MIB: u64 = 1024 * KIB;
-pub const GIB: u64 = 1024 * MIB;
 
 /// GPT type GUIDs by their sgdisk short codes.
 pub const GPT_TYPES: &[(&str, &str, &str)] = &[
@@ -87,70 +84,6 @@ pub fn gpt_type_code(guid: &Uuid) -> Option<&'static str> {
         .iter()
         .find(|(_, g, _)| Uuid::parse_str(g).ok().as_ref() == Some(guid))
         .map(|t| t.0)
-}
-
-/// Parses a size: a number of bytes, or a number with K, M, G or T (powers of 1024), optionally
-/// followed by `iB`/`B` (`512M`, `1G`, `500GiB`).
-pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits_end);
-    if num.is_empty() {
-        bail!("'{s}' is not a size: expected a number with an optional K, M, G or T");
-    }
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("'{s}' is not a size"))?;
-    let mult = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KIB" | "KB" => KIB,
-        "M" | "MIB" | "MB" => MIB,
-        "G" | "GIB" | "GB" => GIB,
-        "T" | "TIB" | "TB" => 1024 * GIB,
-        _ => bail!("'{s}' is not a size: unknown unit '{unit}' (K, M, G and T are powers of 1024)"),
-    };
-    n.checked_mul(mult)
-        .with_context(|| format!("'{s}' is too large"))
-}
-
-/// Human-readable binary size, e.g. `512 MiB`, `1.5 GiB`.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else if (v - v.round()).abs() < 0.005 {
-        format!("{} {}", v.round() as u64, UNITS[u])
-    } else {
-        format!("{v:.2} {}", UNITS[u])
-    }
-}
-
-/// Bytes derived from a seed for one purpose: SHA-256(seed, NUL, purpose).
-pub fn derive(seed: &str, purpose: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(seed.as_bytes());
-    h.update([0u8]);
-    h.update(purpose.as_bytes());
-    h.finalize().into()
-}
-
-/// A version-4-shaped UUID derived from a seed, so images are reproducible.
-pub fn derive_uuid(seed: &str, purpose: &str) -> Uuid {
-    let d = derive(seed, purpose);
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    uuid::Builder::from_random_bytes(b).into_uuid()
-}
-
-pub fn derive_u32(seed: &str, purpose: &str) -> u32 {
-    let d = derive(seed, purpose);
-    u32::from_le_bytes([d[0], d[1], d[2], d[3]])
 }
 
 /// Which partition table to write.

@@ -140,18 +140,6 @@ pub fn stage_bytes(dest: &Path, bytes: &[u8]) -> Result<Staged> {
     Ok(staged)
 }
 
-/// Writes `img` as a sparse image file at `path` (replaced only when complete). Blocks of
-/// zeros are left as holes: the file is new, so they already read as zero.
-pub fn write_image_file(
-    path: &Path,
-    img: &SparseImage,
-    progress: &dyn Progress,
-) -> Result<WriteStats> {
-    let (staged, stats) = stage_image(path, img, progress)?;
-    commit(vec![staged])?;
-    Ok(stats)
-}
-
 /// Writes `img` as a sparse file under a temporary name beside `path`.
 pub fn stage_image(
     path: &Path,

@@ -33,7 +33,7 @@ pub mod device;
 pub mod image;
 pub mod source;
 
-pub use crate::disk::gpt::{misfit, read_table, relocate_gpt, GptInfo, Table};
+pub use crate::disk::gpt::{misfit, read_table, relocate_gpt, Table};
 
 /// Where the bytes come from.
 pub enum Input<'a> {
