@@ -5,7 +5,8 @@
 //! $PI_BURN_CACHE_DIR | $XDG_CACHE_HOME/pi-burn | ~/.cache/pi-burn
 //!   blobs/<sha256>.zip        a zip that passed verification (written by rename, never in place)
 //!   refs/<board>/<version>    the sha256 of the zip that verified as that release
-//!   partial/<sha256 of url>   an interrupted download, resumed by the next attempt (locked)
+//!   partial/<sha256 of url>   an interrupted download, resumed by the next attempt
+//!   lock                      held by a run while it downloads (concurrent runs take turns)
 //! ```
 //! A cached zip is verified again before every use.
 
@@ -74,10 +75,9 @@ impl Cache {
         sha: &Sha256Digest,
         bytes: &[u8],
     ) -> Result<PathBuf> {
+        // Always written (atomically): a blob already there may be a corrupt one.
         let blob = self.blob_path(sha);
-        if !blob.is_file() {
-            write_atomic(&blob, bytes)?;
-        }
+        write_atomic(&blob, bytes)?;
         write_atomic(
             &self.ref_path(board, version),
             format!("{sha}\n").as_bytes(),
@@ -85,9 +85,11 @@ impl Cache {
         Ok(blob)
     }
 
-    /// Forgets a blob that no longer verifies.
-    pub fn evict(&self, sha: &Sha256Digest) {
-        let _ = fs::remove_file(self.blob_path(sha));
+    /// The lock every download into this cache holds (one file, never removed).
+    pub fn lock(&self) -> Result<crate::firmware::fetch::Lock> {
+        fs::create_dir_all(&self.root)
+            .with_context(|| format!("creating {}", self.root.display()))?;
+        crate::firmware::fetch::Lock::take(&self.root.join("lock"))
     }
 }
 

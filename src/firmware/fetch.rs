@@ -74,12 +74,13 @@ fn client(opts: &FetchOptions) -> Result<reqwest::blocking::Client> {
         .context("setting up the HTTP client")
 }
 
-/// Holds an exclusive lock on a file for as long as it lives (concurrent runs fetching the same
-/// URL take turns on its partial download). The lock goes with the descriptor.
-struct Lock(#[allow(dead_code)] File);
+/// Holds an exclusive lock on a file for as long as it lives (concurrent runs take turns on the
+/// cache's downloads). The lock goes with the descriptor; the file itself stays (one per cache:
+/// removing a lock file others may hold open would let two runs in at once).
+pub struct Lock(#[allow(dead_code)] File);
 
 impl Lock {
-    fn take(path: &Path) -> Result<Self> {
+    pub fn take(path: &Path) -> Result<Self> {
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -94,6 +95,7 @@ impl Lock {
 }
 
 /// Downloads `url`, resuming from `partial` (kept between attempts and runs until complete).
+/// The caller holds the cache's lock.
 pub fn download(
     url: &str,
     partial: &Path,
@@ -106,7 +108,6 @@ pub fn download(
         .parent()
         .context("partial path without a directory")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let _lock = Lock::take(&partial.with_extension("lock"))?;
     let client = client(opts)?;
     let mut attempt = 0u32;
     loop {
@@ -168,7 +169,26 @@ fn try_once(
     let status = resp.status();
     let final_url = resp.url().to_string();
     let append = match status.as_u16() {
-        206 if !bytes.is_empty() => true,
+        206 if !bytes.is_empty() => {
+            // Only a range that continues the partial download is appended; a server that
+            // answers 206 with something else (the whole body, another offset) starts over.
+            let continues = resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes "))
+                .and_then(|v| v.split('-').next())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                == Some(bytes.len() as u64);
+            if !continues {
+                let _ = fs::remove_file(partial);
+                return Err(Failure::Transient(anyhow::anyhow!(
+                    "{url}: the server's Content-Range does not continue the {} bytes already here; starting again",
+                    bytes.len()
+                )));
+            }
+            true
+        }
         200 => false,
         416 => {
             // The partial is no prefix of what the server has: start again.

@@ -348,14 +348,56 @@ fn from_cache(
         Source::Cache,
     ) {
         Ok(fw) => Ok(Some(fw)),
+        Err(e) if net.offline => bail!(
+            "cached {} is corrupt ({e:#}) and --offline forbids fetching it again",
+            path.display()
+        ),
         Err(e) => {
+            // Left in place: a verified download replaces it atomically.
             progress.notice(&format!(
                 "cached {} no longer verifies ({e:#}); fetching it again",
                 path.display()
             ));
-            net.cache.evict(&Sha256Digest::of(&zip));
             Ok(None)
         }
+    }
+}
+
+/// The cache again, after waiting for its lock: another run may just have stored the zip.
+fn recheck(
+    manifest: &Manifest,
+    req: &Request,
+    ref_board: &str,
+    ref_version: &str,
+    net: &Online,
+) -> Result<Option<Firmware>> {
+    use anyhow::Context;
+    let pin = match (req.sha256, ref_board) {
+        (Some(sha), "url") => Some(sha),
+        _ => manifest
+            .board(&req.board)
+            .ok()
+            .and_then(|b| b.release(ref_version).ok())
+            .and_then(|r| r.pins().ok())
+            .and_then(|p| p.zip),
+    };
+    let cached = net.cache.lookup(ref_board, ref_version, pin);
+    match cached {
+        Some(path) => {
+            let zip =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            // Quietly: a blob that does not verify is the one being replaced.
+            Ok(verify_zip(
+                manifest,
+                req,
+                &zip,
+                &path.display().to_string(),
+                None,
+                Source::Cache,
+            )
+            .ok())
+        }
+        None => Ok(None),
     }
 }
 
@@ -368,6 +410,11 @@ fn fetch_and_store(
     net: &Online,
     progress: &dyn crate::progress::Progress,
 ) -> Result<Firmware> {
+    // One download into the cache at a time; a run that waited finds what the other cached.
+    let _lock = net.cache.lock()?;
+    if let Some(fw) = recheck(manifest, req, ref_board, ref_version, net)? {
+        return Ok(fw);
+    }
     progress.phase(&format!("downloading {url}"));
     let opts = crate::firmware::fetch::FetchOptions {
         max_bytes: req.max_unpacked,

@@ -69,16 +69,51 @@ fn cold_run_downloads_verifies_caches_and_builds_then_warm_run_needs_no_network(
         .unwrap();
     assert!(row.contains("yes"), "{list}");
 
-    // A cached zip that no longer verifies is not used.
-    let blob = &t.cached_blobs()[0];
-    std::fs::write(blob, b"corrupt").unwrap();
+    // A cached zip that no longer verifies is not used, and offline it is named as corrupt.
+    let blob = t.cached_blobs()[0].clone();
+    std::fs::write(&blob, b"corrupt").unwrap();
     let o = sdcard_from(&t, &m, "x.img", &["--offline"]);
-    assert_fails_with(
-        &o,
-        1,
-        &["not in the cache", "--offline", "pi-burn firmware fetch"],
-    );
+    assert_fails_with(&o, 1, &["is corrupt", "--offline"]);
+}
+
+#[test]
+fn a_corrupt_cached_zip_is_replaced_by_the_next_verified_download() {
+    // Regression (issue 14): the corrupt blob stayed and every run downloaded again.
+    let t = TestDir::new();
+    let server = Server::start(vec![("/fw.zip", Route::Bytes(good_bytes()))]);
+    let m = t.manifest_with_url(&server.url("/fw.zip"));
+    assert_success(&sdcard_from(&t, &m, "a.img", &[]));
+    let blob = t.cached_blobs()[0].clone();
+    std::fs::write(&blob, b"corrupt").unwrap();
+    let o = sdcard_from(&t, &m, "b.img", &[]);
+    assert_success(&o);
     assert!(stderr(&o).contains("no longer verifies"), "{}", stderr(&o));
+    assert_eq!(sha256_file(&blob), sha256_file(&fixture_zip("rpi4", None)));
+    server.stop();
+    let o = sdcard_from(&t, &m, "c.img", &["--offline"]);
+    assert_success(&o);
+    assert_eq!(source_of(&o), "cache");
+}
+
+#[test]
+fn a_206_that_does_not_continue_the_partial_download_starts_over() {
+    // Regression (issue 14): the whole body was appended to the partial one.
+    let t = TestDir::new();
+    let server = Server::start(vec![(
+        "/fw.zip",
+        Route::DropFirst(Box::new(Route::WrongRange(good_bytes()))),
+    )]);
+    let m = t.manifest_with_url(&server.url("/fw.zip"));
+    let o = sdcard_from(&t, &m, "d.img", &[]);
+    assert_success(&o);
+    assert!(stderr(&o).contains("Content-Range"), "{}", stderr(&o));
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 3, "dropped, wrong 206, then whole: {reqs:?}");
+    assert_eq!(reqs[2].range, None);
+    assert_eq!(
+        sha256_file(&t.cached_blobs()[0]),
+        sha256_file(&fixture_zip("rpi4", None))
+    );
 }
 
 #[test]
@@ -316,6 +351,13 @@ fn concurrent_runs_share_the_cache_without_corrupting_it() {
     }
     let blobs = t.cached_blobs();
     assert_eq!(blobs.len(), 1, "{blobs:?}");
+    // One download: the runs that waited for the lock found the zip in the cache (issue 14).
+    assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
+    // No lock or partial files pile up.
+    let partial: Vec<_> = std::fs::read_dir(t.path("cache/partial"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(partial.is_empty(), "{partial:?}");
     assert_eq!(
         sha256_file(&blobs[0]),
         sha256_file(&fixture_zip("rpi4", None))

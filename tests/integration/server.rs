@@ -17,6 +17,9 @@ pub enum Route {
     Bytes(Arc<Vec<u8>>),
     /// Like Bytes, but ignores Range (always 200 with everything).
     NoRange(Arc<Vec<u8>>),
+    /// Answers a Range request with 206 but the whole body (Content-Range bytes 0-...): a
+    /// server that claims to resume and does not.
+    WrongRange(Arc<Vec<u8>>),
     /// The first request gets the headers and half the body, then the connection closes;
     /// later requests are served by the inner route.
     DropFirst(Box<Route>),
@@ -164,7 +167,7 @@ fn serve(
         Route::DropFirst(inner) => {
             if n == 1 {
                 let data = match inner.as_ref() {
-                    Route::Bytes(d) | Route::NoRange(d) => d.clone(),
+                    Route::Bytes(d) | Route::NoRange(d) | Route::WrongRange(d) => d.clone(),
                     _ => unreachable!(),
                 };
                 let head = format!(
@@ -191,6 +194,13 @@ fn serve(
             Ok(())
         }
         Route::NoRange(data) => respond(conn, 200, &[], data),
+        Route::WrongRange(data) => match range {
+            Some(_) => {
+                let cr = format!("bytes 0-{}/{}", data.len() - 1, data.len());
+                respond(conn, 206, &[("Content-Range", cr.as_str())], data)
+            }
+            None => respond(conn, 200, &[], data),
+        },
         Route::Bytes(data) => {
             let start = range
                 .and_then(|r| r.strip_prefix("bytes="))
