@@ -131,8 +131,19 @@ impl FileSet {
     }
 }
 
+/// FAT compares names through a one-to-one upper-case table (edk2, Linux vfat, Windows): each
+/// character maps to one character, so ß stays ß. Rust's full mapping (ß -> SS) would call
+/// `straße` and `STRASSE` the same name, which they are not on FAT.
 fn fat_fold(path: &str) -> String {
-    path.chars().flat_map(char::to_uppercase).collect()
+    path.chars()
+        .map(|c| {
+            let mut up = c.to_uppercase();
+            match (up.next(), up.next()) {
+                (Some(u), None) => u,
+                _ => c,
+            }
+        })
+        .collect()
 }
 
 /// Checks that `path` is a safe relative path whose every component FAT can store as a long name.
@@ -165,6 +176,20 @@ pub fn check_path(path: &str) -> Result<()> {
         }
         if comp.encode_utf16().count() > 255 {
             bail!("'{path}' cannot be stored on FAT: a name is longer than 255 characters");
+        }
+        // The limits of pi-burn's FAT writer (fatfs 0.3.6), checked here so that the name is
+        // named before anything is built.
+        if comp.len() > 255 {
+            bail!(
+                "'{path}': the name is {} bytes of UTF-8; pi-burn's FAT writer stores at most 255",
+                comp.len()
+            );
+        }
+        if let Some(c) = comp.chars().find(|c| (*c as u32) > 0xFFFF) {
+            bail!(
+                "'{path}': the character U+{:04X} lies outside the Basic Multilingual Plane, which pi-burn's FAT writer cannot store",
+                c as u32
+            );
         }
     }
     Ok(())
@@ -224,6 +249,27 @@ mod tests {
         s.add_file("README.MD", vec![], false).unwrap();
         let e = s.check_fat_collisions().unwrap_err().to_string();
         assert!(e.contains("README.MD") && e.contains("Readme.md"), "{e}");
+    }
+
+    #[test]
+    fn fat_folds_one_character_to_one() {
+        // Regression (issue 14): ß and SS are different names on FAT.
+        let mut s = FileSet::new();
+        s.add_file("straße.txt", vec![], false).unwrap();
+        s.add_file("STRASSE.txt", vec![], false).unwrap();
+        s.check_fat_collisions().unwrap();
+        s.add_file("STRAßE.TXT", vec![], false).unwrap();
+        assert!(s.check_fat_collisions().is_err());
+    }
+
+    #[test]
+    fn names_the_fat_writer_cannot_store_are_refused_up_front() {
+        let long = "ä".repeat(130);
+        let e = check_path(&format!("dir/{long}")).unwrap_err().to_string();
+        assert!(e.contains("260 bytes") && e.contains("dir/"), "{e}");
+        let e = check_path("smile-😀.txt").unwrap_err().to_string();
+        assert!(e.contains("U+1F600"), "{e}");
+        check_path(&"ä".repeat(127)).unwrap();
     }
 
     #[test]

@@ -22,6 +22,26 @@ pub fn unpack_zip(
 ) -> Result<FileSet> {
     let mut archive = zip::ZipArchive::new(Cursor::new(zip))
         .with_context(|| format!("{origin} is not a readable zip archive"))?;
+    // The zip crate keeps one of two entries with the same name; `unzip -l` lists both and
+    // extracting tools disagree on which wins. Refuse any name the central directory holds twice.
+    let names = central_directory_names(zip)
+        .with_context(|| format!("{origin} is not a readable zip archive"))?;
+    let mut seen = std::collections::HashSet::new();
+    for n in &names {
+        if !seen.insert(n.as_slice()) {
+            bail!(
+                "{origin}: the entry '{}' appears twice in its central directory",
+                String::from_utf8_lossy(n).escape_debug()
+            );
+        }
+    }
+    if names.len() != archive.len() {
+        bail!(
+            "{origin}: its central directory lists {} entries, the zip reader sees {}",
+            names.len(),
+            archive.len()
+        );
+    }
 
     // First pass on the central directory: names, kinds and declared sizes, before inflating.
     let mut declared: u64 = 0;
@@ -77,6 +97,66 @@ pub fn unpack_zip(
         }
     }
     Ok(set)
+}
+
+fn u16_at(b: &[u8], o: usize) -> Option<u64> {
+    Some(u16::from_le_bytes(b.get(o..o.checked_add(2)?)?.try_into().ok()?) as u64)
+}
+fn u32_at(b: &[u8], o: usize) -> Option<u64> {
+    Some(u32::from_le_bytes(b.get(o..o.checked_add(4)?)?.try_into().ok()?) as u64)
+}
+fn u64_at(b: &[u8], o: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        b.get(o..o.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
+
+/// The raw names of every central-directory entry, read with checked arithmetic (ZIP64 too).
+fn central_directory_names(zip: &[u8]) -> Result<Vec<Vec<u8>>> {
+    const EOCD: &[u8] = &[0x50, 0x4b, 0x05, 0x06];
+    let search_from = zip.len().saturating_sub(22 + 65535);
+    let eocd = (search_from..zip.len().saturating_sub(21))
+        .rev()
+        .find(|&i| zip.get(i..i + 4) == Some(EOCD))
+        .context("no end of central directory record")?;
+    let bad = || anyhow::anyhow!("its central directory is damaged");
+    let mut count = u16_at(zip, eocd + 10).ok_or_else(bad)?;
+    let mut offset = u32_at(zip, eocd + 16).ok_or_else(bad)?;
+    if count == 0xFFFF || offset == 0xFFFF_FFFF {
+        // ZIP64: the locator sits right before the EOCD and points at the ZIP64 record.
+        let loc = eocd.checked_sub(20).ok_or_else(bad)?;
+        if zip.get(loc..loc + 4) != Some(&[0x50, 0x4b, 0x06, 0x07][..]) {
+            bail!("its ZIP64 end of central directory locator is missing");
+        }
+        let rec = usize::try_from(u64_at(zip, loc + 8).ok_or_else(bad)?).map_err(|_| bad())?;
+        if zip.get(rec..rec.checked_add(4).ok_or_else(bad)?) != Some(&[0x50, 0x4b, 0x06, 0x06][..])
+        {
+            bail!("its ZIP64 end of central directory record is missing");
+        }
+        count = u64_at(zip, rec + 32).ok_or_else(bad)?;
+        offset = u64_at(zip, rec + 48).ok_or_else(bad)?;
+    }
+    let mut at = usize::try_from(offset).map_err(|_| bad())?;
+    let mut names = Vec::new();
+    for _ in 0..count {
+        if zip.get(at..at.checked_add(4).ok_or_else(bad)?) != Some(&[0x50, 0x4b, 0x01, 0x02][..]) {
+            return Err(bad());
+        }
+        let name_len = u16_at(zip, at + 28).ok_or_else(bad)? as usize;
+        let extra_len = u16_at(zip, at + 30).ok_or_else(bad)? as usize;
+        let comment_len = u16_at(zip, at + 32).ok_or_else(bad)? as usize;
+        let name_start = at.checked_add(46).ok_or_else(bad)?;
+        let name_end = name_start.checked_add(name_len).ok_or_else(bad)?;
+        names.push(zip.get(name_start..name_end).ok_or_else(bad)?.to_vec());
+        at = name_end
+            .checked_add(extra_len)
+            .and_then(|x| x.checked_add(comment_len))
+            .ok_or_else(bad)?;
+        if names.len() > 1 << 20 {
+            bail!("its central directory lists more than a million entries");
+        }
+    }
+    Ok(names)
 }
 
 /// The entry's path without a trailing `/`, after the safety and FAT checks.
@@ -177,5 +257,34 @@ mod tests {
             unpack_zip(b"hello", "t.zip", DEFAULT_MAX_UNPACKED, &[]).unwrap_err()
         );
         assert!(e.contains("not a readable zip"), "{e}");
+    }
+
+    #[test]
+    fn a_name_twice_in_the_central_directory_is_refused() {
+        // Regression (issue 14): the zip crate merged them and the last copy won.
+        // Build two entries whose names differ only in case, then make them equal in both the
+        // local headers and the central directory.
+        let z = zip_of(&[("config.txt", b"arm_64bit=1"), ("CONFIG.txt", b"x")]);
+        let mut bytes = z;
+        let mut i = 0;
+        while let Some(p) = bytes[i..].windows(10).position(|w| w == b"CONFIG.txt") {
+            let at = i + p;
+            bytes[at..at + 10].copy_from_slice(b"config.txt");
+            i = at + 10;
+        }
+        let e = format!(
+            "{:#}",
+            unpack_zip(&bytes, "dup.zip", DEFAULT_MAX_UNPACKED, &[]).unwrap_err()
+        );
+        assert!(
+            e.contains("appears twice") && e.contains("config.txt"),
+            "{e}"
+        );
+        assert_eq!(
+            central_directory_names(&zip_of(&[("a", b"1"), ("b", b"2")]))
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }
