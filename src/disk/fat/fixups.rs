@@ -164,8 +164,8 @@ impl RawFat {
             .collect())
     }
 
-    /// Puts the volume label entry first in the root directory (mkfs.fat's layout), moving
-    /// the entries fatfs wrote down one slot.
+    /// Turns the placeholder fatfs wrote into the root's first slot into the volume label
+    /// entry (mkfs.fat's layout: the label first).
     pub(super) fn add_root_label(
         &mut self,
         disk: &mut SparseImage,
@@ -173,8 +173,17 @@ impl RawFat {
         ts: Timestamp,
     ) -> Result<()> {
         let (slots, entries) = self.read_dir(disk, self.root_cluster)?;
-        if entries.len() + 1 >= slots.len() {
-            bail!("the root directory has no room for the volume label");
+        // fatfs wrote the placeholder's long-name entries, then its short entry.
+        let at = entries
+            .iter()
+            .position(|e| e[11] != 0x0F)
+            .context("the root directory is empty")?;
+        let e = &entries[at];
+        if &e[..11] != b"PIBURNLBTMP" {
+            bail!("the root directory's first entry is not the label's placeholder");
+        }
+        if le16(e, 20) != 0 || le16(e, 26) != 0 || le32(e, 28) != 0 {
+            bail!("the label's placeholder holds data");
         }
         let mut lab = [0u8; 32];
         lab[..11].copy_from_slice(label);
@@ -183,9 +192,14 @@ impl RawFat {
         let time = ((ts.hour as u16) << 11) | ((ts.min as u16) << 5) | (ts.sec as u16 / 2);
         lab[22..24].copy_from_slice(&time.to_le_bytes());
         lab[24..26].copy_from_slice(&date.to_le_bytes());
+        // The label in slot 0, everything after the placeholder moved up behind it.
+        let rest = &entries[at + 1..];
         disk.write_at(slots[0], &lab)?;
-        for (i, e) in entries.iter().enumerate() {
-            disk.write_at(slots[i + 1], e)?;
+        for (k, e) in rest.iter().enumerate() {
+            disk.write_at(slots[k + 1], e)?;
+        }
+        for &slot in &slots[rest.len() + 1..entries.len()] {
+            disk.write_at(slot, &[0u8; 32])?;
         }
         Ok(())
     }

@@ -19,6 +19,9 @@ use fixups::{le16, le32};
 use time::FixedTime;
 pub use time::Timestamp;
 
+/// The short name (no long-name entries) that holds the root's first slot for the label.
+const LABEL_PLACEHOLDER: &str = "PIBURNLB.TMP";
+
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct FatSpec {
@@ -138,6 +141,19 @@ pub fn build_fat32(
         .context("opening the new FAT32")?;
         {
             let root = fs.root_dir();
+            if spec.label.is_some() {
+                // A placeholder in the root's first slot, turned into the volume label entry
+                // afterwards: fatfs grows the directory for it like for any file, so the label
+                // always has room, first, as mkfs.fat places it.
+                if files
+                    .iter()
+                    .any(|(p, _)| p.eq_ignore_ascii_case(LABEL_PLACEHOLDER))
+                {
+                    bail!("the firmware has a file named {LABEL_PLACEHOLDER}, which pi-burn uses while building the card");
+                }
+                root.create_file(LABEL_PLACEHOLDER)
+                    .context("reserving the volume label's directory entry")?;
+            }
             for (path, node) in files.iter() {
                 match node {
                     Node::Dir => {

@@ -107,3 +107,85 @@ fn builds_a_volume_fatfs_can_read_back() {
     assert!(names.contains(&"Readme.md".to_string()), "{names:?}");
     assert_eq!(fs.stats().unwrap().free_clusters(), info.free_clusters);
 }
+
+/// Writes a partition of `disk` to a sparse file, for fsck.fat.
+fn partition_file(disk: &SparseImage, offset: u64, len: u64) -> tempfile::NamedTempFile {
+    use std::os::unix::fs::FileExt;
+    let f = tempfile::NamedTempFile::new().unwrap();
+    f.as_file().set_len(len).unwrap();
+    for (off, data) in disk.blocks() {
+        if off >= offset && off < offset + len {
+            f.as_file().write_all_at(data, off - offset).unwrap();
+        }
+    }
+    f
+}
+
+#[test]
+fn a_full_root_directory_still_gets_its_label() {
+    // Regression (issue 14): 5 files plus 122 short names (and every 64 more) were refused with
+    // "the root directory has no room for the volume label".
+    let fsck = std::process::Command::new("fsck.fat")
+        .arg("--help")
+        .output()
+        .is_ok();
+    for extra in [121usize, 122, 123, 186, 250] {
+        let mut files = FileSet::new();
+        for i in 0..5 + extra {
+            files
+                .add_file(&format!("F{i:04}.TXT"), vec![b'x'], false)
+                .unwrap();
+        }
+        let mut disk = SparseImage::new(514 << 20);
+        let spec = FatSpec {
+            label: Some("FIRMWARE".into()),
+            volume_id: 1,
+            timestamp: Timestamp::date(2025, 11, 21),
+            sector_size: 512,
+            hidden_sectors: 2048,
+        };
+        build_fat32(&mut disk, 1 << 20, 512 << 20, &files, &spec)
+            .unwrap_or_else(|e| panic!("{extra}: {e:#}"));
+        let slice = fscommon::StreamSlice::new(&mut disk, 1 << 20, 513 << 20).unwrap();
+        let fs = fatfs::FileSystem::new(slice, fatfs::FsOptions::new()).unwrap();
+        let names: Vec<String> = fs
+            .root_dir()
+            .iter()
+            .map(|e| e.unwrap())
+            .filter(|e| !e.attributes().contains(fatfs::FileAttributes::VOLUME_ID))
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 5 + extra, "{extra}");
+        drop(fs);
+        // The root's first entry is the label (root at cluster 2, the data area's start).
+        let mut bs = [0u8; 512];
+        disk.read_at(1 << 20, &mut bs);
+        let u16_at = |o: usize| u16::from_le_bytes([bs[o], bs[o + 1]]) as u64;
+        let fat = u32::from_le_bytes(bs[36..40].try_into().unwrap()) as u64;
+        let data = (u16_at(14) + bs[16] as u64 * fat) * u16_at(11);
+        let mut first = [0u8; 32];
+        disk.read_at((1 << 20) + data, &mut first);
+        assert_eq!(
+            &first[..12],
+            b"FIRMWARE   \x08",
+            "{extra}: the label comes first"
+        );
+        if fsck {
+            let f = partition_file(&disk, 1 << 20, 512 << 20);
+            let o = std::process::Command::new("fsck.fat")
+                .args(["-n", "-v"])
+                .arg(f.path())
+                .output()
+                .unwrap();
+            let out = String::from_utf8_lossy(&o.stdout);
+            assert!(o.status.success(), "{extra}: {out}");
+            assert!(
+                !out.contains("differ") && !out.contains("Invalid"),
+                "{extra}: {out}"
+            );
+        } else {
+            eprintln!("SKIPPED (fsck part): fsck.fat is not installed");
+            assert!(std::env::var("PI_BURN_REQUIRE_ALL_TESTS").as_deref() != Ok("1"));
+        }
+    }
+}
