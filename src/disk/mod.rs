@@ -5,6 +5,7 @@
 pub mod bmap;
 pub mod card;
 pub mod fat;
+pub mod fatcheck;
 pub mod geometry;
 pub mod gpt;
 pub mod gptcheck;

@@ -92,6 +92,14 @@ pub fn verify_card<R: Read + Seek + std::fmt::Debug>(
         .context("the plan has no FAT partition")?;
     let start = part.first_lba * plan.sector_size;
     let end = (part.last_lba + 1) * plan.sector_size;
+    // Chains first, with a bound: a loop or a cross-link is a mismatch, not an endless walk.
+    let chains = crate::disk::fatcheck::check(disk, start, end - start);
+    if !chains.is_empty() {
+        return Ok(chains
+            .into_iter()
+            .map(|l| format!("partition {fat_partition}: {l}"))
+            .collect());
+    }
     let slice = fscommon::StreamSlice::new(ReadOnly(&mut *disk), start, end)?;
     let fs =
         match fatfs::FileSystem::new(slice, fatfs::FsOptions::new().update_accessed_date(false)) {

@@ -672,3 +672,39 @@ fn firmware_verify_exits_3_only_for_a_wrong_hash_and_checks_the_pin_before_infla
     assert!(!stdout(&o).contains("not a readable zip"), "{}", stdout(&o));
     assert_success(&run(&fixture_zip("rpi4", None), &[]));
 }
+
+#[test]
+fn verify_names_a_root_directory_whose_chain_loops() {
+    // Regression (issue 14): verify followed the loop and said OK.
+    use std::os::unix::fs::FileExt;
+    let t = TestDir::new();
+    assert_success(&t.sdcard("sd.img", &[]));
+    let img = t.path("sd.img");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
+    let part = 1u64 << 20;
+    let mut bs = [0u8; 512];
+    f.read_exact_at(&mut bs, part).unwrap();
+    let bps = u16::from_le_bytes([bs[11], bs[12]]) as u64;
+    let reserved = u16::from_le_bytes([bs[14], bs[15]]) as u64;
+    let fat_sectors = u32::from_le_bytes(bs[36..40].try_into().unwrap()) as u64;
+    let root = u32::from_le_bytes(bs[44..48].try_into().unwrap()) as u64;
+    for copy in 0..bs[16] as u64 {
+        let at = part + (reserved + copy * fat_sectors) * bps + 4 * root;
+        f.write_all_at(&(root as u32).to_le_bytes(), at).unwrap();
+    }
+    let o = t
+        .pi_burn()
+        .args(["verify", "--image"])
+        .arg(&img)
+        .arg("--firmware-zip")
+        .arg(fixture_zip("rpi4", None))
+        .args(["--manifest", MANIFEST])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stdout(&o).contains("loops back"), "{}", stdout(&o));
+}
