@@ -311,12 +311,16 @@ pub struct LayoutArgs {
     #[arg(long, value_enum, default_value = "gpt")]
     pub table: Table,
     /// MBR partition type byte with --table mbr: 0xef (EFI) or 0x0c (FAT32 LBA, which the
-    /// boot ROM's recovery mode also reads).
-    #[arg(long, value_name = "BYTE", default_value = "0xef")]
-    pub mbr_type: MbrType,
+    /// boot ROM's recovery mode also reads) [default: 0xef].
+    #[arg(long, value_name = "BYTE")]
+    pub mbr_type: Option<MbrType>,
     /// GPT partition type: an sgdisk code (EF00, 0700) or a GUID [default: EF00].
     #[arg(long, value_name = "CODE")]
     pub gpt_type: Option<String>,
+    /// Allow a firmware partition type the Pi's boot loader is not known to boot (anything but
+    /// EF00/0700 under GPT, 0xef/0x0c/0x0e/0x0b under MBR).
+    #[arg(long)]
+    pub allow_unbootable_type: bool,
     /// Logical sector size of an image (512 or 4096; default 512). A device's own is always used.
     #[arg(long, value_name = "BYTES")]
     pub sector_size: Option<SectorSize>,

@@ -71,7 +71,7 @@ pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
                         println!("{}", serde_json::to_string_pretty(&j)?);
                     } else {
                         println!(
-                            "{name}: OK: {} {} ({kind:?} matched)\n  sha256 {}\n  NAR    {}\n  {} files, {} bytes",
+                            "{name}: OK: {} {} ({kind} matched)\n  sha256 {}\n  NAR    {}\n  {} files, {} bytes",
                             fw.board,
                             fw.version,
                             fw.zip_sha256,

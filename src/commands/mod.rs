@@ -52,7 +52,7 @@ pub fn load_firmware(args: &FirmwareArgs, g: &Global) -> Result<Firmware> {
     let fw = obtain(&manifest, &req, &origin, &net, g.progress.as_ref())?;
     let (kind, hash) = fw.hash();
     g.progress.phase(&format!(
-        "firmware {} {} verified ({kind:?} {hash}, from {:?})",
+        "firmware {} {} verified by {kind} ({hash}), from {}",
         fw.board, fw.version, fw.source
     ));
     Ok(fw)
@@ -78,7 +78,25 @@ pub fn fetch_options(args: &FirmwareArgs) -> FetchOptions {
 
 /// The SD card layout the arguments describe, for this firmware.
 pub fn sd_layout(args: &LayoutArgs, fw: &Firmware) -> Result<SdLayout> {
-    let mbr_type = args.mbr_type.0;
+    // An option that does not apply to the chosen table is a mistake, not a no-op.
+    match args.table {
+        Table::Gpt if args.mbr_type.is_some() => {
+            bail!(usage("--mbr-type applies to --table mbr only"))
+        }
+        Table::Mbr if args.gpt_type.is_some() => {
+            bail!(usage("--gpt-type applies to --table gpt only"))
+        }
+        _ => {}
+    }
+    let mbr_type = args.mbr_type.map_or(0xef, |t| t.0);
+    if args.table == Table::Mbr
+        && !matches!(mbr_type, 0xef | 0x0c | 0x0e | 0x0b)
+        && !args.allow_unbootable_type
+    {
+        bail!(usage(format!(
+            "--mbr-type 0x{mbr_type:02x}: the Pi boots its firmware from a FAT partition of type 0xef, 0x0c, 0x0e or 0x0b; pass --allow-unbootable-type if you mean it"
+        )));
+    }
     let sector_size = args.sector_size.map_or(512, |s| s.0);
     // From the node's disko config, or the options, or the cluster's defaults.
     let (name, size, ptype) = match &args.node {
@@ -147,7 +165,16 @@ pub fn sd_layout(args: &LayoutArgs, fw: &Firmware) -> Result<SdLayout> {
             Table::Mbr => TableKind::Mbr,
         },
         mbr_type,
-        gpt_type: gpt_type(&ptype).map_err(|e| usage(format!("--gpt-type: {e:#}")))?,
+        gpt_type: {
+            let g = gpt_type(&ptype).map_err(|e| usage(format!("--gpt-type: {e:#}")))?;
+            let bootable = [gpt_type("EF00")?, gpt_type("0700")?];
+            if args.table == Table::Gpt && !bootable.contains(&g) && !args.allow_unbootable_type {
+                bail!(usage(format!(
+                    "partition type {ptype}: the Pi boots its firmware from an EFI System (EF00) or Microsoft basic data (0700) partition under GPT (a Linux type did not boot, pftf/RPi4 #259); pass --allow-unbootable-type if you mean it"
+                )));
+            }
+            g
+        },
         partition_size,
         seed: args
             .seed

@@ -124,7 +124,11 @@ pub fn download(
                 attempt += 1;
             }
             Err(Failure::Transient(e)) => {
-                return Err(e.context(format!("giving up on {url} after {} attempts", attempt + 1)))
+                let n = attempt + 1;
+                return Err(e.context(format!(
+                    "giving up on {url} after {n} attempt{}",
+                    if n == 1 { "" } else { "s" }
+                )));
             }
         }
     }

@@ -67,6 +67,26 @@ pub enum Source {
     Network,
 }
 
+impl std::fmt::Display for HashKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HashKind::Sha256 => "the manifest's sha256 of the zip",
+            HashKind::NarSha256 => "the manifest's NAR hash",
+            HashKind::UserSha256 => "your --sha256",
+        })
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Local => "a local zip",
+            Source::Cache => "the cache",
+            Source::Network => "the network",
+        })
+    }
+}
+
 impl Firmware {
     /// The strongest pin that matched, for reports.
     pub fn hash(&self) -> (HashKind, String) {

@@ -484,6 +484,35 @@ fn bad_inputs_are_refused_and_nothing_is_written() {
             vec!["/nonexistent/fw.zip"],
         ),
         (s(&["--offline"]), 1, vec!["not in the cache", "--offline"]),
+        // The partition-type guard and options that do not apply (issue 12).
+        (
+            [zip_args("good"), s(&["--gpt-type", "8300"])].concat(),
+            2,
+            vec!["8300", "--allow-unbootable-type"],
+        ),
+        (
+            [
+                zip_args("good"),
+                s(&["--table", "mbr", "--mbr-type", "0x83"]),
+            ]
+            .concat(),
+            2,
+            vec!["0x83", "--allow-unbootable-type"],
+        ),
+        (
+            [zip_args("good"), s(&["--mbr-type", "0x0c"])].concat(),
+            2,
+            vec!["--mbr-type applies to --table mbr only"],
+        ),
+        (
+            [
+                zip_args("good"),
+                s(&["--table", "mbr", "--gpt-type", "EF00"]),
+            ]
+            .concat(),
+            2,
+            vec!["--gpt-type applies to --table gpt only"],
+        ),
     ];
     for (args, code, needles) in cases {
         let o = t
@@ -707,4 +736,22 @@ fn verify_names_a_root_directory_whose_chain_loops() {
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stdout(&o).contains("loops back"), "{}", stdout(&o));
+}
+
+#[test]
+fn an_unbootable_partition_type_needs_saying_so() {
+    let t = TestDir::new();
+    let o = t.sdcard(
+        "l.img",
+        &["--gpt-type", "8300", "--allow-unbootable-type", "--json"],
+    );
+    assert_success(&o);
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(
+        j["partitions"][0]["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("8300"),
+        "{j}"
+    );
 }
