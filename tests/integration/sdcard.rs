@@ -747,11 +747,8 @@ fn an_unbootable_partition_type_needs_saying_so() {
     );
     assert_success(&o);
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert!(
-        j["partitions"][0]["type"]
-            .as_str()
-            .unwrap()
-            .starts_with("8300"),
+    assert_eq!(
+        j["partitions"][0]["type"], "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
         "{j}"
     );
 }
