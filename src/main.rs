@@ -37,12 +37,22 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            let code = pi_burn::error::exit_code(&e);
             match e.downcast_ref::<Mismatch>() {
-                // The mismatches themselves went to stdout, one per line.
+                // The mismatches themselves went to stdout (one per line, or in the report).
                 Some(m) => eprintln!("pi-burn: verification failed: {} mismatch(es)", m.0.len()),
-                None => eprintln!("pi-burn: {e:#}"),
+                None => {
+                    eprintln!("pi-burn: {e:#}");
+                    if g.json {
+                        // A failure is one JSON object on stdout too.
+                        println!(
+                            "{}",
+                            serde_json::json!({ "error": format!("{e:#}"), "exit_code": code })
+                        );
+                    }
+                }
             }
-            ExitCode::from(pi_burn::error::exit_code(&e))
+            ExitCode::from(code)
         }
     }
 }

@@ -97,6 +97,9 @@ pub struct SsdArgs {
     /// Write a sparse image file of --size instead.
     #[arg(long, value_name = "PATH", requires = "size")]
     pub image: Option<PathBuf>,
+    /// Replace an existing --image file even when it holds no partition table.
+    #[arg(long, requires = "image")]
+    pub force: bool,
     /// Size of the image (K/M/G/T, powers of 1024).
     #[arg(long, value_name = "SIZE", requires = "image")]
     pub size: Option<Size>,
@@ -166,9 +169,12 @@ pub struct SdcardArgs {
     #[arg(value_name = "DEVICE")]
     pub device: Option<PathBuf>,
     /// Write an image file at this path instead (created sparse; an existing file is replaced
-    /// only on success).
+    /// only on success, and only when it holds a partition table unless --force).
     #[arg(long, value_name = "PATH")]
     pub image: Option<PathBuf>,
+    /// Replace an existing --image file even when it holds no partition table.
+    #[arg(long, requires = "image")]
+    pub force: bool,
     #[command(flatten)]
     pub firmware: FirmwareArgs,
     #[command(flatten)]

@@ -146,7 +146,7 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
         ),
     };
     // 3. The plan, shown; one confirmation for all.
-    if !g.quiet || a.device_opts.dry_run {
+    if !g.quiet || a.device_opts.dry_run || !a.device_opts.yes {
         for (_, r, d) in &targets {
             eprint!("{}", describe(r, d));
         }

@@ -14,7 +14,7 @@ use crate::error::Refused;
 use crate::firmware::Firmware;
 use crate::report::{Report, Target};
 use crate::write::device::burn;
-use crate::write::image::check_image_path;
+use crate::write::image::check_replaceable;
 use anyhow::{bail, Context, Result};
 
 fn warn_old_start4(fw: &Firmware, plan: &DiskPlan, g: &Global) {
@@ -76,7 +76,7 @@ pub fn run(args: &SdcardArgs, g: &Global) -> Result<()> {
 
 fn run_image(args: &SdcardArgs, image: &std::path::Path, g: &Global) -> Result<()> {
     // Every check before anything is written.
-    check_image_path(image)?;
+    check_replaceable(image, args.force)?;
     let mut fw = load_firmware(&args.firmware, g)?;
     let uefi = apply_uefi(&mut fw, &args.uefi, g)?;
     let layout = sd_layout(&args.layout, &fw)?;
@@ -143,7 +143,7 @@ fn run_device(args: &SdcardArgs, g: &Global) -> Result<()> {
     let (plan, card) =
         build(args, &fw, &layout, d.size, g).with_context(|| r.canonical.display().to_string())?;
     // 3. The plan, shown; the user's word.
-    if !g.quiet || opts.dry_run {
+    if !g.quiet || opts.dry_run || !opts.yes {
         eprint!("{}", describe(&r, &d));
         eprintln!(
             "will write:  {}; firmware {} {} ({} files); {} of extents, table last",

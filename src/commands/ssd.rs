@@ -12,7 +12,7 @@ use crate::error::Refused;
 use crate::report::{Report, Target};
 use crate::ssd::{choose_disk, plan, ConfigSource, DiskoDisk};
 use crate::write::device::burn;
-use crate::write::image::check_image_path;
+use crate::write::image::check_replaceable;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
@@ -123,7 +123,7 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
     let timestamp = super::timestamp(None)?;
 
     if let Some(image) = &a.image {
-        check_image_path(image)?;
+        check_replaceable(image, a.force)?;
         let size = a.size.expect("clap requires --size").0;
         let ss = a.sector_size.map_or(512, |s| s.0);
         if !size.is_multiple_of(ss) {
@@ -223,7 +223,7 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
         for l in &left {
             g.progress.notice(&format!("notice: {l}"));
         }
-        if !g.quiet || a.device_opts.dry_run {
+        if !g.quiet || a.device_opts.dry_run || !a.device_opts.yes {
             eprint!("{}", describe(&r, &d));
             eprint!(
                 "will write:  {}'s disk '{}': GPT, {} each end of every partition wiped, {}\n{}",

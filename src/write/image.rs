@@ -130,6 +130,31 @@ pub fn commit(staged: Vec<Staged>) -> Result<()> {
     Ok(())
 }
 
+/// Refuses to replace an existing file that does not look like a disk image (no MBR boot
+/// signature, no GPT header): `--image notes.txt` must not eat the notes. `force` overrides.
+pub fn check_replaceable(path: &Path, force: bool) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    check_image_path(path)?;
+    let Ok(f) = File::open(path) else {
+        return Ok(());
+    };
+    if force {
+        return Ok(());
+    }
+    let mut head = vec![0u8; 4096 + 8];
+    let n = f.read_at(&mut head, 0).unwrap_or(0);
+    let head = &head[..n];
+    let mbr = head.len() >= 512 && head[510..512] == [0x55, 0xAA];
+    let gpt = |at: usize| head.len() >= at + 8 && &head[at..at + 8] == b"EFI PART";
+    if n == 0 || mbr || gpt(512) || gpt(4096) {
+        return Ok(());
+    }
+    bail!(
+        "{} exists and holds no partition table: it does not look like a disk image; remove it or pass --force to replace it",
+        path.display()
+    )
+}
+
 /// Writes `bytes` completely under a temporary name beside `dest`.
 pub fn stage_bytes(dest: &Path, bytes: &[u8]) -> Result<Staged> {
     use std::io::Write;

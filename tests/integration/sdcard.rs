@@ -368,7 +368,12 @@ fn release_with_old_start4_warns_on_gpt() {
 fn bad_inputs_are_refused_and_nothing_is_written() {
     let t = TestDir::new();
     let existing = t.path("existing.img");
-    std::fs::write(&existing, b"precious").unwrap();
+    // An existing image (it has an MBR signature), which no failed run may touch.
+    let mut precious = b"precious".to_vec();
+    precious.resize(512, 0);
+    precious[510] = 0x55;
+    precious[511] = 0xAA;
+    std::fs::write(&existing, &precious).unwrap();
     let cases: Vec<(Vec<String>, i32, Vec<&str>)> = vec![
         (
             zip_args("traversal"),
@@ -525,7 +530,7 @@ fn bad_inputs_are_refused_and_nothing_is_written() {
         assert_fails_with(&o, code, &needles);
         assert_eq!(
             std::fs::read(&existing).unwrap(),
-            b"precious",
+            precious,
             "{args:?} touched the existing image"
         );
         let o = t
@@ -751,4 +756,17 @@ fn an_unbootable_partition_type_needs_saying_so() {
         j["partitions"][0]["type"], "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
         "{j}"
     );
+}
+
+#[test]
+fn an_existing_file_that_is_not_an_image_is_not_replaced_without_force() {
+    // Issue 12: `--image notes.txt` replaced the notes.
+    let t = TestDir::new();
+    std::fs::write(t.path("notes.txt"), b"my notes").unwrap();
+    let o = t.sdcard("notes.txt", &[]);
+    assert_fails_with(&o, 1, &["notes.txt", "no partition table", "--force"]);
+    assert_eq!(std::fs::read(t.path("notes.txt")).unwrap(), b"my notes");
+    assert_success(&t.sdcard("notes.txt", &["--force"]));
+    // An image pi-burn wrote is replaced without ado.
+    assert_success(&t.sdcard("notes.txt", &[]));
 }
