@@ -234,11 +234,32 @@ pub fn inspect(t: &SysTree, dev: (u64, u64)) -> Result<DiskInfo> {
 }
 
 /// All whole disks the kernel knows (no partitions, no empty loop devices, no ram/zram).
+/// A sort key that orders digit runs by value: ("loop", 2) < ("loop", 10).
+fn natural_key(name: &str) -> Vec<(String, u64)> {
+    let mut out = vec![];
+    let mut text = String::new();
+    let mut digits = String::new();
+    for c in name.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            if !digits.is_empty() {
+                out.push((std::mem::take(&mut text), digits.parse().unwrap_or(u64::MAX)));
+                digits.clear();
+            }
+            text.push(c);
+        }
+    }
+    out.push((text, digits.parse().unwrap_or(0)));
+    out
+}
+
 pub fn list_disks(t: &SysTree) -> Vec<(u64, u64)> {
     let mut out = vec![];
     if let Ok(rd) = fs::read_dir(t.sys.join("block")) {
         let mut names: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        names.sort();
+        // Natural order: loop2 before loop10, sdb before sdaa.
+        names.sort_by_key(|p| natural_key(&p.file_name().unwrap_or_default().to_string_lossy()));
         for p in names {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             if name.starts_with("ram") || name.starts_with("zram") {
@@ -326,4 +347,16 @@ pub fn dev_of_name(t: &SysTree, name: &str) -> Option<(u64, u64)> {
     read_trim(&t.sys.join("class/block").join(name).join("dev"))
         .as_deref()
         .and_then(parse_dev)
+}
+
+#[cfg(test)]
+mod natural_tests {
+    use super::natural_key;
+
+    #[test]
+    fn loop2_sorts_before_loop10() {
+        let mut v = vec!["loop10", "sdb", "loop2", "sda", "nvme0n1", "loop1"];
+        v.sort_by_key(|n| natural_key(n));
+        assert_eq!(v, ["loop1", "loop2", "loop10", "nvme0n1", "sda", "sdb"]);
+    }
 }

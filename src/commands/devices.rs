@@ -43,11 +43,13 @@ pub fn run(g: &Global) -> Result<()> {
         "device", "size", "transport", "rm", "model", "serial", "in use"
     );
     for r in rows {
-        let model = [r.disk.vendor.as_deref(), r.disk.model.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
+        // The model names the disk; the vendor field is often a bare id (0x1b1c, ATA).
+        let model = r
+            .disk
+            .model
+            .clone()
+            .or_else(|| r.disk.vendor.clone())
+            .unwrap_or_default();
         println!(
             "{:<14} {:>10} {:<9} {:<4} {:<28} {:<20} {:<6} {}",
             r.path,
