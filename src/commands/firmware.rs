@@ -28,6 +28,17 @@ pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
         FirmwareCommand::List { manifest } => list(manifest.as_deref(), g),
         FirmwareCommand::Fetch(a) => {
             let fw = load_firmware(&a.firmware, g)?;
+            if let Some(path) = &a.firmware.firmware_zip {
+                // A zip fetched by hand enters the cache once it verified, so that later runs
+                // work --offline. Read again and compared with the hash that verified.
+                let bytes =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                let sha = crate::firmware::digest::Sha256Digest::of(&bytes);
+                if sha != fw.zip_sha256 {
+                    anyhow::bail!("{} changed while it was being verified", path.display());
+                }
+                Cache::from_env()?.store(&fw.board, &fw.version, &sha, &bytes)?;
+            }
             if g.json {
                 let (kind, hash) = fw.hash();
                 let j = serde_json::json!({
@@ -44,7 +55,8 @@ pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
                     fw.version,
                     match fw.source {
                         Source::Cache => "already in the cache",
-                        _ => "downloaded, verified and cached",
+                        Source::Local => "verified and imported into the cache",
+                        Source::Network => "downloaded, verified and cached",
                     },
                     fw.zip_sha256,
                     fw.nar_sha256.sri()

@@ -366,3 +366,35 @@ fn concurrent_runs_share_the_cache_without_corrupting_it() {
     let o = sdcard_from(&t, &m, "c.img", &["--offline"]);
     assert_success(&o);
 }
+
+#[test]
+fn a_zip_fetched_by_hand_is_imported_and_later_runs_work_offline() {
+    // Issue 12: `firmware fetch --firmware-zip FILE` said "cached" and cached nothing.
+    let t = TestDir::new();
+    let o = t
+        .pi_burn()
+        .args([
+            "firmware",
+            "fetch",
+            "--manifest",
+            MANIFEST,
+            "--firmware-zip",
+        ])
+        .arg(fixture_zip("rpi4", None))
+        .output()
+        .unwrap();
+    assert_success(&o);
+    assert!(
+        stdout(&o).contains("imported into the cache"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(t.cached_blobs().len(), 1);
+    let o = t
+        .pi_burn()
+        .args(["sdcard", "--manifest", MANIFEST, "--offline", "--image"])
+        .arg(t.path("off.img"))
+        .output()
+        .unwrap();
+    assert_success(&o);
+}
