@@ -75,32 +75,10 @@ impl Timestamp {
         }
     }
 
-    pub(super) fn to_fatfs(self) -> fatfs::DateTime {
-        fatfs::DateTime {
-            date: fatfs::Date {
-                year: self.year,
-                month: self.month as u16,
-                day: self.day as u16,
-            },
-            // DOS time has two-second resolution; keep it even so no hi-res byte is needed.
-            time: fatfs::Time {
-                hour: self.hour as u16,
-                min: self.min as u16,
-                sec: (self.sec & !1) as u16,
-                millis: 0,
-            },
-        }
-    }
-}
-
-#[derive(Debug)]
-pub(super) struct FixedTime(pub(super) fatfs::DateTime);
-
-impl fatfs::TimeProvider for FixedTime {
-    fn get_current_date(&self) -> fatfs::Date {
-        self.0.date
-    }
-    fn get_current_date_time(&self) -> fatfs::DateTime {
-        self.0
+    /// The DOS (date, time) words of a directory entry.
+    pub(super) fn dos(self) -> (u16, u16) {
+        let date = ((self.year - 1980) << 9) | ((self.month as u16) << 5) | self.day as u16;
+        let time = ((self.hour as u16) << 11) | ((self.min as u16) << 5) | (self.sec as u16 / 2);
+        (date, time)
     }
 }
