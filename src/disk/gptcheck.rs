@@ -85,7 +85,7 @@ fn entries<R: Read + Seek>(
     out: &mut Vec<String>,
 ) -> Option<Vec<u8>> {
     let (lba, n, esize) = (h.u64(72), h.u32(80) as u64, h.u32(84) as u64);
-    if esize < 128 || !esize.is_multiple_of(8) || n == 0 || n > 1024 {
+    if esize < 128 || esize > 4096 || !esize.is_multiple_of(8) || n == 0 || n > 1024 {
         out.push(format!(
             "{which} GPT header: {n} entries of {esize} bytes is not a valid entry array"
         ));
@@ -210,6 +210,20 @@ mod tests {
         assert!(
             p.iter()
                 .any(|l| l.contains("backup GPT header: no signature")),
+            "{p:?}"
+        );
+        // A crafted header (a huge entry size, CRC made valid) is named, not allocated.
+        let mut img = card();
+        let mut h = [0u8; 92];
+        img.read_at(512, &mut h);
+        h[84..88].copy_from_slice(&u32::MAX.to_le_bytes());
+        h[16..20].fill(0);
+        let c = crc32fast::hash(&h);
+        h[16..20].copy_from_slice(&c.to_le_bytes());
+        img.write_at(512, &h).unwrap();
+        let p = check(&mut img, 10 * MIB, 512);
+        assert!(
+            p.iter().any(|l| l.contains("not a valid entry array")),
             "{p:?}"
         );
         // A changed entry: the entry array CRC.
