@@ -85,7 +85,7 @@ fn entries<R: Read + Seek>(
     out: &mut Vec<String>,
 ) -> Option<Vec<u8>> {
     let (lba, n, esize) = (h.u64(72), h.u32(80) as u64, h.u32(84) as u64);
-    if esize < 128 || esize > 4096 || !esize.is_multiple_of(8) || n == 0 || n > 1024 {
+    if !(128..=4096).contains(&esize) || !esize.is_multiple_of(8) || n == 0 || n > 1024 {
         out.push(format!(
             "{which} GPT header: {n} entries of {esize} bytes is not a valid entry array"
         ));
