@@ -126,8 +126,8 @@ impl Report {
         self
     }
 
-    pub fn print_json(&self) -> anyhow::Result<()> {
-        println!("{}", serde_json::to_string_pretty(self)?);
-        Ok(())
+    /// The report as pretty JSON (commands print it).
+    pub fn to_json(&self) -> anyhow::Result<String> {
+        Ok(serde_json::to_string_pretty(self)?)
     }
 }

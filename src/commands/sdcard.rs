@@ -100,7 +100,7 @@ fn run_image(args: &SdcardArgs, image: &std::path::Path, g: &Global) -> Result<(
     report.uefi_settings = uefi;
     report.bytes_written = Some(stats.bytes_written);
     if g.json {
-        report.print_json()?;
+        println!("{}", report.to_json()?);
     } else if !g.quiet {
         println!(
             "{}: {} {} image, firmware {} {} ({} files, {}), {} written",
@@ -168,7 +168,7 @@ fn run_device(args: &SdcardArgs, g: &Global) -> Result<()> {
     if opts.dry_run {
         g.progress.phase("dry run: nothing was written");
         if g.json {
-            report.print_json()?;
+            println!("{}", report.to_json()?);
         }
         return Ok(());
     }
@@ -181,7 +181,7 @@ fn run_device(args: &SdcardArgs, g: &Global) -> Result<()> {
         report.mismatches = Some(stats.mismatches.clone());
     }
     if g.json {
-        report.print_json()?;
+        println!("{}", report.to_json()?);
     } else {
         for m in &stats.mismatches {
             println!("{}: {m}", r.canonical.display());

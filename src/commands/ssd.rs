@@ -158,7 +158,10 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
         report.filesystems = formatted;
         if a.device_opts.dry_run {
             g.progress.phase("dry run: nothing was written");
-            return if g.json { report.print_json() } else { Ok(()) };
+            if g.json {
+                println!("{}", report.to_json()?);
+            }
+            return Ok(());
         }
         let (stats, bmap) =
             crate::disk::bmap::write_image_and_map(image, &img, g.progress.as_ref())?;
@@ -257,7 +260,10 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
         report.filesystems = formatted;
         if a.device_opts.dry_run {
             g.progress.phase("dry run: nothing was written");
-            return if g.json { report.print_json() } else { Ok(()) };
+            if g.json {
+                println!("{}", report.to_json()?);
+            }
+            return Ok(());
         }
         confirm(&d, &r, a.device_opts.yes)?;
         let stats = burn(
@@ -308,7 +314,7 @@ fn finish(
     disk: &DiskoDisk,
 ) -> Result<()> {
     if g.json {
-        report.print_json()?;
+        println!("{}", report.to_json()?);
     } else if !g.quiet {
         println!(
             "{target}: {} partitions written {}: {}",

@@ -65,7 +65,7 @@ pub fn run(args: &VerifyArgs, g: &Global) -> Result<()> {
         .with_firmware(&fw);
         report.mismatches = Some(mismatches.clone());
         report.uefi_settings = uefi;
-        report.print_json()?;
+        println!("{}", report.to_json()?);
     } else {
         for m in &mismatches {
             println!("{path}: {m}");
