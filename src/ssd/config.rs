@@ -305,7 +305,10 @@ pub fn eval_builtin(path: &Path) -> Result<Value> {
 pub fn eval_file(path: &Path, mode: EvalMode) -> Result<Value> {
     match mode {
         EvalMode::Nix => nix_instantiate(path),
-        _ => eval_builtin(path),
+        EvalMode::Builtin => eval_builtin(path),
+        EvalMode::Auto | EvalMode::Flake => {
+            bail!("eval_file evaluates a single file with --eval builtin or nix; use load() for {mode:?}")
+        }
     }
 }
 
