@@ -18,8 +18,15 @@ pub struct UsageError(pub String);
 
 /// One or more differences between what was written and what should be there (exit code 3).
 #[derive(Debug, Error)]
-#[error("verification failed: {} mismatch(es): {}", .0.len(), .0.join("; "))]
+#[error("verification failed: {}: {}", Mismatch::count(.0.len()), .0.join("; "))]
 pub struct Mismatch(pub Vec<String>);
+
+impl Mismatch {
+    /// "1 difference", "3 differences".
+    pub fn count(n: usize) -> String {
+        format!("{n} difference{}", if n == 1 { "" } else { "s" })
+    }
+}
 
 /// A refusal by a safety check (exit code 4).
 #[derive(Debug, Error)]

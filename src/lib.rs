@@ -12,6 +12,7 @@
 
 pub mod blockdev;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod disk;
 pub mod error;

@@ -29,6 +29,8 @@ fn main() -> ExitCode {
         Command::Ssd(a) => commands::ssd::run(a, &g),
         Command::Verify(a) => commands::verify::run(a, &g),
         Command::Flash(a) => commands::flash::run(a, &g),
+        Command::Inspect(a) => commands::inspect::run(a, &g),
+        Command::Images(a) => commands::images::run(a, &g),
         Command::Devices => commands::devices::run(&g),
         Command::Firmware(c) => commands::firmware::run(c, &g),
         Command::Completions { shell } => commands::meta::completions(*shell),
@@ -40,7 +42,10 @@ fn main() -> ExitCode {
             let code = pi_burn::error::exit_code(&e);
             match e.downcast_ref::<Mismatch>() {
                 // The mismatches themselves went to stdout (one per line, or in the report).
-                Some(m) => eprintln!("pi-burn: verification failed: {} mismatch(es)", m.0.len()),
+                Some(m) => eprintln!(
+                    "pi-burn: verification failed: {}",
+                    Mismatch::count(m.0.len())
+                ),
                 None => {
                     eprintln!("pi-burn: {e:#}");
                     if g.json {

@@ -20,6 +20,8 @@ pub struct Report {
     pub files: Vec<FileReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub uefi_settings: Vec<crate::firmware::uefivars::Applied>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub config_txt: Vec<crate::firmware::configtxt::EditApplied>,
     pub bytes_written: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_read_back: Option<u64>,
@@ -97,6 +99,7 @@ impl Report {
             firmware: None,
             files: vec![],
             uefi_settings: vec![],
+            config_txt: vec![],
             bytes_written: None,
             bytes_read_back: None,
             mismatches: None,

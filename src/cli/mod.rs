@@ -41,6 +41,12 @@ pub enum Command {
     /// Write an image (raw, or gzip/xz/zstd, or - for stdin) onto one or more devices, sparse
     /// with its block map, GPT moved to a bigger device's end, verified by reading back.
     Flash(FlashArgs),
+    /// Show what a pi-burn card is (its record) and check its table and every file against it,
+    /// without the zip (exit 3 naming each changed or missing file).
+    Inspect(InspectArgs),
+    /// Write every node's SD card image and SSD image (each with its block map) into one
+    /// directory, from the flake's hosts/ and pi-burn.toml.
+    Images(ImagesArgs),
     /// List whole disks, and whether pi-burn would write to each (and why not).
     Devices,
     /// Firmware releases: list them, fetch one into the cache, or check a local zip.
@@ -65,18 +71,101 @@ pub enum FirmwareCommand {
     },
     /// Download a release (or --firmware-url) into the cache, verified.
     Fetch(FetchArgs),
-    /// Show the UEFI variables stored in a firmware file (RPI_EFI.fd).
-    Settings {
-        /// The firmware file.
-        file: PathBuf,
-    },
+    /// List every UEFI setting the Pi 4 firmware reads, with the value stored in a firmware file
+    /// (RPI_EFI.fd), on a card (DEVICE) or in a card image (--image), or "(default N)".
+    Settings(SettingsArgs),
     /// Check a local zip against the manifest and print its hashes (exit 3 on a mismatch).
     Verify {
         /// The zip to check.
         path: PathBuf,
         #[command(flatten)]
-        firmware: FirmwareArgs,
+        pin: PinArgs,
     },
+    /// Write the verified firmware tree, settings and config.txt edits applied, into a
+    /// directory (for a TFTP server: Pi 4 network boot).
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["file", "image"]))]
+pub struct SettingsArgs {
+    /// A firmware file (RPI_EFI.fd) or a card (whole-disk block device).
+    #[arg(value_name = "FILE|DEVICE")]
+    pub file: Option<PathBuf>,
+    /// A card image file.
+    #[arg(long, value_name = "PATH")]
+    pub image: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["device", "image"]))]
+pub struct InspectArgs {
+    /// The card (whole-disk block device).
+    #[arg(value_name = "DEVICE")]
+    pub device: Option<PathBuf>,
+    /// A card image file.
+    #[arg(long, value_name = "PATH")]
+    pub image: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The directory to create (it must not exist, or be empty).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Take the settings of this node from FLAKE/pi-burn.toml.
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+    /// The flake holding hosts/ and pi-burn.toml.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub flake: PathBuf,
+    #[command(flatten)]
+    pub firmware: FirmwareArgs,
+    #[command(flatten)]
+    pub custom: CustomArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// The flake: every hosts/NODE/disk-config.nix is a node; pi-burn.toml gives its settings.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub flake: PathBuf,
+    /// Where to write NODE-sdcard.img and NODE-ssd.img (and their .bmap files).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Size of every SSD image [default: the disk's imageSize, else disko's default 2G].
+    #[arg(long, value_name = "SIZE")]
+    pub ssd_size: Option<Size>,
+    /// Replace existing files in --out even when they hold no partition table.
+    #[arg(long)]
+    pub force: bool,
+    /// How to evaluate the nodes' disko configs (as for `ssd --eval`).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub eval: Eval,
+    #[command(flatten)]
+    pub firmware: FirmwareArgs,
+    #[command(flatten)]
+    pub custom: CustomArgs,
+}
+
+/// How a zip is pinned, for `firmware verify` (which never downloads).
+#[derive(Debug, Args, Clone)]
+pub struct PinArgs {
+    /// Board whose releases to match (rpi4, rpi5).
+    #[arg(long, default_value = "rpi4")]
+    pub board: String,
+    /// The release the zip must be [default: whichever pinned release it matches].
+    #[arg(long, value_name = "VERSION")]
+    pub firmware: Option<String>,
+    /// Pin the zip yourself: its SHA-256 in hex.
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<Sha256Arg>,
+    /// Read this manifest instead of the built-in one.
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+    /// Refuse archives that unpack to more than this (K/M/G suffixes).
+    #[arg(long, value_name = "SIZE", default_value = "256M")]
+    pub max_unpacked: Size,
 }
 
 #[derive(Debug, Args)]
@@ -180,18 +269,31 @@ pub struct SdcardArgs {
     #[command(flatten)]
     pub layout: LayoutArgs,
     #[command(flatten)]
-    pub uefi: UefiArgs,
+    pub custom: CustomArgs,
     #[command(flatten)]
     pub device_opts: DeviceArgs,
 }
 
-/// UEFI settings baked into RPI_EFI.fd (Raspberry Pi 4 firmware).
+/// What pi-burn changes in the firmware it copies: UEFI settings in RPI_EFI.fd (Raspberry Pi 4)
+/// and lines of config.txt. With --node, FLAKE/pi-burn.toml gives defaults these override.
 #[derive(Debug, Args, Clone, Default)]
-pub struct UefiArgs {
-    /// Limit RAM to 3 GB (the firmware's default is on; 8 GB nodes want off).
+#[command(next_help_heading = "Firmware settings")]
+pub struct CustomArgs {
+    /// Store a UEFI setting (repeatable), range-checked as the firmware's setup form does; e.g.
+    /// RamLimitTo3GB=0, SystemTableMode=2, AssetTag=pi-beta, Timeout=2. `pi-burn firmware
+    /// settings FILE` lists them all.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = values::parse_setting)]
+    pub set: Vec<crate::firmware::uefivars::Setting>,
+    /// Set or replace a config.txt line (repeatable), keeping every other line; e.g.
+    /// hdmi_force_hotplug=1 for a board that boots without a screen.
+    #[arg(long = "config-txt", value_name = "KEY=VALUE", value_parser = values::parse_config_txt)]
+    pub config_txt: Vec<crate::firmware::configtxt::Edit>,
+    /// Limit RAM to 3 GB: the same as --set RamLimitTo3GB=1|0 (the firmware's default is on;
+    /// 8 GB nodes want off).
     #[arg(long, value_enum, value_name = "on|off")]
     pub ram_limit_3gb: Option<OnOff>,
-    /// Which system tables the firmware hands the OS (its default is acpi).
+    /// Which system tables the firmware hands the OS: the same as --set SystemTableMode=0|1|2
+    /// (its default is acpi).
     #[arg(long, value_enum, value_name = "MODE")]
     pub system_table: Option<SystemTable>,
 }
@@ -263,7 +365,7 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub layout: LayoutArgs,
     #[command(flatten)]
-    pub uefi: UefiArgs,
+    pub custom: CustomArgs,
 }
 
 /// Which firmware, and how it is pinned.

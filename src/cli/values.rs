@@ -67,6 +67,16 @@ impl FromStr for Sha256Arg {
     }
 }
 
+/// `--set NAME=VALUE`, checked against the firmware's own ranges.
+pub fn parse_setting(s: &str) -> Result<crate::firmware::uefivars::Setting, String> {
+    crate::firmware::uefivars::settings::parse_assignment(s, "--set").map_err(|e| format!("{e:#}"))
+}
+
+/// `--config-txt KEY=VALUE`.
+pub fn parse_config_txt(s: &str) -> Result<crate::firmware::configtxt::Edit, String> {
+    crate::firmware::configtxt::parse_edit(s, "--config-txt").map_err(|e| format!("{e:#}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,8 +13,33 @@ struct Row {
     #[serde(flatten)]
     disk: DiskInfo,
     in_use: bool,
+    /// What a pi-burn card says it is (its record): node, board, firmware.
+    card: Option<Card>,
     accepted: bool,
     reasons: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Card {
+    node: Option<String>,
+    board: String,
+    firmware: String,
+}
+
+/// The record of a pi-burn card on `/dev/NAME`, read-only; nothing for any other disk, or when
+/// the disk cannot be read (not root).
+fn card_of(name: &str) -> Option<Card> {
+    use crate::disk::record::{CardRecord, MAX_BYTES, PATH};
+    let path = format!("/dev/{name}");
+    let mut f = std::fs::File::open(&path).ok()?;
+    let size = crate::blockdev::sys::size_bytes(&f).ok()?;
+    let bytes = crate::disk::cardread::read_one(&mut f, size, PATH, MAX_BYTES, &path).ok()??;
+    let r = CardRecord::parse(&bytes, &path).ok()?;
+    Some(Card {
+        node: r.node,
+        board: r.board,
+        firmware: r.firmware.version,
+    })
 }
 
 pub fn run(g: &Global) -> Result<()> {
@@ -30,6 +55,7 @@ pub fn run(g: &Global) -> Result<()> {
             path: format!("/dev/{}", disk.name),
             accepted: reasons.is_empty(),
             in_use,
+            card: card_of(&disk.name),
             reasons,
             disk,
         });
@@ -39,8 +65,8 @@ pub fn run(g: &Global) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<14} {:>10} {:<9} {:<4} {:<28} {:<20} {:<6} pi-burn",
-        "device", "size", "transport", "rm", "model", "serial", "in use"
+        "{:<14} {:>10} {:<9} {:<4} {:<28} {:<20} {:<6} {:<20} pi-burn",
+        "device", "size", "transport", "rm", "model", "serial", "in use", "card"
     );
     for r in rows {
         // The model names the disk; the vendor field is often a bare id (0x1b1c, ATA).
@@ -50,8 +76,19 @@ pub fn run(g: &Global) -> Result<()> {
             .clone()
             .or_else(|| r.disk.vendor.clone())
             .unwrap_or_default();
+        let card = r.card.as_ref().map_or("-".to_string(), |c| {
+            format!(
+                "{}{} {}",
+                c.node
+                    .as_ref()
+                    .map(|n| format!("{n}: "))
+                    .unwrap_or_default(),
+                c.board,
+                c.firmware
+            )
+        });
         println!(
-            "{:<14} {:>10} {:<9} {:<4} {:<28} {:<20} {:<6} {}",
+            "{:<14} {:>10} {:<9} {:<4} {:<28} {:<20} {:<6} {card:<20} {}",
             r.path,
             human(r.disk.size),
             r.disk.transport,

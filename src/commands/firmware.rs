@@ -1,12 +1,13 @@
 //! `pi-burn firmware list|fetch|verify`.
 
-use super::{load_firmware, request, Global};
-use crate::cli::FirmwareCommand;
+use super::{custom_for, customise, load_firmware, open_target, usage, Global};
+use crate::cli::{ExportArgs, FirmwareCommand, SettingsArgs};
+use crate::disk::cardread::read_card;
 use crate::disk::verify::Mismatch;
 use crate::firmware::cache::Cache;
 use crate::firmware::manifest::Manifest;
 use crate::firmware::{verify_zip, Source};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -64,10 +65,16 @@ pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
             }
             Ok(())
         }
-        FirmwareCommand::Settings { file } => settings(file, g),
-        FirmwareCommand::Verify { path, firmware } => {
-            let manifest = Manifest::load(firmware.manifest.as_deref())?;
-            let req = request(firmware)?;
+        FirmwareCommand::Settings(a) => settings(a, g),
+        FirmwareCommand::Export(a) => export(a, g),
+        FirmwareCommand::Verify { path, pin } => {
+            let manifest = Manifest::load(pin.manifest.as_deref())?;
+            let req = crate::firmware::Request {
+                board: pin.board.clone(),
+                version: pin.firmware.clone(),
+                sha256: pin.sha256.map(|s| s.0),
+                max_unpacked: pin.max_unpacked.0,
+            };
             let zip = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let name = path.display().to_string();
             match verify_zip(&manifest, &req, &zip, &name, None, Source::Local) {
@@ -168,14 +175,45 @@ fn list(manifest: Option<&std::path::Path>, g: &Global) -> Result<()> {
     Ok(())
 }
 
-fn settings(file: &std::path::Path, g: &Global) -> Result<()> {
-    use crate::firmware::uefivars::{find_store, read_vars};
-    let name = file.display().to_string();
-    let fd = std::fs::read(file).with_context(|| format!("reading {name}"))?;
+/// The RPI_EFI.fd to list: a firmware file, or the one on a card or in a card image.
+fn fd_of(a: &SettingsArgs) -> Result<(String, Vec<u8>)> {
+    use std::os::unix::fs::FileTypeExt;
+    let card = match (&a.file, &a.image) {
+        (Some(f), None) => std::fs::metadata(f)
+            .with_context(|| format!("opening {}", f.display()))?
+            .file_type()
+            .is_block_device(),
+        _ => true,
+    };
+    if !card {
+        let file = a.file.as_ref().expect("checked above");
+        let name = file.display().to_string();
+        let fd = std::fs::read(file).with_context(|| format!("reading {name}"))?;
+        return Ok((name, fd));
+    }
+    let (target, mut f) = open_target(
+        a.file.as_deref().filter(|_| a.image.is_none()),
+        a.image.as_deref(),
+    )?;
+    const FD: &str = "RPI_EFI.fd";
+    let c = read_card(&mut f, target.size, &[(FD, 64 << 20)], &target.path)?;
+    let fd = c.kept.get(FD).cloned().with_context(|| {
+        format!(
+            "{}: partition 1 has no /{FD} (of at most 64 MiB)",
+            target.path
+        )
+    })?;
+    Ok((format!("{}:/{FD}", target.path), fd))
+}
+
+fn settings(a: &SettingsArgs, g: &Global) -> Result<()> {
+    use crate::firmware::uefivars::{find_store, listing, read_vars};
+    let (name, fd) = fd_of(a)?;
     let store = find_store(&fd, &name)?;
     let (vars, free) = read_vars(&fd, &store, &name)?;
+    let known = listing(&vars);
     if g.json {
-        let j = serde_json::json!({ "file": name, "store": store, "free_bytes": store.store_offset + store.store_size - free, "variables": vars });
+        let j = serde_json::json!({ "file": name, "store": store, "free_bytes": store.store_offset + store.store_size - free, "settings": known, "variables": vars });
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(());
     }
@@ -186,7 +224,29 @@ fn settings(file: &std::path::Path, g: &Global) -> Result<()> {
         store.store_offset + store.store_size - free,
         store.fv_offset
     );
-    for v in &vars {
+    println!("{:<26} {:<22} {:<10} vendor", "setting", "value", "width");
+    for k in &known {
+        let value = match (&k.value, &k.problem) {
+            (Some(v), None) => v.to_string(),
+            (Some(v), Some(p)) => format!("{v} ({p})"),
+            (None, Some(p)) => format!("(default {}; {p})", k.default),
+            (None, None) => format!("(default {})", k.default),
+        };
+        println!("{:<26} {value:<22} {:<10} {}", k.name, k.width, k.guid);
+    }
+    let others: Vec<_> = vars
+        .iter()
+        .filter(|v| {
+            !known
+                .iter()
+                .any(|k| k.name == v.name && k.guid == v.guid.to_string().to_uppercase())
+                || !v.live
+        })
+        .collect();
+    if !others.is_empty() {
+        println!("all other records:");
+    }
+    for v in others {
         let value = match v.data.len() {
             1 => format!("{}", v.data[0]),
             4 => format!("{}", u32::from_le_bytes(v.data[..4].try_into().unwrap())),
@@ -209,6 +269,101 @@ fn settings(file: &std::path::Path, g: &Global) -> Result<()> {
             v.name,
             v.guid.to_string().to_uppercase(),
             v.attributes
+        );
+    }
+    Ok(())
+}
+
+/// `firmware export --dir DIR`: the verified tree, customised, for a TFTP server. Written into
+/// a temporary sibling directory and renamed into place, so DIR is whole or absent.
+fn export(a: &ExportArgs, g: &Global) -> Result<()> {
+    use crate::firmware::fileset::Node;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = &a.dir;
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                bail!(usage(format!(
+                    "--dir {}: the directory is not empty (pi-burn exports into a new or empty directory)",
+                    dir.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("--dir {}", dir.display())),
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        bail!(usage(format!(
+            "--dir {}: {} is not a directory",
+            dir.display(),
+            parent.display()
+        )));
+    }
+    let custom = custom_for(&a.custom, a.node.as_deref().map(|n| (a.flake.as_path(), n)))?;
+    let mut fw = load_firmware(&a.firmware, g)?;
+    let done = customise(&mut fw, &custom, g)?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "export".into());
+    let tmp = parent.join(format!(".{name}.pi-burn-{}.tmp", std::process::id()));
+    let write = || -> Result<u64> {
+        std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut bytes = 0;
+        for (path, node) in fw.files.iter() {
+            let p = tmp.join(path);
+            match node {
+                Node::Dir => std::fs::create_dir_all(&p)
+                    .with_context(|| format!("creating {}", p.display()))?,
+                Node::File { data, executable } => {
+                    if let Some(d) = p.parent() {
+                        std::fs::create_dir_all(d)
+                            .with_context(|| format!("creating {}", d.display()))?;
+                    }
+                    std::fs::write(&p, data).with_context(|| format!("writing {}", p.display()))?;
+                    let mode = if *executable { 0o755 } else { 0o644 };
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+                    bytes += data.len() as u64;
+                }
+            }
+        }
+        // An empty DIR is replaced; a DIR that appeared meanwhile is not.
+        let _ = std::fs::remove_dir(dir);
+        std::fs::rename(&tmp, dir)
+            .with_context(|| format!("moving the tree into {}", dir.display()))?;
+        Ok(bytes)
+    };
+    let bytes = match write() {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    if g.json {
+        let j = serde_json::json!({
+            "dir": dir.display().to_string(), "board": fw.board, "version": fw.version,
+            "zip_sha256": fw.zip_sha256.hex(), "nar_sha256": fw.nar_sha256.sri(),
+            "files": fw.files.file_count(), "bytes": bytes,
+            "uefi_settings": done.uefi, "config_txt": done.config_txt,
+        });
+        println!("{}", serde_json::to_string_pretty(&j)?);
+    } else if !g.quiet {
+        println!(
+            "{}: firmware {} {} ({} files, {}), {} UEFI setting{}, {} config.txt edit{}",
+            dir.display(),
+            fw.board,
+            fw.version,
+            fw.files.file_count(),
+            crate::disk::geometry::human(bytes),
+            done.uefi.len(),
+            if done.uefi.len() == 1 { "" } else { "s" },
+            done.config_txt.len(),
+            if done.config_txt.len() == 1 { "" } else { "s" }
         );
     }
     Ok(())

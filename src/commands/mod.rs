@@ -3,6 +3,8 @@
 pub mod devices;
 pub mod firmware;
 pub mod flash;
+pub mod images;
+pub mod inspect;
 pub mod meta;
 pub mod prompt;
 pub mod sdcard;
@@ -11,17 +13,21 @@ pub mod verify;
 
 use crate::blockdev::sysfs::{DiskInfo, SysTree};
 use crate::blockdev::{inspect_whole_disk, resolve, Resolved};
-use crate::cli::{DiskoArgs, Eval, FirmwareArgs, LayoutArgs, Table};
+use crate::cli::{CustomArgs, DiskoArgs, Eval, FirmwareArgs, LayoutArgs, Table};
+use crate::cluster::Custom;
 use crate::disk::fat::Timestamp;
 use crate::disk::geometry::{gpt_type, parse_size, SdLayout, TableKind};
 pub use crate::error::{usage, UsageError};
 use crate::firmware::cache::Cache;
+use crate::firmware::configtxt::EditApplied;
 use crate::firmware::fetch::FetchOptions;
 use crate::firmware::manifest::Manifest;
+use crate::firmware::uefivars::{Applied, Setting};
 use crate::firmware::{obtain, Firmware, Online, Origin, Request};
 use crate::progress::Progress;
 use crate::ssd::{choose_disk, EvalMode};
 use anyhow::{bail, Context, Result};
+use std::path::Path;
 use std::time::Duration;
 
 /// Options shared by every command.
@@ -251,46 +257,155 @@ pub fn layout_for_device(args: &LayoutArgs, fw: &Firmware, d: &DiskInfo) -> Resu
     Ok(layout)
 }
 
-/// Bakes the requested UEFI settings into the firmware's RPI_EFI.fd (before anything is built).
-pub fn apply_uefi(
-    fw: &mut Firmware,
-    a: &crate::cli::UefiArgs,
-    g: &Global,
-) -> Result<Vec<crate::firmware::uefivars::Applied>> {
+/// The settings and config.txt edits a card gets: `FLAKE/pi-burn.toml`'s for `node` (when
+/// given), overridden by the command line's. Checked before any download.
+pub fn custom_for(a: &CustomArgs, node: Option<(&Path, &str)>) -> Result<Custom> {
     use crate::cli::{OnOff, SystemTable};
-    use crate::firmware::uefivars::Setting;
-    let mut settings = vec![];
+    use crate::firmware::uefivars::settings::{def, Value};
+    let mut cli = Custom::default();
+    let mut friendly = |flag: &str, name: &str, v: u32| -> Result<()> {
+        let d = def(name)?;
+        if let Some(s) = a
+            .set
+            .iter()
+            .find(|s| s.def.name == name && s.value != Value::Num(v))
+        {
+            bail!(usage(format!(
+                "{flag} and --set {name}={} disagree",
+                s.value
+            )));
+        }
+        cli.settings.push(Setting {
+            def: d,
+            value: Value::Num(v),
+            from: flag.into(),
+        });
+        Ok(())
+    };
     if let Some(v) = a.ram_limit_3gb {
-        settings.push(Setting::RamLimitTo3Gb(v == OnOff::On));
+        friendly("--ram-limit-3gb", "RamLimitTo3GB", (v == OnOff::On) as u32)?;
     }
     if let Some(m) = a.system_table {
-        settings.push(Setting::SystemTableMode(match m {
+        let v = match m {
             SystemTable::Acpi => 0,
             SystemTable::AcpiDevicetree => 1,
             SystemTable::Devicetree => 2,
-        }));
+        };
+        friendly("--system-table", "SystemTableMode", v)?;
     }
-    if settings.is_empty() {
-        return Ok(vec![]);
+    cli.settings.extend(a.set.iter().cloned());
+    cli.edits = a.config_txt.clone();
+    let base = match node {
+        Some((flake, node)) => {
+            crate::cluster::for_node(flake, node, &crate::ssd::config::nodes(flake))?
+        }
+        None => Custom::default(),
+    };
+    Ok(base.then(cli))
+}
+
+/// What was changed in the firmware, for the report and the card record.
+#[derive(Debug, Clone, Default)]
+pub struct Customised {
+    pub uefi: Vec<Applied>,
+    pub config_txt: Vec<EditApplied>,
+}
+
+/// Applies `c` to the firmware's RPI_EFI.fd and config.txt (before anything is built).
+pub fn customise(fw: &mut Firmware, c: &Custom, g: &Global) -> Result<Customised> {
+    let mut out = Customised::default();
+    if !c.settings.is_empty() {
+        if fw.board != "rpi4" {
+            bail!(usage(format!(
+                "UEFI settings ({}) are Raspberry Pi 4 firmware variables; pi-burn knows none for board {}",
+                c.settings[0].from, fw.board
+            )));
+        }
+        let fd = fw
+            .files
+            .file("RPI_EFI.fd")
+            .context("the firmware has no RPI_EFI.fd")?;
+        let (patched, applied) = crate::firmware::uefivars::apply(
+            fd,
+            &c.settings,
+            &format!("RPI_EFI.fd of {} {}", fw.board, fw.version),
+        )?;
+        fw.files.replace("RPI_EFI.fd", patched)?;
+        for s in &c.settings {
+            g.progress.phase(&format!(
+                "UEFI setting {} = {} ({}; from {})",
+                s.def.name, s.value, s.def.meaning, s.from
+            ));
+        }
+        out.uefi = applied;
     }
-    if fw.board != "rpi4" {
-        bail!(usage(format!(
-            "--ram-limit-3gb and --system-table are Raspberry Pi 4 firmware settings; pi-burn knows no such variables for board {}",
-            fw.board
-        )));
+    if !c.edits.is_empty() {
+        let origin = format!("config.txt of {} {}", fw.board, fw.version);
+        let text = fw.files.file("config.txt").with_context(|| {
+            format!("the firmware {} {} has no config.txt", fw.board, fw.version)
+        })?;
+        let text =
+            std::str::from_utf8(text).with_context(|| format!("{origin} is not UTF-8 text"))?;
+        let (edited, applied) = crate::firmware::configtxt::apply(text, &c.edits, &origin)?;
+        fw.files.replace("config.txt", edited.into_bytes())?;
+        for e in &applied {
+            use crate::firmware::configtxt::EditChange;
+            let what = match e.change {
+                EditChange::Added => "added",
+                EditChange::Replaced => "replaced",
+                EditChange::Unchanged => "already so",
+            };
+            g.progress.phase(&format!(
+                "config.txt {}={} ({what}; from {})",
+                e.key, e.value, e.from
+            ));
+        }
+        out.config_txt = applied;
     }
-    let fd = fw
-        .files
-        .file("RPI_EFI.fd")
-        .context("the firmware has no RPI_EFI.fd")?;
-    let (patched, applied) = crate::firmware::uefivars::apply(
-        fd,
-        &settings,
-        &format!("RPI_EFI.fd of {} {}", fw.board, fw.version),
-    )?;
-    fw.files.replace("RPI_EFI.fd", patched)?;
-    for s in &settings {
-        g.progress.phase(&format!("UEFI setting {}", s.describe()));
+    Ok(out)
+}
+
+/// Opens a card read-only: the positional device (a whole disk; its page cache dropped) or an
+/// --image file. The target's description and the file.
+pub fn open_target(
+    device: Option<&Path>,
+    image: Option<&Path>,
+) -> Result<(crate::report::Target, std::fs::File)> {
+    use crate::blockdev::sys;
+    match (device, image) {
+        (Some(dev), _) => {
+            let (_, r, _) = device_target(dev)?;
+            let f = std::fs::File::open(&r.canonical)
+                .with_context(|| format!("opening {}", r.canonical.display()))?;
+            let size = sys::size_bytes(&f)
+                .with_context(|| format!("reading the size of {}", r.canonical.display()))?;
+            // Read what is on the card, not what the page cache remembers.
+            sys::drop_cache(&f);
+            let t = crate::report::Target {
+                kind: "device",
+                path: r.canonical.display().to_string(),
+                size,
+            };
+            Ok((t, f))
+        }
+        (None, Some(path)) => {
+            let meta =
+                std::fs::metadata(path).with_context(|| format!("opening {}", path.display()))?;
+            if !meta.is_file() {
+                bail!(
+                    "{} is not an image file (give a card as the positional DEVICE)",
+                    path.display()
+                );
+            }
+            let f =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let t = crate::report::Target {
+                kind: "image",
+                path: path.display().to_string(),
+                size: meta.len(),
+            };
+            Ok((t, f))
+        }
+        (None, None) => unreachable!("clap requires DEVICE or --image"),
     }
-    Ok(applied)
 }

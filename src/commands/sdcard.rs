@@ -2,13 +2,14 @@
 
 use super::prompt::{confirm, describe};
 use super::{
-    apply_uefi, device_target, image_size, layout_for_device, load_firmware, sd_layout, timestamp,
-    Global,
+    custom_for, customise, device_target, image_size, layout_for_device, load_firmware, sd_layout,
+    timestamp, Customised, Global,
 };
 use crate::blockdev::{blockers, Allow};
 use crate::cli::SdcardArgs;
 use crate::disk::card::{build_sdcard, BuiltCard};
 use crate::disk::geometry::{human, DiskPlan, SdLayout, TableKind};
+use crate::disk::record::{self, CardRecord, Inputs};
 use crate::disk::verify::Mismatch;
 use crate::error::Refused;
 use crate::firmware::Firmware;
@@ -42,28 +43,47 @@ fn plan_line(plan: &DiskPlan, layout: &SdLayout, label: &str) -> String {
     )
 }
 
-/// The plan on a disk of `size` bytes and the card built in memory (nothing is written).
-fn build(
-    args: &SdcardArgs,
-    fw: &Firmware,
+/// The plan on a disk of `size` bytes and the card built in memory (nothing is written); the
+/// card's record joins the firmware's files.
+pub fn build(
+    fw: &mut Firmware,
     layout: &SdLayout,
     size: u64,
+    done: &Customised,
+    (label, node): (&str, Option<&str>),
     g: &Global,
 ) -> Result<(DiskPlan, BuiltCard)> {
     let plan = layout.plan(size)?;
     warn_old_start4(fw, &plan, g);
-    g.progress.phase(&format!(
-        "building {}",
-        plan_line(&plan, layout, &args.layout.label)
-    ));
-    let card = build_sdcard(
+    let rec = CardRecord::new(
+        &Inputs {
+            fw,
+            node,
+            uefi: &done.uefi,
+            config_txt: &done.config_txt,
+            label,
+        },
         &plan,
         &fw.files,
-        &args.layout.label,
-        &layout.seed,
-        timestamp(fw.date)?,
-    )?;
+    );
+    record::add_to(&mut fw.files, &rec)?;
+    g.progress
+        .phase(&format!("building {}", plan_line(&plan, layout, label)));
+    let card = build_sdcard(&plan, &fw.files, label, &layout.seed, timestamp(fw.date)?)?;
     Ok((plan, card))
+}
+
+/// The flake and node whose pi-burn.toml settings apply (with --node).
+pub fn node_of_layout(l: &crate::cli::LayoutArgs) -> Option<(&std::path::Path, &str)> {
+    l.node.as_deref().map(|n| (l.config.flake.as_path(), n))
+}
+
+fn card_names(args: &SdcardArgs) -> (&str, Option<&str>) {
+    (&args.layout.label, args.layout.node.as_deref())
+}
+
+fn node_of(args: &SdcardArgs) -> Option<(&std::path::Path, &str)> {
+    node_of_layout(&args.layout)
 }
 
 pub fn run(args: &SdcardArgs, g: &Global) -> Result<()> {
@@ -77,11 +97,12 @@ pub fn run(args: &SdcardArgs, g: &Global) -> Result<()> {
 fn run_image(args: &SdcardArgs, image: &std::path::Path, g: &Global) -> Result<()> {
     // Every check before anything is written.
     check_replaceable(image, args.force)?;
+    let custom = custom_for(&args.custom, node_of(args))?;
     let mut fw = load_firmware(&args.firmware, g)?;
-    let uefi = apply_uefi(&mut fw, &args.uefi, g)?;
+    let done = customise(&mut fw, &custom, g)?;
     let layout = sd_layout(&args.layout, &fw)?;
     let size = image_size(&args.layout, &layout)?;
-    let (plan, card) = build(args, &fw, &layout, size, g)?;
+    let (plan, card) = build(&mut fw, &layout, size, &done, card_names(args), g)?;
     g.progress.phase("card built in memory");
     let (stats, bmap) =
         crate::disk::bmap::write_image_and_map(image, &card.disk, g.progress.as_ref())?;
@@ -97,7 +118,8 @@ fn run_image(args: &SdcardArgs, image: &std::path::Path, g: &Global) -> Result<(
     )
     .with_firmware(&fw);
     report.filesystem = Some(card.fat);
-    report.uefi_settings = uefi;
+    report.uefi_settings = done.uefi;
+    report.config_txt = done.config_txt;
     report.bytes_written = Some(stats.bytes_written);
     if g.json {
         println!("{}", report.to_json()?);
@@ -137,11 +159,12 @@ fn run_device(args: &SdcardArgs, g: &Global) -> Result<()> {
         )));
     }
     // 2. The firmware, verified; the layout on this device; the card, built in memory.
+    let custom = custom_for(&args.custom, node_of(args))?;
     let mut fw = load_firmware(&args.firmware, g)?;
-    let uefi = apply_uefi(&mut fw, &args.uefi, g)?;
+    let done = customise(&mut fw, &custom, g)?;
     let layout = layout_for_device(&args.layout, &fw, &d)?;
-    let (plan, card) =
-        build(args, &fw, &layout, d.size, g).with_context(|| r.canonical.display().to_string())?;
+    let (plan, card) = build(&mut fw, &layout, d.size, &done, card_names(args), g)
+        .with_context(|| r.canonical.display().to_string())?;
     // 3. The plan, shown; the user's word.
     if !g.quiet || opts.dry_run || !opts.yes {
         eprint!("{}", describe(&r, &d));
@@ -164,7 +187,8 @@ fn run_device(args: &SdcardArgs, g: &Global) -> Result<()> {
     )
     .with_firmware(&fw);
     report.filesystem = Some(card.fat.clone());
-    report.uefi_settings = uefi;
+    report.uefi_settings = done.uefi;
+    report.config_txt = done.config_txt;
     if opts.dry_run {
         g.progress.phase("dry run: nothing was written");
         if g.json {

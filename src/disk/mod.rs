@@ -4,11 +4,13 @@
 
 pub mod bmap;
 pub mod card;
+pub mod cardread;
 pub mod fat;
 pub mod fatcheck;
 pub mod geometry;
 pub mod gpt;
 pub mod gptcheck;
+pub mod record;
 pub mod sparse;
 pub mod table;
 pub mod verify;

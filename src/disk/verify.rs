@@ -2,6 +2,7 @@
 //! against the firmware. Each difference is one line.
 
 use crate::disk::geometry::{DiskPlan, TableKind};
+use crate::disk::record::{self, CardRecord};
 use crate::disk::table::{read_table, ReadOnly};
 pub use crate::error::Mismatch;
 use crate::firmware::digest::Sha256Digest;
@@ -149,6 +150,11 @@ pub fn verify_card<R: Read + Seek + std::fmt::Debug>(
             } else {
                 format!("{dir}/{name}")
             };
+            if path == record::PATH && files.get(&path).is_none() {
+                // pi-burn's own record: it must list exactly the firmware's files.
+                out.extend(check_record(entry.to_file(), files));
+                continue;
+            }
             match files.get(&path) {
                 None => out.push(format!("/{path}: on the card but not in the firmware")),
                 Some(Node::Dir) if !entry.is_dir() => {
@@ -193,4 +199,24 @@ pub fn verify_card<R: Read + Seek + std::fmt::Debug>(
         }
     }
     Ok(out)
+}
+
+/// The card's record against the expected files (as written).
+fn check_record(file: impl Read, files: &FileSet) -> Vec<String> {
+    let mut bytes = vec![];
+    if let Err(e) = file.take(record::MAX_BYTES + 1).read_to_end(&mut bytes) {
+        return vec![format!("/{}: unreadable ({e})", record::PATH)];
+    }
+    let rec = match CardRecord::parse(&bytes, "the card") {
+        Ok(r) => r,
+        Err(e) => return vec![format!("{e:#}")],
+    };
+    let expected = files
+        .files()
+        .map(|(p, d)| (p.to_string(), (d.len() as u64, Sha256Digest::of(d))))
+        .collect();
+    rec.check_files(&expected, "the firmware gives")
+        .into_iter()
+        .map(|l| format!("/{} does not describe this firmware: {l}", record::PATH))
+        .collect()
 }

@@ -327,13 +327,13 @@ pub fn flake_copy() -> PathBuf {
         let d = tempfile::tempdir().unwrap();
         run_ok(
             std::process::Command::new("cp")
-                .arg("-r")
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/flake"))
+                .arg("-rL")
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/flake-edge"))
                 .arg(d.path()),
         );
         d
     });
-    d.path().join("flake")
+    d.path().join("flake-edge")
 }
 
 fn ssd_image(t: &TestDir, flake: &Path, node: &str, extra: &[&str]) -> std::process::Output {
@@ -368,7 +368,7 @@ fn labels(t: &TestDir) -> Vec<String> {
 #[test]
 fn no_silent_defaults_for_a_missing_flake_or_node() {
     let t = TestDir::new();
-    let flake = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/flake"));
+    let flake = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/flake-edge"));
     let o = ssd_image(&t, Path::new("/nonexistent"), "pi-alpha", &[]);
     assert_fails_with(&o, 1, &["--flake /nonexistent", "no such directory"]);
     let o = ssd_image(&t, &flake, "pi-beta", &[]);

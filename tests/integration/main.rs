@@ -1,5 +1,6 @@
 //! pi-burn's integration tests: one binary, a module per area.
 
+mod cluster;
 mod device;
 mod disko;
 mod download;

@@ -52,7 +52,38 @@ fn mtools_match(img: &Path, offset: u64, zip: &Path) {
             d = dir.parent();
         }
     }
+    // pi-burn's card record is the one file the zip does not have.
+    expected.insert("pi-burn.json".into());
     assert_eq!(on_card, expected, "mdir listing differs from the zip");
+    let record: serde_json::Value = serde_json::from_str(&run_ok(tool("mtype").args([
+        "-i",
+        &spec,
+        "::/pi-burn.json",
+    ])))
+    .expect("the record is JSON");
+    let recorded: BTreeSet<(String, String)> = record["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["sha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let hashed: BTreeSet<(String, String)> = files
+        .iter()
+        .map(|(p, d)| {
+            use sha2::Digest;
+            let h = sha2::Sha256::digest(d);
+            (p.clone(), h.iter().map(|b| format!("{b:02x}")).collect())
+        })
+        .collect();
+    assert_eq!(
+        recorded, hashed,
+        "the record lists every file with its SHA-256"
+    );
     for (p, data) in files {
         let out = tool("mtype")
             .args(["-i", &spec])
@@ -345,7 +376,8 @@ fn json_report_describes_the_image() {
     assert_eq!(j["firmware"]["version"], "v9.0");
     assert_eq!(j["firmware"]["hash_kind"], "nar_sha256");
     let files = j["files"].as_array().unwrap();
-    assert_eq!(files.len(), zip_files(&fixture_zip("rpi4", None)).len());
+    assert_eq!(files.len(), zip_files(&fixture_zip("rpi4", None)).len() + 1);
+    assert!(files.iter().any(|f| f["path"] == "pi-burn.json"));
     assert!(files
         .iter()
         .any(|f| f["path"] == "overlays/upstream-pi4.dtbo"));

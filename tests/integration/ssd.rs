@@ -4,7 +4,7 @@
 use crate::harness::*;
 use std::path::{Path, PathBuf};
 
-const FLAKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/flake");
+const FLAKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/flake-edge");
 const GIB: u64 = 1 << 30;
 
 /// What disko runs for each fixture node (gpt.nix: `sgdisk --align-end --new=N:0:+SIZE|-0

@@ -7,7 +7,10 @@
 //! then variables, each a 60-byte authenticated header, its UTF-16LE name with NUL, its data,
 //! the next header 4-byte aligned; free space is 0xFF.
 
+pub mod settings;
+
 use anyhow::{bail, Context, Result};
+pub use settings::{Setting, Value, SETTINGS};
 use uuid::Uuid;
 
 /// EFI_SYSTEM_NV_DATA_FV_GUID.
@@ -16,8 +19,8 @@ pub const NV_DATA_FV: Uuid = uuid::uuid!("FFF12B8D-7696-4C8B-A985-2747075B4F50")
 pub const AUTH_VARIABLES: Uuid = uuid::uuid!("AAF32C78-947B-439A-A180-2E144EC37792");
 /// gEfiVariableGuid: the older, unauthenticated format.
 pub const PLAIN_VARIABLES: Uuid = uuid::uuid!("DDCF3616-3275-4164-98B6-FE85707FFE7D");
-/// The Raspberry Pi firmware's own variables (gRaspberryPiTokenSpaceGuid).
-pub const RPI_VENDOR: Uuid = uuid::uuid!("CD7CC258-31DB-22E6-9F22-63B0B8EED6B5");
+/// ConfigDxe's variables (gConfigDxeFormSetGuid): most of the Pi firmware's settings.
+pub const RPI_VENDOR: Uuid = settings::CONFIG_DXE;
 
 const HDR: usize = 60;
 const START_ID: u16 = 0x55AA;
@@ -241,53 +244,16 @@ pub fn set(
     })
 }
 
-/// A setting of the Raspberry Pi 4 firmware.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Setting {
-    /// `RamLimitTo3GB`: 1 limits RAM to 3 GB (the default), 0 does not.
-    RamLimitTo3Gb(bool),
-    /// `SystemTableMode`: 0 ACPI (the default), 1 ACPI and Devicetree, 2 Devicetree.
-    SystemTableMode(u32),
-}
-
-impl Setting {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Setting::RamLimitTo3Gb(_) => "RamLimitTo3GB",
-            Setting::SystemTableMode(_) => "SystemTableMode",
-        }
-    }
-    pub fn value(&self) -> u32 {
-        match self {
-            Setting::RamLimitTo3Gb(on) => *on as u32,
-            Setting::SystemTableMode(m) => *m,
-        }
-    }
-    pub fn describe(&self) -> String {
-        match self {
-            Setting::RamLimitTo3Gb(on) => format!(
-                "RamLimitTo3GB = {} (limit RAM to 3 GB: {})",
-                *on as u32,
-                if *on { "on" } else { "off" }
-            ),
-            Setting::SystemTableMode(m) => format!(
-                "SystemTableMode = {m} ({})",
-                ["ACPI", "ACPI + Devicetree", "Devicetree"]
-                    .get(*m as usize)
-                    .copied()
-                    .unwrap_or("?")
-            ),
-        }
-    }
-}
-
 /// One applied setting, for reports.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Applied {
     pub name: String,
     pub guid: String,
-    pub value: u32,
+    pub width: String,
+    pub value: Value,
     pub change: Change,
+    /// Where the value came from: `--set`, `pi-burn.toml [nodes.X]`, ...
+    pub from: String,
 }
 
 /// Applies `settings` to a copy of `fd`. Nothing is changed unless every setting fits.
@@ -299,20 +265,74 @@ pub fn apply(fd: &[u8], settings: &[Setting], origin: &str) -> Result<(Vec<u8>, 
         let change = set(
             &mut out,
             &s,
-            st.name(),
-            RPI_VENDOR,
+            st.def.name,
+            st.def.guid,
             ATTRS_NV_BS_RT,
-            &st.value().to_le_bytes(),
+            &st.def.encode(&st.value),
             origin,
         )?;
         applied.push(Applied {
-            name: st.name().into(),
-            guid: RPI_VENDOR.to_string().to_uppercase(),
-            value: st.value(),
+            name: st.def.name.into(),
+            guid: st.def.guid.to_string().to_uppercase(),
+            width: st.def.width.name(),
+            value: st.value.clone(),
             change,
+            from: st.from.clone(),
         });
     }
     Ok((out, applied))
+}
+
+/// A known setting as a store holds it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Listed {
+    pub name: &'static str,
+    pub guid: String,
+    pub width: String,
+    /// The live value, when the store has one of the right width.
+    pub value: Option<Value>,
+    pub default: Value,
+    /// A live record of another width or attributes (the firmware would not use it as is).
+    pub problem: Option<String>,
+}
+
+/// Every known setting with its stored value or its default.
+pub fn listing(vars: &[Var]) -> Vec<Listed> {
+    SETTINGS
+        .iter()
+        .map(|d| {
+            let live = vars
+                .iter()
+                .rev()
+                .find(|v| v.live && v.name == d.name && v.guid == d.guid);
+            let (value, problem) = match live {
+                None => (None, None),
+                Some(v) => match d.decode(&v.data) {
+                    Some(val) if v.attributes == ATTRS_NV_BS_RT => (Some(val), None),
+                    Some(val) => (
+                        Some(val),
+                        Some(format!("attributes 0x{:x}, expected 0x7", v.attributes)),
+                    ),
+                    None => (
+                        None,
+                        Some(format!(
+                            "stored as {} bytes, the firmware reads {}",
+                            v.data.len(),
+                            d.width.name()
+                        )),
+                    ),
+                },
+            };
+            Listed {
+                name: d.name,
+                guid: d.guid.to_string().to_uppercase(),
+                width: d.width.name(),
+                value,
+                default: d.default_value(),
+                problem,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -53,6 +53,12 @@ pub fn synthetic_fd(size: usize, fv_offset: usize, vars: &[(&str, u8, &[u8])]) -
     fd
 }
 
+fn sets(list: &[&str]) -> Vec<Setting> {
+    list.iter()
+        .map(|a| settings::parse_assignment(a, "--set").unwrap())
+        .collect()
+}
+
 fn live(fd: &[u8], name: &str) -> Vec<Var> {
     let s = find_store(fd, "t").unwrap();
     read_vars(fd, &s, "t")
@@ -92,12 +98,7 @@ fn replaces_appends_and_is_idempotent() {
             ("Other", VAR_ADDED & VAR_DELETED, b"x"),
         ],
     );
-    let (fd2, applied) = apply(
-        &fd,
-        &[Setting::RamLimitTo3Gb(false), Setting::SystemTableMode(1)],
-        "t",
-    )
-    .unwrap();
+    let (fd2, applied) = apply(&fd, &sets(&["RamLimitTo3GB=0", "SystemTableMode=1"]), "t").unwrap();
     assert_eq!(
         applied.iter().map(|a| a.change).collect::<Vec<_>>(),
         [Change::Replaced, Change::Added]
@@ -114,12 +115,7 @@ fn replaces_appends_and_is_idempotent() {
         .unwrap();
     assert_eq!(old.state, 0x3D, "the old record is marked deleted");
     // The same values again: nothing changes.
-    let (fd3, again) = apply(
-        &fd2,
-        &[Setting::RamLimitTo3Gb(false), Setting::SystemTableMode(1)],
-        "t",
-    )
-    .unwrap();
+    let (fd3, again) = apply(&fd2, &sets(&["RamLimitTo3GB=0", "SystemTableMode=1"]), "t").unwrap();
     assert!(again.iter().all(|a| a.change == Change::Unchanged));
     assert_eq!(fd3, fd2);
     // Only the store changed.
@@ -151,15 +147,116 @@ fn missing_other_format_corrupt_and_full_stores_are_errors() {
 
     let mut junk = synthetic_fd(0x40000, 0x10000, &[("A", VAR_ADDED, b"1234")]);
     junk[0x10000 + 0x48 + 28 + 200] = 0;
-    let e = apply(&junk, &[Setting::SystemTableMode(2)], "x.fd")
+    let e = apply(&junk, &sets(&["SystemTableMode=2"]), "x.fd")
         .unwrap_err()
         .to_string();
     assert!(e.contains("corrupt"), "{e}");
 
     let big = vec![0xABu8; 0xFF00];
     let full = synthetic_fd(0x40000, 0x10000, &[("Big", VAR_ADDED, &big)]);
-    let e = apply(&full, &[Setting::SystemTableMode(2)], "x.fd")
+    let e = apply(&full, &sets(&["SystemTableMode=2"]), "x.fd")
         .unwrap_err()
         .to_string();
     assert!(e.contains("full"), "{e}");
+}
+
+#[test]
+fn every_setting_has_its_guid_width_and_range() {
+    use settings::*;
+    let exit = |r: anyhow::Result<Setting>| crate::error::exit_code(&r.unwrap_err());
+    // Three vendors.
+    for (name, guid) in [
+        ("RamLimitTo3GB", CONFIG_DXE),
+        ("Columns", RPI_TOKEN_SPACE),
+        ("Timeout", EFI_GLOBAL),
+    ] {
+        assert_eq!(def(name).unwrap().guid, guid, "{name}");
+    }
+    // Widths as the firmware reads them.
+    let enc = |a: &str| {
+        let s = parse_assignment(a, "--set").unwrap();
+        s.def.encode(&s.value)
+    };
+    assert_eq!(enc("Timeout=0x0102"), [2, 1]);
+    assert_eq!(enc("DisplayEnableScaledVModes=63"), [63]);
+    assert_eq!(enc("FanTemp=55"), 55u32.to_le_bytes());
+    let tag = enc("AssetTag=pi-beta");
+    assert_eq!(tag.len(), 66, "CHAR16[33]");
+    assert_eq!(&tag[..4], &[b'p', 0, b'i', 0]);
+    assert!(tag[14..].iter().all(|b| *b == 0));
+    // Names are matched without case and stored in the firmware's spelling.
+    assert_eq!(
+        parse_assignment("ramlimitto3gb=0", "--set")
+            .unwrap()
+            .def
+            .name,
+        "RamLimitTo3GB"
+    );
+    // Out of range, not one of, malformed, unknown, computed: usage errors (exit 2) naming it.
+    for bad in [
+        "CpuClock=4",
+        "CustomCpuClock=99",
+        "CustomCpuClock=2201",
+        "FanOnGpio=15",
+        "FanTemp=81",
+        "Timeout=65536",
+        "DisplayEnableScaledVModes=64",
+        "RamLimitTo3GB=yes",
+        "RamLimitTo3GB=-1",
+        "SystemTableMode=4294967296",
+        "AssetTag=123456789012345678901234567890123",
+        "AssetTag=caf\u{e9}",
+        "NoSuchThing=1",
+        "RamMoreThan3GB=1",
+        "RamLimitTo3GB",
+    ] {
+        let r = parse_assignment(bad, "--set");
+        let msg = format!("{:#}", r.as_ref().unwrap_err());
+        assert_eq!(exit(r), 2, "{bad}: {msg}");
+    }
+    let e = format!("{:#}", parse_assignment("FanTemp=90", "--set").unwrap_err());
+    assert!(e.contains("FanTemp=90") && e.contains("50..80"), "{e}");
+    let e = format!(
+        "{:#}",
+        parse_assignment("RamMoreThan3GB=1", "--set").unwrap_err()
+    );
+    assert!(e.contains("computes it"), "{e}");
+    // Every default is itself an allowed value.
+    for d in SETTINGS {
+        let text = match d.default_value() {
+            Value::Num(n) => n.to_string(),
+            Value::Text(t) => t,
+        };
+        assert!(d.value(&text).is_ok(), "{}", d.name);
+    }
+}
+
+#[test]
+fn listing_shows_stored_values_defaults_and_wrong_widths() {
+    let fd = synthetic_fd(
+        0x40000,
+        0x10000,
+        &[
+            ("RamLimitTo3GB", VAR_ADDED, &0u32.to_le_bytes()),
+            ("SystemTableMode", VAR_ADDED, &[2u8]),
+        ],
+    );
+    let (fd, _) = apply(&fd, &sets(&["Timeout=3", "AssetTag=node-7"]), "t").unwrap();
+    let s = find_store(&fd, "t").unwrap();
+    let (vars, _) = read_vars(&fd, &s, "t").unwrap();
+    let l = listing(&vars);
+    let get = |n: &str| l.iter().find(|x| x.name == n).unwrap();
+    assert_eq!(get("RamLimitTo3GB").value, Some(Value::Num(0)));
+    assert_eq!(get("Timeout").value, Some(Value::Num(3)));
+    assert_eq!(get("AssetTag").value, Some(Value::Text("node-7".into())));
+    assert_eq!(get("CpuClock").value, None);
+    assert_eq!(get("CpuClock").default, Value::Num(1));
+    let stm = get("SystemTableMode");
+    assert_eq!(stm.value, None);
+    assert!(
+        stm.problem.as_ref().unwrap().contains("1 bytes"),
+        "{:?}",
+        stm.problem
+    );
+    assert_eq!(l.len(), SETTINGS.len());
 }

@@ -1,0 +1,211 @@
+//! `pi-burn.toml` at the flake's root: per-node firmware settings and config.txt edits.
+//!
+//! ```toml
+//! [defaults]
+//! uefi = { RamLimitTo3GB = 0 }
+//! config_txt = { hdmi_force_hotplug = "1" }
+//! [nodes.pi-beta]
+//! uefi = { SystemTableMode = 2, AssetTag = "pi-beta" }
+//! ```
+//! A node's table overrides `[defaults]`; the command line overrides both. Unknown keys, unknown
+//! settings and nodes that the flake does not have are errors.
+
+use crate::error::usage;
+use crate::firmware::configtxt::{self, Edit};
+use crate::firmware::uefivars::settings::{self, Allowed, Setting};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const FILE: &str = "pi-burn.toml";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    defaults: Option<Table>,
+    #[serde(default)]
+    nodes: BTreeMap<String, Table>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Table {
+    #[serde(default)]
+    uefi: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    config_txt: BTreeMap<String, toml::Value>,
+}
+
+/// What a card carries besides the firmware: UEFI settings and config.txt edits, each with
+/// where it came from.
+#[derive(Debug, Clone, Default)]
+pub struct Custom {
+    pub settings: Vec<Setting>,
+    pub edits: Vec<Edit>,
+}
+
+impl Custom {
+    pub fn is_empty(&self) -> bool {
+        self.settings.is_empty() && self.edits.is_empty()
+    }
+    /// `later` overrides `self`, key by key.
+    pub fn then(self, later: Custom) -> Custom {
+        Custom {
+            settings: settings::merge([self.settings, later.settings].concat()),
+            edits: configtxt::merge([self.edits, later.edits].concat()),
+        }
+    }
+}
+
+fn table(t: &Table, from: &str) -> Result<Custom> {
+    let mut out = Custom::default();
+    for (name, v) in &t.uefi {
+        let def = settings::def(name).with_context(|| format!("{from} uefi"))?;
+        let text = match (v, def.allowed) {
+            (toml::Value::String(s), Allowed::Text) => s.clone(),
+            (toml::Value::Integer(i), Allowed::Range(..) | Allowed::OneOf(_)) => i.to_string(),
+            (v, Allowed::Text) => bail!(usage(format!(
+                "{from} uefi.{name} = {v}: expected a string"
+            ))),
+            (v, _) => bail!(usage(format!(
+                "{from} uefi.{name} = {v}: expected an integer"
+            ))),
+        };
+        let value = def
+            .value(&text)
+            .with_context(|| format!("{from} uefi.{name}"))?;
+        out.settings.push(Setting {
+            def,
+            value,
+            from: from.to_string(),
+        });
+    }
+    for (key, v) in &t.config_txt {
+        let value = match v {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            v => bail!(usage(format!(
+                "{from} config_txt.{key} = {v}: expected a string or an integer"
+            ))),
+        };
+        out.edits.push(configtxt::edit(key, &value, from)?);
+    }
+    Ok(out)
+}
+
+/// The settings `flake/pi-burn.toml` gives `node` (nothing when there is no such file).
+/// `nodes` are the flake's nodes: a table for any other name is an error.
+pub fn for_node(flake: &Path, node: &str, nodes: &[String]) -> Result<Custom> {
+    let path = flake.join(FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Custom::default()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let raw: Raw = toml::from_str(&text).map_err(|e| {
+        usage(format!(
+            "{}: {}",
+            path.display(),
+            e.to_string().trim().replace('\n', " ")
+        ))
+    })?;
+    if let Some(unknown) = raw.nodes.keys().find(|n| !nodes.contains(n)) {
+        bail!(usage(format!(
+            "{}: [nodes.{unknown}] is not a node of the flake (its nodes: {})",
+            path.display(),
+            nodes.join(", ")
+        )));
+    }
+    let defaults = match &raw.defaults {
+        Some(t) => table(t, &format!("{FILE} [defaults]"))?,
+        None => Custom::default(),
+    };
+    let own = match raw.nodes.get(node) {
+        Some(t) => table(t, &format!("{FILE} [nodes.{node}]"))?,
+        None => Custom::default(),
+    };
+    Ok(defaults.then(own))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firmware::uefivars::Value;
+
+    fn write(text: &str) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(FILE), text).unwrap();
+        d
+    }
+    fn nodes() -> Vec<String> {
+        vec!["pi-alpha".into(), "pi-beta".into()]
+    }
+
+    #[test]
+    fn node_tables_override_defaults_and_say_where_values_came_from() {
+        let d = write(
+            "[defaults]\nuefi = { RamLimitTo3GB = 0, SystemTableMode = 1 }\nconfig_txt = { hdmi_force_hotplug = \"1\" }\n[nodes.pi-beta]\nuefi = { SystemTableMode = 2, AssetTag = \"pi-beta\" }\nconfig_txt = { enable_uart = 1 }\n",
+        );
+        let c = for_node(d.path(), "pi-beta", &nodes()).unwrap();
+        let got: Vec<_> = c
+            .settings
+            .iter()
+            .map(|s| (s.def.name, s.value.clone(), s.from.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("RamLimitTo3GB", Value::Num(0), "pi-burn.toml [defaults]"),
+                (
+                    "SystemTableMode",
+                    Value::Num(2),
+                    "pi-burn.toml [nodes.pi-beta]"
+                ),
+                (
+                    "AssetTag",
+                    Value::Text("pi-beta".into()),
+                    "pi-burn.toml [nodes.pi-beta]"
+                ),
+            ]
+        );
+        assert_eq!(c.edits.len(), 2);
+        assert_eq!(c.edits[1].value, "1");
+        let a = for_node(d.path(), "pi-alpha", &nodes()).unwrap();
+        assert_eq!(a.settings.len(), 2);
+        assert_eq!(a.settings[1].value, Value::Num(1));
+        // No file: nothing.
+        let empty = tempfile::tempdir().unwrap();
+        assert!(for_node(empty.path(), "pi-alpha", &nodes())
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_settings_nodes_and_wrong_types_are_errors() {
+        for (text, needle) in [
+            ("[defaults]\nueif = {}\n", "ueif"),
+            ("[default]\n", "default"),
+            ("[nodes.pi-delta]\n", "pi-delta"),
+            ("[defaults]\nuefi = { NoSuch = 1 }\n", "NoSuch"),
+            ("[defaults]\nuefi = { FanTemp = 99 }\n", "50..80"),
+            (
+                "[defaults]\nuefi = { FanTemp = \"60\" }\n",
+                "expected an integer",
+            ),
+            ("[defaults]\nuefi = { AssetTag = 5 }\n", "expected a string"),
+            ("[defaults]\nconfig_txt = { \"a b\" = \"1\" }\n", "a b"),
+            (
+                "[defaults]\nconfig_txt = { x = true }\n",
+                "expected a string or an integer",
+            ),
+            ("[defaults\n", "pi-burn.toml"),
+        ] {
+            let d = write(text);
+            let e = for_node(d.path(), "pi-alpha", &nodes()).unwrap_err();
+            let msg = format!("{e:#}");
+            assert!(msg.contains(needle), "{text}: {msg}");
+            assert_eq!(crate::error::exit_code(&e), 2, "{text}: {msg}");
+        }
+    }
+}

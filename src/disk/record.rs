@@ -1,0 +1,280 @@
+//! The card's record: `/pi-burn.json` on the firmware partition says what the card is (board,
+//! firmware and its hashes, node, settings, config.txt edits, the table) and the SHA-256 of
+//! every file as written, so that a card can be checked later without the zip. Its bytes depend
+//! only on the inputs (no clock, no host).
+
+use crate::disk::geometry::{DiskPlan, PartType, TableKind};
+use crate::disk::table::FoundTable;
+use crate::firmware::configtxt::EditApplied;
+use crate::firmware::digest::Sha256Digest;
+use crate::firmware::fileset::FileSet;
+use crate::firmware::uefivars::{Applied, Value};
+use crate::firmware::Firmware;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Where the record lives on the FAT partition.
+pub const PATH: &str = "pi-burn.json";
+/// Records larger than this are not read.
+pub const MAX_BYTES: u64 = 1 << 20;
+const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardRecord {
+    /// The record's format (1).
+    pub record: u32,
+    pub made_by: String,
+    pub node: Option<String>,
+    pub board: String,
+    pub firmware: RecFirmware,
+    pub table: RecTable,
+    pub uefi: Vec<RecSetting>,
+    pub config_txt: Vec<RecEdit>,
+    pub files: Vec<RecFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecFirmware {
+    pub version: String,
+    pub zip_sha256: String,
+    pub nar_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecTable {
+    pub kind: String,
+    pub sector_size: u64,
+    pub partition: u32,
+    pub first_lba: u64,
+    pub last_lba: u64,
+    #[serde(rename = "type")]
+    pub part_type: String,
+    pub name: String,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecSetting {
+    pub name: String,
+    pub guid: String,
+    pub value: Value,
+    pub from: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecEdit {
+    pub key: String,
+    pub value: String,
+    pub from: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecFile {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+fn type_text(t: PartType) -> String {
+    match t {
+        PartType::Gpt(g) => g.to_string().to_uppercase(),
+        PartType::Mbr(b) => format!("0x{b:02x}"),
+    }
+}
+
+/// What the card carries, for the record.
+pub struct Inputs<'a> {
+    pub fw: &'a Firmware,
+    pub node: Option<&'a str>,
+    pub uefi: &'a [Applied],
+    pub config_txt: &'a [EditApplied],
+    pub label: &'a str,
+}
+
+impl CardRecord {
+    /// The record of `files` (the firmware as written) on partition 1 of `plan`.
+    pub fn new(i: &Inputs, plan: &DiskPlan, files: &FileSet) -> Self {
+        let p = &plan.partitions[0];
+        CardRecord {
+            record: FORMAT,
+            made_by: format!("pi-burn {}", env!("CARGO_PKG_VERSION")),
+            node: i.node.map(str::to_string),
+            board: i.fw.board.clone(),
+            firmware: RecFirmware {
+                version: i.fw.version.clone(),
+                zip_sha256: i.fw.zip_sha256.hex(),
+                nar_sha256: i.fw.nar_sha256.sri(),
+            },
+            table: RecTable {
+                kind: plan.table.name().into(),
+                sector_size: plan.sector_size,
+                partition: p.number,
+                first_lba: p.first_lba,
+                last_lba: p.last_lba,
+                part_type: type_text(p.part_type),
+                name: p.name.clone(),
+                label: i.label.to_ascii_uppercase(),
+            },
+            uefi: i
+                .uefi
+                .iter()
+                .map(|a| RecSetting {
+                    name: a.name.clone(),
+                    guid: a.guid.clone(),
+                    value: a.value.clone(),
+                    from: a.from.clone(),
+                })
+                .collect(),
+            config_txt: i
+                .config_txt
+                .iter()
+                .map(|e| RecEdit {
+                    key: e.key.clone(),
+                    value: e.value.clone(),
+                    from: e.from.clone(),
+                })
+                .collect(),
+            files: files
+                .files()
+                .map(|(path, data)| RecFile {
+                    path: path.to_string(),
+                    bytes: data.len() as u64,
+                    sha256: Sha256Digest::of(data).hex(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = serde_json::to_vec_pretty(self).expect("a record serialises");
+        b.push(b'\n');
+        b
+    }
+
+    pub fn parse(bytes: &[u8], origin: &str) -> Result<Self> {
+        let r: CardRecord = serde_json::from_slice(bytes)
+            .with_context(|| format!("{origin}: /{PATH} is not a pi-burn card record"))?;
+        if r.record != FORMAT {
+            bail!(
+                "{origin}: /{PATH} is record format {}; this pi-burn reads format {FORMAT}",
+                r.record
+            );
+        }
+        Ok(r)
+    }
+
+    /// Differences between the record's table and the one found.
+    pub fn check_table(&self, found: &FoundTable, label: &str) -> Vec<String> {
+        let t = &self.table;
+        let mut out = vec![];
+        if found.table.name() != t.kind {
+            out.push(format!(
+                "partition table: recorded {}, found {}",
+                t.kind,
+                found.table.name()
+            ));
+            return out;
+        }
+        if found.sector_size != t.sector_size {
+            out.push(format!(
+                "sector size: recorded {}, found {}",
+                t.sector_size, found.sector_size
+            ));
+            return out;
+        }
+        let Some(p) = found.partitions.iter().find(|p| p.number == t.partition) else {
+            out.push(format!("partition {}: missing", t.partition));
+            return out;
+        };
+        if (p.first_lba, p.last_lba) != (t.first_lba, t.last_lba) {
+            out.push(format!(
+                "partition {}: recorded sectors {}-{}, found {}-{}",
+                t.partition, t.first_lba, t.last_lba, p.first_lba, p.last_lba
+            ));
+        }
+        if type_text(p.part_type) != t.part_type {
+            out.push(format!(
+                "partition {}: recorded type {}, found {}",
+                t.partition,
+                t.part_type,
+                type_text(p.part_type)
+            ));
+        }
+        if found.table == TableKind::Gpt && p.name != t.name {
+            out.push(format!(
+                "partition {}: recorded name '{}', found '{}'",
+                t.partition, t.name, p.name
+            ));
+        }
+        for q in &found.partitions {
+            if q.number != t.partition {
+                out.push(format!("partition {}: not recorded", q.number));
+            }
+        }
+        if label.trim_end() != t.label {
+            out.push(format!(
+                "filesystem label: recorded '{}', found '{}'",
+                t.label,
+                label.trim_end()
+            ));
+        }
+        out
+    }
+
+    /// Differences between the recorded files and `seen` (path -> size, SHA-256), the record
+    /// itself left out.
+    /// `found` names where `seen` comes from ("found" on the card, "the firmware gives").
+    pub fn check_files(
+        &self,
+        seen: &BTreeMap<String, (u64, Sha256Digest)>,
+        found: &str,
+    ) -> Vec<String> {
+        let mut out = vec![];
+        for f in &self.files {
+            match seen.get(&f.path) {
+                None => out.push(format!("/{}: missing from the card", f.path)),
+                Some((bytes, sha)) if *bytes != f.bytes || sha.hex() != f.sha256 => {
+                    out.push(format!(
+                        "/{}: changed (recorded {} bytes, sha256 {}; {found} {bytes} bytes, sha256 {sha})",
+                        f.path, f.bytes, f.sha256
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        for path in seen.keys() {
+            if path != PATH && !self.files.iter().any(|f| &f.path == path) {
+                out.push(format!("/{path}: on the card but not in its record"));
+            }
+        }
+        out
+    }
+
+    /// One-line summary for listings.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}{} {}",
+            self.node
+                .as_ref()
+                .map(|n| format!("{n}: "))
+                .unwrap_or_default(),
+            self.board,
+            self.firmware.version
+        )
+    }
+}
+
+/// Adds the record of the card to `files` (an error when the firmware has a file of that name).
+pub fn add_to(files: &mut FileSet, rec: &CardRecord) -> Result<()> {
+    if files.get(PATH).is_some() {
+        bail!("the firmware already has a /{PATH}: pi-burn keeps its card record there");
+    }
+    files.add_file(PATH, rec.to_bytes(), false)
+}
