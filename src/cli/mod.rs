@@ -392,8 +392,12 @@ pub struct FirmwareArgs {
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub timeout: u64,
     /// Retries after transient download failures (resets, timeouts, HTTP 5xx), with backoff.
+    /// A host name that does not resolve is not retried.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub retries: u32,
+    /// Seconds after which no new download attempt starts: the bound on the whole download.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub max_time: u64,
     /// Pin the zip yourself: its SHA-256 in hex (a custom build, or a release the manifest does not pin).
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<Sha256Arg>,

@@ -79,6 +79,7 @@ pub fn fetch_options(args: &FirmwareArgs) -> FetchOptions {
         read_timeout: Duration::from_secs(args.timeout.max(1)),
         retries: args.retries,
         max_bytes: u64::MAX,
+        total: Duration::from_secs(args.max_time.max(1)),
     }
 }
 

@@ -20,6 +20,8 @@ pub struct FetchOptions {
     pub retries: u32,
     /// Refuse bodies larger than this.
     pub max_bytes: u64,
+    /// No new attempt starts after this much time in all.
+    pub total: Duration,
 }
 
 /// A finished download, in memory, with its SHA-256 computed as it streamed.
@@ -109,8 +111,19 @@ pub fn download(
         .context("partial path without a directory")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let client = client(opts)?;
+    let host = parsed.host_str().unwrap_or("the server").to_string();
+    let started = std::time::Instant::now();
     let mut attempt = 0u32;
     loop {
+        // Say what is being waited on: an unresponsive host is otherwise silence.
+        progress.phase(&format!(
+            "connecting to {host} (attempt {} of {}; up to {} s per wait, {} s in all)",
+            attempt + 1,
+            opts.retries + 1,
+            opts.connect_timeout.as_secs(),
+            opts.total.as_secs()
+        ));
+        let tries = |n: u32| format!("{n} attempt{}", if n == 1 { "" } else { "s" });
         match try_once(&client, url, partial, opts, progress) {
             Ok(d) => {
                 let _ = fs::remove_file(partial);
@@ -119,18 +132,78 @@ pub fn download(
             Err(Failure::Fatal(e)) => return Err(e),
             Err(Failure::Transient(e)) if attempt < opts.retries => {
                 let wait = Duration::from_millis(500 << attempt.min(5));
-                progress.notice(&format!("{e:#}; retrying in {:.1}s", wait.as_secs_f64()));
+                if started.elapsed() + wait >= opts.total {
+                    return Err(e.context(format!(
+                        "downloading {url}: gave up after {} and {:.0} s (--max-time {})",
+                        tries(attempt + 1),
+                        started.elapsed().as_secs_f64(),
+                        opts.total.as_secs()
+                    )));
+                }
+                progress.notice(&format!("{e:#}; retrying in {:.1} s", wait.as_secs_f64()));
                 std::thread::sleep(wait);
                 attempt += 1;
             }
             Err(Failure::Transient(e)) => {
-                let n = attempt + 1;
                 return Err(e.context(format!(
-                    "giving up on {url} after {n} attempt{}",
-                    if n == 1 { "" } else { "s" }
+                    "downloading {url}: gave up after {}",
+                    tries(attempt + 1)
                 )));
             }
         }
+    }
+}
+
+/// A host name that does not resolve: retrying will not help (no network, or a typo).
+fn is_dns(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if [
+            "dns error",
+            "failed to lookup address",
+            "Name or service not known",
+            "No address associated with hostname",
+            "Temporary failure in name resolution",
+        ]
+        .iter()
+        .any(|n| text.contains(n))
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The innermost cause of a send error: the words a user can act on.
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut cur: &dyn std::error::Error = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// Classifies a failed request; the URL is named once, by the caller.
+fn send_failure(e: reqwest::Error, url: &str) -> Failure {
+    if is_dns(&e) {
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_else(|| url.to_string());
+        return Failure::Fatal(anyhow::anyhow!(
+            "downloading {url}: cannot resolve {host} ({}): is this machine offline?",
+            root_cause(&e)
+        ));
+    }
+    let e = e.without_url();
+    if e.is_redirect() {
+        Failure::Fatal(anyhow::Error::new(e).context(format!("downloading {url}")))
+    } else if transient(&e) {
+        Failure::Transient(anyhow::anyhow!("{}", root_cause(&e)))
+    } else {
+        Failure::Fatal(anyhow::Error::new(e).context(format!("downloading {url}")))
     }
 }
 
@@ -154,21 +227,7 @@ fn try_once(
     }
     let mut resp = match req.send() {
         Ok(r) => r,
-        Err(e) if e.is_redirect() => {
-            return Err(fatal(
-                anyhow::Error::new(e).context(format!("fetching {url}")),
-            ))
-        }
-        Err(e) if transient(&e) => {
-            return Err(Failure::Transient(
-                anyhow::Error::new(e).context(format!("fetching {url}")),
-            ))
-        }
-        Err(e) => {
-            return Err(fatal(
-                anyhow::Error::new(e).context(format!("fetching {url}")),
-            ))
-        }
+        Err(e) => return Err(send_failure(e, url)),
     };
     let status = resp.status();
     let final_url = resp.url().to_string();

@@ -2,6 +2,7 @@
 //! manifest's (SHA-256 of the zip and/or the Nix NAR hash of its tree) or the user's `--sha256`.
 
 pub mod cache;
+pub mod configtxt;
 pub mod digest;
 pub mod fetch;
 pub mod fileset;
@@ -440,7 +441,16 @@ fn fetch_and_store(
         max_bytes: req.max_unpacked,
         ..net.fetch.clone()
     };
-    let d = crate::firmware::fetch::download(url, &net.cache.partial_path(url), &opts, progress)?;
+    let d = crate::firmware::fetch::download(url, &net.cache.partial_path(url), &opts, progress)
+        .map_err(|e| {
+            // A failed download of a release names the ways on without this network.
+            if ref_board == "url" {
+                return e;
+            }
+            anyhow::anyhow!(
+                "{e:#}; without the network: --firmware-zip FILE (the release zip, fetched elsewhere), or `pi-burn firmware fetch --board {ref_board} --firmware {ref_version}` on a machine that is online and then `pi-burn firmware fetch --firmware-zip FILE` here, or --firmware-url URL --sha256 HEX for a mirror"
+            )
+        })?;
     // Verified first; only then does it enter the cache.
     let fw = verify_zip(
         manifest,

@@ -398,3 +398,57 @@ fn a_zip_fetched_by_hand_is_imported_and_later_runs_work_offline() {
         .unwrap();
     assert_success(&o);
 }
+
+#[test]
+fn with_no_network_a_first_run_fails_at_once_and_names_the_ways_on() {
+    // A machine without a network: a new, empty network namespace (no interfaces, so no DNS
+    // server either). Nothing leaves this machine.
+    if !is_root() || !have_tool("unshare") {
+        return;
+    }
+    let t = TestDir::new();
+    let mut c = tool("unshare");
+    c.arg("-n")
+        .arg(env!("CARGO_BIN_EXE_pi-burn"))
+        .args(["sdcard", "--image"])
+        .arg(t.path("n.img"))
+        .env("PI_BURN_CACHE_DIR", t.path("cache"))
+        .current_dir(t.path(""));
+    let start = std::time::Instant::now();
+    let o = c.output().unwrap();
+    assert!(start.elapsed().as_secs() < 10, "took {:?}", start.elapsed());
+    assert_fails_with(
+        &o,
+        1,
+        &[
+            "cannot resolve github.com",
+            "--firmware-zip FILE",
+            "pi-burn firmware fetch --board rpi4 --firmware v1.50",
+            "--firmware-url",
+        ],
+    );
+    let err = stderr(&o);
+    assert!(
+        !err.contains("retrying"),
+        "a name that does not resolve is not retried:\n{err}"
+    );
+    let last = err.lines().last().unwrap();
+    assert_eq!(
+        last.matches("RPi4_UEFI_Firmware_v1.50.zip").count(),
+        1,
+        "the URL once: {last}"
+    );
+    assert!(!t.path("n.img").exists());
+}
+
+#[test]
+fn max_time_bounds_the_whole_download() {
+    let t = TestDir::new();
+    // 503 forever, --retries 2 (from sdcard_from): the backoff of 0.5 s, then 1 s, would run
+    // past --max-time 1, so the second failure is the last.
+    let server = Server::start(vec![("/fw.zip", Route::Status(503))]);
+    let m = t.manifest_with_url(&server.url("/fw.zip"));
+    let o = sdcard_from(&t, &m, "m.img", &["--max-time", "1"]);
+    assert_fails_with(&o, 1, &["--max-time 1", "after 2 attempts", "HTTP 503"]);
+    assert_eq!(server.requests().len(), 2);
+}
