@@ -5,7 +5,7 @@
 
 #![deny(unsafe_code)]
 
-use clap::Parser as _;
+use clap::FromArgMatches as _;
 use pi_burn::cli::{Cli, Command};
 use pi_burn::commands::{self, Global};
 use pi_burn::error::Mismatch;
@@ -14,7 +14,12 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // Like any Unix filter: a closed pipe (`pi-burn devices | head`) ends the program quietly.
     pi_burn::blockdev::sys::default_sigpipe();
-    let cli = match Cli::try_parse() {
+    // Ctrl-C: exit 130 at once, or, while devices are written, after wiping their tables.
+    pi_burn::blockdev::sys::handle_interrupts();
+    let cli = match pi_burn::cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
@@ -34,12 +39,17 @@ fn main() -> ExitCode {
         Command::Devices => commands::devices::run(&g),
         Command::Firmware(c) => commands::firmware::run(c, &g),
         Command::Completions { shell } => commands::meta::completions(*shell),
-        Command::Man => commands::meta::man(),
+        Command::Man(a) => commands::meta::man(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let code = pi_burn::error::exit_code(&e);
+            // Interrupted: 130, as shells report a SIGINT, whatever the error it caused.
+            let code = if pi_burn::blockdev::sys::interrupted() {
+                130
+            } else {
+                pi_burn::error::exit_code(&e)
+            };
             match e.downcast_ref::<Mismatch>() {
                 // The mismatches themselves went to stdout (one per line, or in the report).
                 Some(m) => eprintln!(

@@ -97,3 +97,81 @@ pub fn default_sigpipe() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
+
+/// Set by SIGINT/SIGTERM.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Devices are being written: an interrupt is left to the write engine, which stops, wipes
+/// the table areas it touched and says so.
+static WRITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    use std::sync::atomic::Ordering;
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    if !WRITING.load(Ordering::SeqCst) {
+        const MSG: &[u8] =
+            b"\npi-burn: interrupted: no device was written (an image file being made is left as it was)\n";
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; MSG is a static buffer.
+        unsafe {
+            libc::write(2, MSG.as_ptr().cast(), MSG.len());
+            libc::_exit(130);
+        }
+    }
+}
+
+/// Ctrl-C (and SIGTERM): before and after device writes, stop at once with exit 130; during
+/// them, let the engine stop cleanly (see [`Writing`]).
+pub fn handle_interrupts() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only touches atomics and calls async-signal-safe functions; the
+        // sigaction struct is zeroed and then filled in completely.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_interrupt as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            // No SA_RESTART: a read blocked on a stalled input returns EINTR, so the writer
+            // hears of the interrupt now rather than when the input moves again.
+            sa.sa_flags = 0;
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Whether an interrupt arrived.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// While alive, an interrupt does not end the program: the write engine sees
+/// [`interrupted`] and stops.
+pub struct Writing(());
+
+impl Writing {
+    pub fn start() -> Self {
+        WRITING.store(true, std::sync::atomic::Ordering::SeqCst);
+        Writing(())
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        WRITING.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Runs `f` (which starts threads) with SIGINT and SIGTERM blocked, so that the threads it
+/// starts inherit the block and an interrupt reaches the calling thread.
+pub fn with_interrupts_blocked<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: the sigset_t values are initialised by sigemptyset before use; pthread_sigmask
+    // only changes this thread's mask and writes the old one into `old`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        let out = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        out
+    }
+}

@@ -173,7 +173,11 @@ impl Reader<'_> {
             match s.read(&mut buf[n..]) {
                 Ok(0) => break,
                 Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    if crate::blockdev::sys::interrupted() {
+                        return Err(io::Error::new(io::ErrorKind::Interrupted, INTERRUPTED));
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -338,6 +342,9 @@ fn run_sink(
         let checked = (|| -> Result<(), (String, bool)> {
             let mut buf = vec![];
             for (off, len, sum) in &written {
+                if crate::blockdev::sys::interrupted() {
+                    return Err((INTERRUPTED.to_string(), false));
+                }
                 buf.resize(*len as usize, 0);
                 sink.read_back(*off, &mut buf)
                     .map_err(|e| (format!("reading back at byte {off}: {e}"), false))?;
@@ -529,10 +536,11 @@ impl Fanout {
             }
             let (tx, rx) = sync_channel::<Msg>(4);
             let verify = self.verify;
-            self.handles.push((
-                self.outcomes.len(),
-                std::thread::spawn(move || run_sink(sink, rx, verify, meter)),
-            ));
+            // Writers ignore Ctrl-C: it reaches the reading thread, which stops them.
+            let handle = crate::blockdev::sys::with_interrupts_blocked(|| {
+                std::thread::spawn(move || run_sink(sink, rx, verify, meter))
+            });
+            self.handles.push((self.outcomes.len(), handle));
             self.outcomes.push(None);
             self.txs.push(Some(tx));
         }
@@ -627,6 +635,9 @@ impl Fanout {
     }
 }
 
+/// What a target hears when the user interrupts.
+const INTERRUPTED: &str = "interrupted (Ctrl-C)";
+
 /// Flashes `input` per `plan` onto every sink. Sinks that cannot take the image (`misfit`) fail
 /// before anything is written to them; the others run in parallel. `meters`, when there is one
 /// per sink, hear of every write.
@@ -638,15 +649,28 @@ pub fn flash(
     progress: &dyn Progress,
     meters: Vec<Meter>,
 ) -> Result<Vec<Outcome>> {
+    // From here an interrupt stops the writers, which wipe what they touched.
+    let _writing = crate::blockdev::sys::Writing::start();
     let mut reader = Reader { input, pos: 0 };
     let mut fanout = Fanout::new(sinks, meters, plan, verify);
     progress.start("reading image", plan.bytes());
     let r = produce(&mut reader, plan, &mut |off, data| {
+        if crate::blockdev::sys::interrupted() {
+            bail!(INTERRUPTED);
+        }
         progress.advance(data.len() as u64);
         fanout.chunk(off, data);
         Ok(())
     });
     progress.finish();
+    // A stream that ends before the end its GPT gives is truncated: its backup GPT never came.
+    let r = r.and_then(|()| match fanout.image_size {
+        Some(size) if plan.ranges.is_none() && fanout.started && reader.pos < size => bail!(
+            "the image ended after {} bytes, but its GPT says it is {size} bytes long: it is truncated",
+            reader.pos
+        ),
+        _ => Ok(()),
+    });
     Ok(fanout.finish(r.err().map(|e| format!("{e:#}"))))
 }
 

@@ -321,3 +321,118 @@ fn what_is_not_a_disk_image_and_what_does_not_fit_leave_the_device_untouched() {
     assert!(stderr(&o).contains("empty"), "{}", stderr(&o));
     untouched();
 }
+
+#[test]
+fn ctrl_c_while_writing_wipes_the_table_says_so_and_exits_130() {
+    if !can_run() {
+        return;
+    }
+    let t = TestDir::new();
+    // A GPT image whose stream stalls after 16 MiB (the engine reads 4 MiB chunks): pi-burn
+    // has started writing, then waits.
+    let img = backing(&t, "src.img", 64 * MIB);
+    run_ok(tool("sgdisk").args(["-n", "1:2048:+32M"]).arg(&img));
+    let dev_file = backing(&t, "dev.img", 64 * MIB);
+    let lo = Loop::attach(&dev_file, 512, false);
+    let mut feed = Command::new("sh")
+        .arg("-c")
+        .arg(format!("head -c {} \"$0\"; sleep 60", 16 * MIB))
+        .arg(&img)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let child = t
+        .pi_burn()
+        .args(["flash", "-", &lo.dev, "--yes"])
+        .stdin(feed.stdout.take().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The engine has the first 16 MiB by now and has started writing (through the page cache,
+    // so the device's counters may not show it yet; the message below says it started).
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let o = child.wait_with_output().unwrap();
+    let _ = feed.kill();
+    let _ = feed.wait();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("interrupted (Ctrl-C)") && err.contains("wiped: burn it again"),
+        "{err}"
+    );
+    // No table left: sfdisk finds none; the first and last 32 KiB are zeros.
+    drop(lo);
+    let bytes = std::fs::read(&dev_file).unwrap();
+    assert!(bytes[..32 * 1024].iter().all(|b| *b == 0));
+    assert!(bytes[bytes.len() - 32 * 1024..].iter().all(|b| *b == 0));
+}
+
+#[test]
+fn ctrl_c_before_any_write_exits_130_and_says_nothing_was_written() {
+    if !can_run() {
+        return;
+    }
+    let t = TestDir::new();
+    // pi-burn waiting for its input's first MiB: nothing has been written yet.
+    let dev_file = backing(&t, "dev.img", 64 * MIB);
+    let lo = Loop::attach(&dev_file, 512, false);
+    let before = sectors_written(&lo.dev);
+    let mut feed = Command::new("sleep")
+        .arg("60")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let child = t
+        .pi_burn()
+        .args(["flash", "-", &lo.dev, "--yes"])
+        .stdin(feed.stdout.take().unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let o = child.wait_with_output().unwrap();
+    let _ = feed.kill();
+    let _ = feed.wait();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no device was written"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(sectors_written(&lo.dev), before);
+}
+
+#[test]
+fn a_stream_that_ends_before_its_gpt_says_is_refused_as_truncated() {
+    if !can_run() {
+        return;
+    }
+    let t = TestDir::new();
+    let img = backing(&t, "src.img", 64 * MIB);
+    run_ok(tool("sgdisk").args(["-n", "1:2048:+32M"]).arg(&img));
+    let dev_file = backing(&t, "dev.img", 64 * MIB);
+    let lo = Loop::attach(&dev_file, 512, false);
+    let mut feed = Command::new("head")
+        .args(["-c", &(16 * MIB).to_string()])
+        .arg(&img)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = t
+        .pi_burn()
+        .args(["flash", "-", &lo.dev, "--yes"])
+        .stdin(feed.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    let _ = feed.wait();
+    assert_fails_with(&o, 1, &["truncated", "wiped: burn it again"]);
+    drop(lo);
+    let bytes = std::fs::read(&dev_file).unwrap();
+    assert!(
+        bytes[..32 * 1024].iter().all(|b| *b == 0),
+        "no table is left"
+    );
+}
