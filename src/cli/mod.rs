@@ -1,5 +1,6 @@
 //! The command line: clap definitions only. Doc comments are the help text.
 
+pub mod examples;
 pub mod values;
 
 pub use values::{MbrType, SectorSize, Sha256Arg, Size};
@@ -17,14 +18,14 @@ use std::path::PathBuf;
     max_term_width = 100
 )]
 pub struct Cli {
-    /// Print a JSON report on stdout instead of text.
-    #[arg(long, global = true)]
+    /// Print one JSON object on stdout instead of text (failures too).
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
     /// Print nothing but errors.
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, help_heading = "Global options")]
     pub quiet: bool,
     /// Say more about each step.
-    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    #[arg(long, short, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
     pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
@@ -57,8 +58,18 @@ pub enum Command {
         #[arg(value_enum)]
         shell: Shell,
     },
-    /// Print the man page (roff) on stdout.
-    Man,
+    /// Print a man page (roff): pi-burn's, or one subcommand's; --out writes them all.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print (e.g. `sdcard`, `firmware fetch`).
+    #[arg(value_name = "SUBCOMMAND", conflicts_with = "out")]
+    pub subcommand: Vec<String>,
+    /// Write every page (pi-burn.1, pi-burn-sdcard.1, pi-burn-firmware-fetch.1 ...) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -459,6 +470,31 @@ pub struct LayoutArgs {
     pub node: Option<String>,
     #[command(flatten)]
     pub config: DiskoArgs,
+}
+
+/// The command line with each subcommand's examples at the end of its help.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    fn add(cmd: clap::Command, path: &str) -> clap::Command {
+        let mut cmd = match examples::help_text(path) {
+            Some(text) => cmd.after_help(text),
+            None => cmd,
+        };
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        for n in names {
+            let sub_path = if path.is_empty() {
+                n.clone()
+            } else {
+                format!("{path} {n}")
+            };
+            cmd = cmd.mut_subcommand(&n, |c| add(c, &sub_path));
+        }
+        cmd
+    }
+    add(Cli::command(), "")
 }
 
 #[cfg(test)]

@@ -1,21 +1,161 @@
 //! `pi-burn completions` and `pi-burn man`: generated from the clap definitions.
 
-use crate::cli::{Cli, Shell};
-use anyhow::Result;
-use clap::CommandFactory;
+use crate::cli::{examples, ManArgs, Shell};
+use crate::error::usage;
+use anyhow::{bail, Context, Result};
+use std::io::Write;
 
 pub fn completions(shell: Shell) -> Result<()> {
-    let mut cmd = Cli::command();
+    let mut cmd = crate::cli::command();
     let sh = match shell {
         Shell::Bash => clap_complete::Shell::Bash,
         Shell::Zsh => clap_complete::Shell::Zsh,
         Shell::Fish => clap_complete::Shell::Fish,
     };
-    clap_complete::generate(sh, &mut cmd, "pi-burn", &mut std::io::stdout());
+    // clap_complete names bash's per-subcommand cases from the command name but fills the
+    // state variable from the binary name, and turns the '-' of "pi-burn" into "__subcmd__" in
+    // one and "__" in the other: `pi-burn sdcard --ta<TAB>` found no case. Generated for a
+    // name without '-', then pointed at the real binary name.
+    let mut out = Vec::new();
+    match shell {
+        Shell::Bash => {
+            clap_complete::generate(sh, &mut cmd, "piburn", &mut out);
+            let text = String::from_utf8(out)?;
+            let fixed = text
+                .lines()
+                .map(|l| match l.strip_suffix(" piburn") {
+                    Some(head) if l.trim_start().starts_with("complete ") => {
+                        format!("{head} pi-burn")
+                    }
+                    _ => l.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            println!("{fixed}");
+        }
+        _ => {
+            clap_complete::generate(sh, &mut cmd, "pi-burn", &mut out);
+            std::io::stdout().write_all(&out)?;
+        }
+    }
     Ok(())
 }
 
-pub fn man() -> Result<()> {
-    clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+const EXIT_STATUS: &[(&str, &str)] = &[
+    ("0", "Success."),
+    ("1", "Failure: bad input, a refused firmware or config, not a disk image, an I/O or network error. One line on standard error says what and why."),
+    ("2", "Usage error: an unknown option, a malformed or out-of-range value, an option that does not apply. Checked before anything is read, downloaded or written."),
+    ("3", "Verification found a difference: verify, inspect, a read-back after writing, firmware verify of a zip whose hash matches no pin."),
+    ("4", "Refused by a safety check: the device is mounted, busy, fixed or read-only, or the write was not confirmed."),
+    ("130", "Interrupted (Ctrl-C). A device being written has its partition table areas wiped again and must be burned again; an image file is left as it was."),
+];
+
+const ENVIRONMENT: &[(&str, &str)] = &[
+    ("PI_BURN_CACHE_DIR", "The firmware cache (verified release zips). Default: $XDG_CACHE_HOME/pi-burn."),
+    ("XDG_CACHE_HOME", "Where the cache goes when PI_BURN_CACHE_DIR is not set. Default: ~/.cache."),
+    ("SOURCE_DATE_EPOCH", "Seconds since 1970 for the timestamps of the files on a card. Default: the firmware release's date (images are reproducible either way)."),
+    ("HTTPS_PROXY, ALL_PROXY, NO_PROXY", "Proxies for firmware downloads, as curl reads them."),
+    ("PI_BURN_REQUIRE_ALL_TESTS", "For pi-burn's own test suite: 1 makes a test that cannot run here (a missing tool, not root) fail instead of being ignored."),
+];
+
+/// Escapes text for roff.
+fn roff(text: &str) -> String {
+    let t = text.replace('\\', "\\e").replace('-', "\\-");
+    if t.starts_with('.') || t.starts_with('\'') {
+        format!("\\&{t}")
+    } else {
+        t
+    }
+}
+
+fn list_section(w: &mut dyn Write, title: &str, items: &[(&str, &str)]) -> Result<()> {
+    writeln!(w, ".SH {title}")?;
+    for (k, v) in items {
+        writeln!(w, ".TP\n.B {}\n{}", roff(k), roff(v))?;
+    }
     Ok(())
+}
+
+/// One page: clap's sections, then EXAMPLES, EXIT STATUS and ENVIRONMENT.
+fn page(cmd: &clap::Command, path: &str, w: &mut dyn Write) -> Result<()> {
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(w)?;
+    man.render_name_section(w)?;
+    man.render_synopsis_section(w)?;
+    man.render_description_section(w)?;
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(w)?;
+    }
+    if cmd.has_subcommands() {
+        man.render_subcommands_section(w)?;
+    }
+    let ex = examples::of(path);
+    if !ex.is_empty() {
+        writeln!(w, ".SH EXAMPLES")?;
+        for (what, command) in ex {
+            writeln!(
+                w,
+                ".PP\n{}\n.PP\n.RS 4\n.B {}\n.RE",
+                roff(what),
+                roff(command)
+            )?;
+        }
+    }
+    list_section(w, "EXIT STATUS", EXIT_STATUS)?;
+    list_section(w, "ENVIRONMENT", ENVIRONMENT)?;
+    writeln!(
+        w,
+        ".SH SEE ALSO\n{}",
+        roff("pi-burn(1); the README in pi-burn's repository.")
+    )?;
+    man.render_version_section(w)?;
+    Ok(())
+}
+
+/// Every command with its path ("" for pi-burn, "firmware fetch" ...).
+fn pages(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+    out.push((path.to_string(), cmd.clone()));
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let p = if path.is_empty() {
+            sub.get_name().to_string()
+        } else {
+            format!("{path} {}", sub.get_name())
+        };
+        pages(sub, &p, out);
+    }
+}
+
+pub fn man(a: &ManArgs) -> Result<()> {
+    let mut root = crate::cli::command().disable_help_subcommand(true);
+    root.build();
+    let mut all = vec![];
+    pages(&root, "", &mut all);
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (path, cmd) in &all {
+            let name = if path.is_empty() {
+                "pi-burn".to_string()
+            } else {
+                format!("pi-burn-{}", path.replace(' ', "-"))
+            };
+            let file = dir.join(format!("{name}.1"));
+            let mut text = Vec::new();
+            page(cmd, path, &mut text)?;
+            std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+        }
+        return Ok(());
+    }
+    let want = a.subcommand.join(" ");
+    let Some((path, cmd)) = all.iter().find(|(p, _)| *p == want) else {
+        bail!(usage(format!(
+            "no page for '{want}'; pages: {}",
+            all.iter()
+                .filter(|(p, _)| !p.is_empty())
+                .map(|(p, _)| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    let mut stdout = std::io::stdout().lock();
+    page(cmd, path, &mut stdout)
 }

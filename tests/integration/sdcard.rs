@@ -666,6 +666,177 @@ fn completions_and_man_page_are_generated() {
 }
 
 #[test]
+fn bash_completes_options_after_a_subcommand() {
+    // Regression (issue 12): clap_complete's function names broke on the '-' in pi-burn, so
+    // `pi-burn sdcard --ta<TAB>` gave nothing. The script's own function, called as bash
+    // calls it.
+    let t = TestDir::new();
+    std::fs::write(
+        t.path("pb.bash"),
+        run_ok(t.pi_burn().args(["completions", "bash"])),
+    )
+    .unwrap();
+    let complete = |words: &[&str]| -> String {
+        let script = format!(
+            "source {}; f=$(complete -p pi-burn | sed 's/.*-F \\([^ ]*\\).*/\\1/'); COMP_WORDS=({}); COMP_CWORD={}; $f pi-burn '{}' '{}'; echo \"${{COMPREPLY[*]}}\"",
+            t.path("pb.bash").display(),
+            words.join(" "),
+            words.len() - 1,
+            words[words.len() - 1],
+            words[words.len() - 2],
+        );
+        run_ok(tool("bash").args(["-c", &script]))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(complete(&["pi-burn", "sdcard", "--ta"]), "--table");
+    assert_eq!(complete(&["pi-burn", "firmware", "se"]), "settings");
+    assert!(complete(&["pi-burn", "ssd", "--no-f"]).contains("--no-format"));
+    assert!(complete(&["pi-burn", "ins"]).contains("inspect"));
+}
+
+#[test]
+fn fish_completes_options_after_a_subcommand() {
+    if !have_tool("fish") {
+        return;
+    }
+    let t = TestDir::new();
+    std::fs::write(
+        t.path("pb.fish"),
+        run_ok(t.pi_burn().args(["completions", "fish"])),
+    )
+    .unwrap();
+    let out = run_ok(tool("fish").args([
+        "-c",
+        &format!(
+            "source {}; complete -C 'pi-burn sdcard --ta'; complete -C 'pi-burn firmware se'",
+            t.path("pb.fish").display()
+        ),
+    ]));
+    assert!(out.lines().any(|l| l.starts_with("--table")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("settings")), "{out}");
+}
+
+#[test]
+fn zsh_completes_options_after_a_subcommand() {
+    if !have_tool("zsh") {
+        return;
+    }
+    // An interactive zsh in a pseudo-terminal (zsh/zpty), with the script on its fpath,
+    // typing `pi-burn sdcard --ta` and TAB.
+    let t = TestDir::new();
+    std::fs::create_dir(t.path("fpath")).unwrap();
+    std::fs::write(
+        t.path("fpath/_pi-burn"),
+        run_ok(t.pi_burn().args(["completions", "zsh"])),
+    )
+    .unwrap();
+    let script = format!(
+        r#"zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "fpath=({} \$fpath); autoload -U compinit; compinit -u -D; PS1='> '; pi-burn() {{ :; }}"
+zpty -w -n z "pi-burn sdcard --ta"$'	'
+sleep 2
+out=""
+while zpty -r -t z chunk; do out+=$chunk; done
+print -r -- "$out"
+zpty -d z
+"#,
+        t.path("fpath").display()
+    );
+    std::fs::write(t.path("t.zsh"), script).unwrap();
+    let out = run_ok(tool("zsh").arg("-f").arg(t.path("t.zsh")));
+    assert!(out.contains("pi-burn sdcard --table"), "{out}");
+}
+
+#[test]
+fn man_pages_per_subcommand_with_exit_status_environment_and_examples() {
+    let t = TestDir::new();
+    for sub in [
+        &["sdcard"][..],
+        &["firmware", "fetch"],
+        &["images"],
+        &["inspect"],
+    ] {
+        let page = run_ok(t.pi_burn().arg("man").args(sub));
+        for section in [
+            ".SH EXIT STATUS",
+            ".SH ENVIRONMENT",
+            ".SH EXAMPLES",
+            ".SH OPTIONS",
+        ] {
+            assert!(page.contains(section), "{sub:?}: {section}");
+        }
+        for var in [
+            "PI_BURN_CACHE_DIR",
+            "XDG_CACHE_HOME",
+            "SOURCE_DATE_EPOCH",
+            "HTTPS_PROXY",
+            "PI_BURN_REQUIRE_ALL_TESTS",
+        ] {
+            assert!(page.contains(var), "{sub:?}: {var}");
+        }
+        assert!(page.contains("130"), "{sub:?}: exit 130");
+    }
+    let o = t.pi_burn().args(["man", "frobnicate"]).output().unwrap();
+    assert_fails_with(&o, 2, &["no page for 'frobnicate'", "sdcard"]);
+    run_ok(t.pi_burn().args(["man", "--out"]).arg(t.path("man")));
+    for f in [
+        "pi-burn.1",
+        "pi-burn-sdcard.1",
+        "pi-burn-firmware-fetch.1",
+        "pi-burn-images.1",
+    ] {
+        assert!(t.path("man").join(f).is_file(), "{f}");
+    }
+    if have_tool("man") {
+        // man itself renders a page without warnings.
+        let o = tool("man")
+            .args(["--warnings", "-l"])
+            .arg(t.path("man/pi-burn-sdcard.1"))
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        assert!(String::from_utf8_lossy(&o.stdout).contains("EXAMPLES"));
+    }
+}
+
+#[test]
+fn help_ends_with_examples_and_groups_the_global_options() {
+    let t = TestDir::new();
+    for sub in [
+        "sdcard", "ssd", "verify", "flash", "inspect", "images", "devices",
+    ] {
+        let help = run_ok(t.pi_burn().args([sub, "--help"]));
+        assert!(help.contains("Examples:\n  # "), "{sub}:\n{help}");
+        assert!(help.contains("Global options:"), "{sub}:\n{help}");
+        let global = &help[help.find("Global options:").unwrap()..];
+        assert!(
+            global.contains("--json") && global.contains("--quiet"),
+            "{sub}"
+        );
+    }
+    // firmware verify takes only what it uses: no download options.
+    let help = run_ok(t.pi_burn().args(["firmware", "verify", "--help"]));
+    for gone in [
+        "--offline",
+        "--timeout",
+        "--retries",
+        "--firmware-url",
+        "--firmware-zip",
+    ] {
+        assert!(!help.contains(gone), "{gone}");
+    }
+    let o = t
+        .pi_burn()
+        .args(["firmware", "verify", "x.zip", "--offline"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
 fn verify_fails_a_damaged_primary_gpt_header_or_a_missing_backup_as_sgdisk_does() {
     // Regression (issue 11): verify said OK for both.
     use std::os::unix::fs::FileExt;
