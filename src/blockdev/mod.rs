@@ -90,6 +90,17 @@ pub fn blockers(t: &SysTree, disk: &DiskInfo, allow: Allow) -> Result<Vec<String
     if disk.read_only {
         out.push(format!("{} is read-only", disk.name));
     }
+    // A loop device whose file was deleted still takes writes, into a file nobody can reach.
+    if let Some(file) = disk
+        .backing_file
+        .as_deref()
+        .and_then(|f| f.strip_suffix(" (deleted)"))
+    {
+        out.push(format!(
+            "{} is in use by a deleted file ({file}): what is written there is lost",
+            disk.name
+        ));
+    }
     if disk.size == 0 {
         out.push(format!("{} has no medium (size 0)", disk.name));
     }

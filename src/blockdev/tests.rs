@@ -311,3 +311,30 @@ fn an_empty_reader_is_refused() {
         vec!["sdc has no medium (size 0)".to_string()]
     );
 }
+
+#[test]
+fn a_loop_device_over_a_deleted_file_is_in_use() {
+    const VIRTUAL: &str = "devices/virtual";
+    let f = Fixture::new();
+    f.disk(VIRTUAL, "loop3", (7, 3), 131072, false, &[]);
+    f.w(
+        &format!("sys/{VIRTUAL}/block/loop3/loop/backing_file"),
+        "/tmp/card.img\n",
+    );
+    let t = f.tree();
+    let d = sysfs::inspect(&t, (7, 3)).unwrap();
+    assert_eq!(d.transport, "loop");
+    assert!(blockers(&t, &d, Allow::default()).unwrap().is_empty());
+    f.w(
+        &format!("sys/{VIRTUAL}/block/loop3/loop/backing_file"),
+        "/tmp/card.img (deleted)\n",
+    );
+    let d = sysfs::inspect(&t, (7, 3)).unwrap();
+    assert_eq!(
+        blockers(&t, &d, Allow::default()).unwrap(),
+        vec![
+            "loop3 is in use by a deleted file (/tmp/card.img): what is written there is lost"
+                .to_string()
+        ]
+    );
+}

@@ -85,14 +85,25 @@ pub fn confirm_all(devices: &[(&Resolved, &DiskInfo)], yes: bool) -> Result<()> 
     if yes {
         return Ok(());
     }
-    if !std::io::stdin().is_terminal() {
-        bail!(Refused(format!(
-            "refusing to write {} without confirmation: there is no terminal to ask on; pass --yes",
-            paths.join(", ")
-        )));
-    }
+    // Ask on standard input when it is a terminal; else (`cat img | pi-burn flash - /dev/sdX`)
+    // on the controlling terminal, when there is one.
+    let tty = if std::io::stdin().is_terminal() {
+        None
+    } else {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+        {
+            Ok(t) => Some(t),
+            Err(_) => bail!(Refused(format!(
+                "refusing to write {} without confirmation: there is no terminal to ask on; pass --yes",
+                paths.join(", ")
+            ))),
+        }
+    };
     let names: Vec<&str> = devices.iter().map(|(_, d)| d.name.as_str()).collect();
-    eprint!(
+    let question = format!(
         "pi-burn: everything on {} will be lost. Type {} ({}) to go on: ",
         paths.join(", "),
         if names.len() == 1 {
@@ -102,9 +113,19 @@ pub fn confirm_all(devices: &[(&Resolved, &DiskInfo)], yes: bool) -> Result<()> 
         },
         names.join(" ")
     );
-    std::io::stderr().flush()?;
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
+    match tty {
+        None => {
+            eprint!("{question}");
+            std::io::stderr().flush()?;
+            std::io::stdin().lock().read_line(&mut line)?;
+        }
+        Some(mut t) => {
+            t.write_all(question.as_bytes())?;
+            t.flush()?;
+            std::io::BufReader::new(t).read_line(&mut line)?;
+        }
+    }
     let answer: Vec<&str> = line.split_whitespace().collect();
     let ok = answer.len() == names.len()
         && answer.iter().zip(devices).all(|(a, (r, d))| {

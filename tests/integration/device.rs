@@ -278,3 +278,31 @@ fn a_write_that_fails_partway_leaves_no_partition_table() {
         "no MBR or GPT signature is left"
     );
 }
+
+#[test]
+fn a_loop_device_whose_file_was_deleted_is_in_use_and_refused() {
+    if !can_run() {
+        return;
+    }
+    let t = TestDir::new();
+    let file = backing(&t, "gone.img", 600 * MIB);
+    let lo = Loop::attach(&file, 512, false);
+    std::fs::remove_file(&file).unwrap();
+    let o = t.pi_burn().args(["--json", "devices"]).output().unwrap();
+    assert_success(&o);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["path"] == lo.dev.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(row["in_use"], true, "{row}");
+    assert!(
+        row["reasons"][0].as_str().unwrap().contains("deleted file"),
+        "{row}"
+    );
+    let o = burn(&t, &lo.dev, &[]);
+    assert_fails_with(&o, 4, &["deleted file"]);
+}

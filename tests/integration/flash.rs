@@ -436,3 +436,62 @@ fn a_stream_that_ends_before_its_gpt_says_is_refused_as_truncated() {
         "no table is left"
     );
 }
+
+/// `cat IMG | pi-burn flash - DEV` in a pseudo-terminal (script(1)), `typed` on the terminal.
+fn flash_piped_with_a_terminal(img: &Path, dev: &str, typed: &str) -> Output {
+    use std::io::Write;
+    let cmd = format!(
+        "cat {} | {} flash - {dev}",
+        img.display(),
+        env!("CARGO_BIN_EXE_pi-burn")
+    );
+    let mut c = tool("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    stdin.write_all(typed.as_bytes()).unwrap();
+    // script ends when the command does; keep its input open until then.
+    let o = c.wait_with_output().unwrap();
+    drop(stdin);
+    o
+}
+
+#[test]
+fn with_the_image_on_stdin_the_confirmation_is_asked_on_the_terminal() {
+    if !can_run() || !have_tool("script") {
+        return;
+    }
+    let t = TestDir::new();
+    let img = backing(&t, "src.img", 64 * MIB);
+    run_ok(tool("sgdisk").args(["-n", "1:2048:+32M"]).arg(&img));
+    let dev_file = backing(&t, "dev.img", 64 * MIB);
+    let lo = Loop::attach(&dev_file, 512, false);
+    let name = Path::new(&lo.dev)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    // A wrong answer: refused (exit 4), nothing written.
+    let o = flash_piped_with_a_terminal(&img, &lo.dev, "sdz\n");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("Type its name"), "{out}");
+    assert!(out.contains("not confirmed"), "{out}");
+    assert!(sfdisk_json_or_none(&lo.dev).is_none(), "nothing written");
+    // The device's name, typed on the terminal: written.
+    let o = flash_piped_with_a_terminal(&img, &lo.dev, &format!("{name}\n"));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}");
+    assert!(sfdisk_json_or_none(&lo.dev).is_some(), "{out}");
+}
+
+/// sfdisk's view of a device's table, or None when it finds none.
+fn sfdisk_json_or_none(dev: &str) -> Option<serde_json::Value> {
+    let o = tool("sfdisk").args(["--json", dev]).output().unwrap();
+    o.status
+        .success()
+        .then(|| serde_json::from_slice(&o.stdout).unwrap())
+}

@@ -130,9 +130,19 @@ impl TestDir {
         self.dir.path().join(name)
     }
 
-    /// pi-burn with a clean environment: no SOURCE_DATE_EPOCH, its own cache.
+    /// pi-burn with a clean environment: no SOURCE_DATE_EPOCH, its own cache, and no
+    /// controlling terminal (in a session of its own: a test run from a terminal must not
+    /// have pi-burn ask there).
     pub fn pi_burn(&self) -> Command {
+        use std::os::unix::process::CommandExt;
         let mut c = Command::new(env!("CARGO_BIN_EXE_pi-burn"));
+        // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            c.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
         c.current_dir(self.dir.path())
             .env_remove("SOURCE_DATE_EPOCH")
             .env("PI_BURN_CACHE_DIR", self.path("cache"))
