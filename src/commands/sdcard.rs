@@ -169,12 +169,12 @@ fn run_device(args: &SdcardArgs, g: &Global) -> Result<()> {
     if !g.quiet || opts.dry_run || !opts.yes {
         eprint!("{}", describe(&r, &d));
         eprintln!(
-            "will write:  {}; firmware {} {} ({} files); {} of extents, table last",
+            "will write:  {}; firmware {} {} ({} files); {} to write, table last",
             plan_line(&plan, &layout, &args.layout.label),
             fw.board,
             fw.version,
             fw.files.file_count(),
-            human(card.disk.written_bytes())
+            human(crate::write::device::planned_bytes(&card.disk))
         );
     }
     let mut report = Report::new(
@@ -218,9 +218,9 @@ fn run_device(args: &SdcardArgs, g: &Global) -> Result<()> {
                 fw.version,
                 human(stats.bytes_written),
                 if opts.no_verify {
-                    String::new()
+                    ""
                 } else {
-                    format!(", {} read back and verified", human(stats.bytes_read_back))
+                    ", read back and verified"
                 }
             );
         }

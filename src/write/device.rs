@@ -3,11 +3,38 @@
 use crate::blockdev::device::{open_exclusive, DeviceSink};
 use crate::blockdev::sysfs::{DiskInfo, SysTree};
 use crate::blockdev::Resolved;
-use crate::disk::geometry::human;
 use crate::disk::sparse::SparseImage;
-use crate::progress::Progress;
+use crate::progress::{Event, Progress};
 use crate::write::{flash, Input, Plan};
 use anyhow::{bail, Result};
+
+/// The bytes a burn writes: the image's extents and the table areas wiped first.
+pub fn planned_bytes(img: &SparseImage) -> u64 {
+    img.written_bytes()
+        + crate::write::table_areas(img.size())
+            .iter()
+            .map(|(_, l)| l)
+            .sum::<u64>()
+}
+
+/// The engine's byte-counted step, shown as the burn's one number.
+struct Relabel<'a> {
+    inner: &'a dyn Progress,
+    label: String,
+    total: u64,
+}
+
+impl Progress for Relabel<'_> {
+    fn event(&self, e: Event) {
+        match e {
+            Event::Start { .. } => self.inner.event(Event::Start {
+                label: self.label.clone(),
+                total: self.total,
+            }),
+            e => self.inner.event(e),
+        }
+    }
+}
 
 /// What a burn did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -38,11 +65,6 @@ pub fn burn(
             dev.size
         );
     }
-    progress.phase(&format!(
-        "writing {} ({} of extents)",
-        dev.path.display(),
-        human(img.written_bytes())
-    ));
     let plan = Plan {
         image_size: Some(img.size()),
         ranges: Some(
@@ -53,6 +75,13 @@ pub fn burn(
         ),
         require_table: true,
     };
+    // One number for the whole run: the plan, this line and the result all say planned_bytes.
+    let progress = Relabel {
+        inner: progress,
+        label: format!("writing {}", dev.path.display()),
+        total: planned_bytes(img),
+    };
+    let progress = &progress;
     let sink = DeviceSink::new(dev)?;
     let outcome = flash(
         Input::Sparse(img),

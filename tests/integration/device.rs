@@ -141,6 +141,26 @@ fn burns_and_verifies_512_and_4096_byte_sector_loop_devices() {
             "the report counts what the device received"
         );
         check_card(&t, &lo, &file, sector);
+        // Without --json: one byte count for the run, in the plan, the progress and the result.
+        let o = burn(&t, &lo.dev, &[]);
+        assert_success(&o);
+        let err = stderr(&o);
+        let planned = err
+            .lines()
+            .find(|l| l.starts_with("will write:"))
+            .and_then(|l| l.rsplit("; ").next())
+            .and_then(|p| p.strip_suffix(" to write, table last"))
+            .unwrap_or_else(|| panic!("no planned bytes in:\n{err}"))
+            .to_string();
+        assert!(
+            err.contains(&format!("writing {} ({planned})", lo.dev)),
+            "{err}"
+        );
+        assert!(
+            stdout(&o).contains(&format!(": {planned} written, read back and verified")),
+            "{}",
+            stdout(&o)
+        );
         let budget = payload_and_metadata(&file);
         assert!(
             written as f64 <= 1.25 * budget as f64,
