@@ -39,6 +39,19 @@ pub struct Refused(pub String);
 #[error("{0}")]
 pub struct HashMismatch(pub String);
 
+/// The command already printed this outcome as its `--json` object (with the error in it):
+/// nothing more goes to stdout. Wraps the error, whose kind still picks the exit code.
+#[derive(Debug, Error)]
+#[error("{0:#}")]
+pub struct Reported(pub anyhow::Error);
+
+impl Reported {
+    /// The error's fields for a JSON outcome: `error` and `exit_code`.
+    pub fn fields(e: &anyhow::Error) -> (String, u8) {
+        (format!("{e:#}"), exit_code(e))
+    }
+}
+
 /// A usage error from a message.
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
@@ -46,6 +59,9 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
 
 /// The exit code for an error: the first kind found in its chain.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(Reported(inner)) = e.downcast_ref::<Reported>() {
+        return exit_code(inner);
+    }
     for cause in e.chain() {
         if cause.is::<UsageError>() {
             return 2;

@@ -58,7 +58,8 @@ fn main() -> ExitCode {
                 ),
                 None => {
                     eprintln!("pi-burn: {e:#}");
-                    if g.json {
+                    let reported = e.downcast_ref::<pi_burn::error::Reported>().is_some();
+                    if g.json && !reported {
                         // A failure is one JSON object on stdout too.
                         println!(
                             "{}",
@@ -92,6 +93,16 @@ fn usage_error(e: clap::Error) -> ExitCode {
         })
         .collect::<Vec<_>>()
         .join(" ");
-    eprintln!("pi-burn: {}", line.trim_start_matches("error: "));
+    let line = line.trim_start_matches("error: ");
+    eprintln!("pi-burn: {line}");
+    // --json asked for one JSON object per run, failures included; the parse failed, so look
+    // for it among the raw arguments (before any `--`).
+    if std::env::args()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+    {
+        println!("{}", serde_json::json!({ "error": line, "exit_code": 2 }));
+    }
     ExitCode::from(2)
 }

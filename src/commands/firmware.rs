@@ -82,7 +82,7 @@ pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
                     let (kind, hash) = fw.hash();
                     if g.json {
                         let j = serde_json::json!({
-                            "path": name, "board": fw.board, "version": fw.version,
+                            "path": name, "ok": true, "board": fw.board, "version": fw.version,
                             "hash_kind": kind, "hash": hash, "zip_sha256": fw.zip_sha256.hex(),
                             "nar_sha256": fw.nar_sha256.sri(), "files": fw.files.file_count(),
                             "bytes": fw.files.payload_bytes(),
@@ -104,7 +104,14 @@ pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
                 // Only a wrong hash is a mismatch (exit 3); an unreadable zip is an error.
                 Err(e) if e.downcast_ref::<crate::firmware::HashMismatch>().is_some() => {
                     let line = format!("{e:#}");
-                    println!("{name}: {line}");
+                    if g.json {
+                        let j = serde_json::json!({
+                            "path": name, "ok": false, "mismatches": [line], "exit_code": 3,
+                        });
+                        println!("{}", serde_json::to_string_pretty(&j)?);
+                    } else {
+                        println!("{name}: {line}");
+                    }
                     Err(Mismatch(vec![line]).into())
                 }
                 Err(e) => Err(e),

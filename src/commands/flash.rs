@@ -8,6 +8,7 @@ use crate::cli::FlashArgs;
 use crate::disk::bmap::{self, Bmap};
 use crate::disk::geometry::human;
 use crate::error::Refused;
+use crate::report::Target;
 use crate::write::source::{self, Kind};
 use crate::write::{flash, Input, Plan};
 use anyhow::{bail, Context, Result};
@@ -172,19 +173,32 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
                 )
             }),
         );
-        if !problems.is_empty() {
-            for p in &problems {
-                println!("{p}");
-            }
-            bail!(
+        let result = if problems.is_empty() {
+            g.progress
+                .phase("dry run: every check passed; nothing was written");
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(
                 "dry run: {} of {} device(s) could not take the image; nothing was written",
                 problems.len(),
                 targets.len()
-            );
+            ))
+        };
+        if g.json {
+            let mut j = serde_json::json!({
+                "image": src.name, "source": kind_name(src.kind), "dry_run": true, "write": how,
+                "targets": targets.iter().map(|(_, r, d)| serde_json::json!({
+                    "target": device_target_json(r, d),
+                    "ok": !problems.iter().any(|p| p.contains(&r.canonical.display().to_string())),
+                })).collect::<Vec<_>>(),
+                "problems": problems,
+            });
+            return finish_json(&mut j, result);
         }
-        g.progress
-            .phase("dry run: every check passed; nothing was written");
-        return Ok(());
+        for p in &problems {
+            println!("{p}");
+        }
+        return result;
     }
     let pairs: Vec<(
         &crate::blockdev::Resolved,
@@ -233,13 +247,40 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
         let _ = mp.clear();
     }
     let failed: Vec<_> = outcomes.iter().filter(|o| !o.ok).collect();
+    let result = if failed.is_empty() {
+        Ok(())
+    } else if failed.iter().all(|o| o.read_back_differs) {
+        // What was read back differs from what was written: a verification failure (exit 3).
+        Err(crate::error::Mismatch(
+            failed
+                .iter()
+                .map(|o| format!("{}: {}", o.target, o.error.as_deref().unwrap_or("?")))
+                .collect(),
+        )
+        .into())
+    } else {
+        Err(anyhow::anyhow!(
+            "{} of {} device(s) failed: {}",
+            failed.len(),
+            outcomes.len(),
+            failed
+                .iter()
+                .map(|o| format!("{}: {}", o.target, o.error.as_deref().unwrap_or("?")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    };
     if g.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "image": src.name, "source": kind_name(src.kind), "outcomes": outcomes })
-            )?
-        );
+        // One object: every device's outcome under the same `target` shape as sdcard and ssd.
+        let mut j = serde_json::json!({
+            "image": src.name, "source": kind_name(src.kind), "dry_run": false, "write": how,
+            "targets": outcomes.iter().zip(&targets).map(|(o, (_, r, d))| serde_json::json!({
+                "target": device_target_json(r, d),
+                "ok": o.ok, "error": o.error, "bytes_written": o.bytes_written,
+                "bytes_read_back": o.bytes_read_back, "gpt_relocated": o.gpt_relocated,
+            })).collect::<Vec<_>>(),
+        });
+        return finish_json(&mut j, result);
     } else if !g.quiet || !failed.is_empty() {
         println!(
             "{:<24} {:<6} {:>12} {:>12} {:<9} error",
@@ -257,19 +298,35 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
             );
         }
     }
-    if !failed.is_empty() {
-        bail!(
-            "{} of {} device(s) failed: {}",
-            failed.len(),
-            outcomes.len(),
-            failed
-                .iter()
-                .map(|o| format!("{}: {}", o.target, o.error.as_deref().unwrap_or("?")))
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
-    }
-    Ok(())
+    result
+}
+
+/// The `target` object of every report: kind, path, size.
+fn device_target_json(
+    r: &crate::blockdev::Resolved,
+    d: &crate::blockdev::sysfs::DiskInfo,
+) -> serde_json::Value {
+    serde_json::to_value(Target {
+        kind: "device",
+        path: r.canonical.display().to_string(),
+        size: d.size,
+    })
+    .expect("a target serialises")
+}
+
+/// Prints `j` with the outcome's `error` and `exit_code` (failures too: one object per run).
+fn finish_json(j: &mut serde_json::Value, result: Result<()>) -> Result<()> {
+    let (error, code) = match &result {
+        Ok(()) => (None, 0),
+        Err(e) => {
+            let (m, c) = crate::error::Reported::fields(e);
+            (Some(m), c)
+        }
+    };
+    j["error"] = serde_json::json!(error);
+    j["exit_code"] = serde_json::json!(code);
+    println!("{}", serde_json::to_string_pretty(j)?);
+    result.map_err(|e| crate::error::Reported(e).into())
 }
 
 fn kind_name(k: Kind) -> &'static str {

@@ -119,9 +119,9 @@ fn images_from_pi_burn_and_the_shell_recipe_land_on_bigger_devices() {
     assert_success(&o);
     let written = sectors_written(&lo.dev) - before;
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(j["outcomes"][0]["gpt_relocated"], true);
+    assert_eq!(j["targets"][0]["gpt_relocated"], true);
     // The device counts whole pages; the report counts the bytes pi-burn wrote.
-    let reported = j["outcomes"][0]["bytes_written"].as_u64().unwrap();
+    let reported = j["targets"][0]["bytes_written"].as_u64().unwrap();
     assert!(
         written >= reported && written - reported <= 64 * 1024,
         "reported {reported}, the device saw {written}"

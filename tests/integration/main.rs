@@ -6,6 +6,7 @@ mod disko;
 mod download;
 mod flash;
 mod harness;
+mod json;
 mod nar;
 mod sdcard;
 mod server;
