@@ -144,7 +144,6 @@ fn set_args() -> Vec<String> {
         .collect()
 }
 
-#[test]
 fn every_setting_reads_back_with_virt_fw_vars_from_an_image_an_export_and_the_listing() {
     if !can_run() {
         return;
@@ -227,7 +226,6 @@ fn every_setting_reads_back_with_virt_fw_vars_from_an_image_an_export_and_the_li
     assert_eq!(std::fs::read_dir(t.path("busy")).unwrap().count(), 1);
 }
 
-#[test]
 fn every_setting_edits_a_store_at_either_offset_and_ovmf_s_own_store() {
     if !can_run() {
         return;
@@ -264,7 +262,6 @@ fn every_setting_edits_a_store_at_either_offset_and_ovmf_s_own_store() {
     }
 }
 
-#[test]
 fn config_txt_edits_keep_every_other_line_and_verify_expects_them() {
     if !can_run() {
         return;
@@ -335,7 +332,6 @@ fn sdcard_node(
         .unwrap()
 }
 
-#[test]
 fn pi_burn_toml_gives_each_node_its_settings_and_flags_override_them() {
     if !can_run() {
         return;
@@ -428,7 +424,6 @@ fn inspect(t: &TestDir, img: &Path) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
 fn inspect_checks_a_card_against_its_record_without_the_zip() {
     if !can_run() {
         return;
@@ -530,7 +525,6 @@ fn inspect_checks_a_card_against_its_record_without_the_zip() {
     assert_fails_with(&o, 1, &["not a card pi-burn made"]);
 }
 
-#[test]
 fn images_makes_every_node_s_pair_reproducibly() {
     if !can_run() || !have_tool("sfdisk") {
         return;
@@ -616,7 +610,6 @@ fn images_makes_every_node_s_pair_reproducibly() {
     assert!(!t.path("c").exists());
 }
 
-#[test]
 fn devices_names_the_node_and_firmware_of_a_pi_burn_card() {
     if !is_root() || !have_tool("losetup") {
         return;
@@ -655,3 +648,35 @@ fn devices_names_the_node_and_firmware_of_a_pi_burn_card() {
     let o = t.pi_burn().args(["inspect", &lo.dev]).output().unwrap();
     assert_success(&o);
 }
+
+/// This module's tests, for the runner in main.rs.
+pub const TESTS: &[(&str, fn())] = &[
+    (
+        "every_setting_reads_back_with_virt_fw_vars_from_an_image_an_export_and_the_listing",
+        every_setting_reads_back_with_virt_fw_vars_from_an_image_an_export_and_the_listing,
+    ),
+    (
+        "every_setting_edits_a_store_at_either_offset_and_ovmf_s_own_store",
+        every_setting_edits_a_store_at_either_offset_and_ovmf_s_own_store,
+    ),
+    (
+        "config_txt_edits_keep_every_other_line_and_verify_expects_them",
+        config_txt_edits_keep_every_other_line_and_verify_expects_them,
+    ),
+    (
+        "pi_burn_toml_gives_each_node_its_settings_and_flags_override_them",
+        pi_burn_toml_gives_each_node_its_settings_and_flags_override_them,
+    ),
+    (
+        "inspect_checks_a_card_against_its_record_without_the_zip",
+        inspect_checks_a_card_against_its_record_without_the_zip,
+    ),
+    (
+        "images_makes_every_node_s_pair_reproducibly",
+        images_makes_every_node_s_pair_reproducibly,
+    ),
+    (
+        "devices_names_the_node_and_firmware_of_a_pi_burn_card",
+        devices_names_the_node_and_firmware_of_a_pi_burn_card,
+    ),
+];

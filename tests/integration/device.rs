@@ -111,7 +111,6 @@ fn check_card(t: &TestDir, lo: &Loop, file: &Path, sector: u64) {
     assert_success(&o);
 }
 
-#[test]
 fn burns_and_verifies_512_and_4096_byte_sector_loop_devices() {
     if !can_run() {
         return;
@@ -170,7 +169,6 @@ fn burns_and_verifies_512_and_4096_byte_sector_loop_devices() {
     }
 }
 
-#[test]
 fn a_mounted_loop_device_is_refused() {
     if !(can_run() && have_tool("mkfs.ext4") && have_tool("mount")) {
         return;
@@ -191,7 +189,6 @@ fn a_mounted_loop_device_is_refused() {
     );
 }
 
-#[test]
 fn a_too_small_device_is_refused_and_left_alone() {
     if !can_run() {
         return;
@@ -205,7 +202,6 @@ fn a_too_small_device_is_refused_and_left_alone() {
     assert_eq!(bytes_written(&lo.dev), before, "nothing was written");
 }
 
-#[test]
 fn dry_run_and_missing_confirmation_write_nothing() {
     if !can_run() {
         return;
@@ -242,7 +238,6 @@ fn dry_run_and_missing_confirmation_write_nothing() {
 }
 
 /// A loop device over a file on a 4 MiB tmpfs: the write runs out of space halfway.
-#[test]
 fn a_write_that_fails_partway_leaves_no_partition_table() {
     if !(can_run() && have_tool("mount")) {
         return;
@@ -299,7 +294,6 @@ fn a_write_that_fails_partway_leaves_no_partition_table() {
     );
 }
 
-#[test]
 fn a_loop_device_whose_file_was_deleted_is_in_use_and_refused() {
     if !can_run() {
         return;
@@ -326,3 +320,31 @@ fn a_loop_device_whose_file_was_deleted_is_in_use_and_refused() {
     let o = burn(&t, &lo.dev, &[]);
     assert_fails_with(&o, 4, &["deleted file"]);
 }
+
+/// This module's tests, for the runner in main.rs.
+pub const TESTS: &[(&str, fn())] = &[
+    (
+        "burns_and_verifies_512_and_4096_byte_sector_loop_devices",
+        burns_and_verifies_512_and_4096_byte_sector_loop_devices,
+    ),
+    (
+        "a_mounted_loop_device_is_refused",
+        a_mounted_loop_device_is_refused,
+    ),
+    (
+        "a_too_small_device_is_refused_and_left_alone",
+        a_too_small_device_is_refused_and_left_alone,
+    ),
+    (
+        "dry_run_and_missing_confirmation_write_nothing",
+        dry_run_and_missing_confirmation_write_nothing,
+    ),
+    (
+        "a_write_that_fails_partway_leaves_no_partition_table",
+        a_write_that_fails_partway_leaves_no_partition_table,
+    ),
+    (
+        "a_loop_device_whose_file_was_deleted_is_in_use_and_refused",
+        a_loop_device_whose_file_was_deleted_is_in_use_and_refused,
+    ),
+];

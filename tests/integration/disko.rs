@@ -285,7 +285,6 @@ fn all_disks() -> Vec<(&'static str, String)> {
     out
 }
 
-#[test]
 fn tables_equal_disko_and_sgdisk_byte_for_byte_at_512_byte_sectors() {
     if !have_tool("sgdisk") || !have_tool("sfdisk") {
         return;
@@ -302,7 +301,6 @@ fn tables_equal_disko_and_sgdisk_byte_for_byte_at_512_byte_sectors() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-#[test]
 fn tables_equal_disko_and_sgdisk_byte_for_byte_at_4096_byte_sectors() {
     if !have_tool("sgdisk") || !have_tool("sfdisk") || !have_tool("losetup") || !is_root() {
         return;
@@ -365,7 +363,6 @@ fn labels(t: &TestDir) -> Vec<String> {
         .collect()
 }
 
-#[test]
 fn no_silent_defaults_for_a_missing_flake_or_node() {
     let t = TestDir::new();
     let flake = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/flake-edge"));
@@ -394,7 +391,6 @@ fn no_silent_defaults_for_a_missing_flake_or_node() {
     assert_eq!(labels(&t), ["disk-usb-ssd-BOOT", "disk-usb-ssd-zfs"]);
 }
 
-#[test]
 fn configs_beyond_the_single_file_are_refused_there_and_exact_from_the_flake() {
     if !have_tool("nix") || !have_tool("nix-instantiate") || !have_tool("sfdisk") {
         return;
@@ -431,7 +427,6 @@ fn configs_beyond_the_single_file_are_refused_there_and_exact_from_the_flake() {
     assert_fails_with(&o, 1, &["nix eval", "pi-delta"]);
 }
 
-#[test]
 fn disko_computed_values_are_cross_checked_and_unknown_options_refused() {
     let t = TestDir::new();
     let write = |name: &str, v: serde_json::Value| -> PathBuf {
@@ -488,3 +483,27 @@ fn disko_computed_values_are_cross_checked_and_unknown_options_refused() {
         assert!(!t.path("y.img").exists(), "{want}: nothing is written");
     }
 }
+
+/// This module's tests, for the runner in main.rs.
+pub const TESTS: &[(&str, fn())] = &[
+    (
+        "tables_equal_disko_and_sgdisk_byte_for_byte_at_512_byte_sectors",
+        tables_equal_disko_and_sgdisk_byte_for_byte_at_512_byte_sectors,
+    ),
+    (
+        "tables_equal_disko_and_sgdisk_byte_for_byte_at_4096_byte_sectors",
+        tables_equal_disko_and_sgdisk_byte_for_byte_at_4096_byte_sectors,
+    ),
+    (
+        "no_silent_defaults_for_a_missing_flake_or_node",
+        no_silent_defaults_for_a_missing_flake_or_node,
+    ),
+    (
+        "configs_beyond_the_single_file_are_refused_there_and_exact_from_the_flake",
+        configs_beyond_the_single_file_are_refused_there_and_exact_from_the_flake,
+    ),
+    (
+        "disko_computed_values_are_cross_checked_and_unknown_options_refused",
+        disko_computed_values_are_cross_checked_and_unknown_options_refused,
+    ),
+];

@@ -39,7 +39,6 @@ fn source_of(o: &std::process::Output) -> String {
     j["firmware"]["source"].as_str().unwrap().to_string()
 }
 
-#[test]
 fn cold_run_downloads_verifies_caches_and_builds_then_warm_run_needs_no_network() {
     let t = TestDir::new();
     let server = Server::start(vec![("/fw.zip", Route::Bytes(good_bytes()))]);
@@ -76,7 +75,6 @@ fn cold_run_downloads_verifies_caches_and_builds_then_warm_run_needs_no_network(
     assert_fails_with(&o, 1, &["is corrupt", "--offline"]);
 }
 
-#[test]
 fn a_corrupt_cached_zip_is_replaced_by_the_next_verified_download() {
     // Regression (issue 14): the corrupt blob stayed and every run downloaded again.
     let t = TestDir::new();
@@ -95,7 +93,6 @@ fn a_corrupt_cached_zip_is_replaced_by_the_next_verified_download() {
     assert_eq!(source_of(&o), "cache");
 }
 
-#[test]
 fn a_206_that_does_not_continue_the_partial_download_starts_over() {
     // Regression (issue 14): the whole body was appended to the partial one.
     let t = TestDir::new();
@@ -116,7 +113,6 @@ fn a_206_that_does_not_continue_the_partial_download_starts_over() {
     );
 }
 
-#[test]
 fn follows_a_redirect_chain() {
     let t = TestDir::new();
     let server = Server::start(vec![
@@ -130,7 +126,6 @@ fn follows_a_redirect_chain() {
     assert_eq!(paths, ["/a", "/b", "/fw.zip"]);
 }
 
-#[test]
 fn a_404_names_the_url_and_status_and_is_not_retried() {
     let t = TestDir::new();
     let server = Server::start(vec![]);
@@ -143,7 +138,6 @@ fn a_404_names_the_url_and_status_and_is_not_retried() {
     assert!(t.cached_blobs().is_empty());
 }
 
-#[test]
 fn a_dropped_connection_is_resumed_with_a_range_request() {
     let t = TestDir::new();
     let data = good_bytes();
@@ -164,7 +158,6 @@ fn a_dropped_connection_is_resumed_with_a_range_request() {
     assert!(stderr(&o).contains("retrying"), "{}", stderr(&o));
 }
 
-#[test]
 fn a_server_without_range_support_restarts_the_download() {
     let t = TestDir::new();
     let server = Server::start(vec![(
@@ -178,7 +171,6 @@ fn a_server_without_range_support_restarts_the_download() {
     assert_eq!(server.requests().len(), 2);
 }
 
-#[test]
 fn transient_5xx_is_retried() {
     let t = TestDir::new();
     let server = Server::start(vec![(
@@ -190,7 +182,6 @@ fn transient_5xx_is_retried() {
     assert_eq!(server.requests().len(), 2);
 }
 
-#[test]
 fn wrong_bytes_are_refused_and_nothing_is_cached() {
     let t = TestDir::new();
     let wrong = Arc::new(std::fs::read(fixture_zip("rpi4", Some("exec"))).unwrap());
@@ -223,7 +214,6 @@ fn wrong_bytes_are_refused_and_nothing_is_cached() {
     assert!(!t.path("w.img").exists());
 }
 
-#[test]
 fn a_stalled_server_hits_the_read_timeout() {
     let t = TestDir::new();
     let server = Server::start(vec![("/fw.zip", Route::Stall(good_bytes()))]);
@@ -243,7 +233,6 @@ fn a_stalled_server_hits_the_read_timeout() {
     assert!(!t.path("s.img").exists());
 }
 
-#[test]
 fn offline_with_an_empty_cache_names_what_to_fetch() {
     let t = TestDir::new();
     let o = t
@@ -262,7 +251,6 @@ fn offline_with_an_empty_cache_names_what_to_fetch() {
     );
 }
 
-#[test]
 fn firmware_fetch_and_url_pinned_by_the_user() {
     let t = TestDir::new();
     let data = good_bytes();
@@ -329,7 +317,6 @@ fn firmware_fetch_and_url_pinned_by_the_user() {
     assert_fails_with(&o, 1, &["refusing plain http://"]);
 }
 
-#[test]
 fn concurrent_runs_share_the_cache_without_corrupting_it() {
     let t = TestDir::new();
     let server = Server::start(vec![("/fw.zip", Route::Bytes(good_bytes()))]);
@@ -367,7 +354,6 @@ fn concurrent_runs_share_the_cache_without_corrupting_it() {
     assert_success(&o);
 }
 
-#[test]
 fn a_zip_fetched_by_hand_is_imported_and_later_runs_work_offline() {
     // Issue 12: `firmware fetch --firmware-zip FILE` said "cached" and cached nothing.
     let t = TestDir::new();
@@ -399,7 +385,6 @@ fn a_zip_fetched_by_hand_is_imported_and_later_runs_work_offline() {
     assert_success(&o);
 }
 
-#[test]
 fn with_no_network_a_first_run_fails_at_once_and_names_the_ways_on() {
     // A machine without a network: a new, empty network namespace (no interfaces, so no DNS
     // server either). Nothing leaves this machine.
@@ -441,7 +426,6 @@ fn with_no_network_a_first_run_fails_at_once_and_names_the_ways_on() {
     assert!(!t.path("n.img").exists());
 }
 
-#[test]
 fn max_time_bounds_the_whole_download() {
     let t = TestDir::new();
     // 503 forever, --retries 2 (from sdcard_from): the backoff of 0.5 s, then 1 s, would run
@@ -452,3 +436,65 @@ fn max_time_bounds_the_whole_download() {
     assert_fails_with(&o, 1, &["--max-time 1", "after 2 attempts", "HTTP 503"]);
     assert_eq!(server.requests().len(), 2);
 }
+
+/// This module's tests, for the runner in main.rs.
+pub const TESTS: &[(&str, fn())] = &[
+    (
+        "cold_run_downloads_verifies_caches_and_builds_then_warm_run_needs_no_network",
+        cold_run_downloads_verifies_caches_and_builds_then_warm_run_needs_no_network,
+    ),
+    (
+        "a_corrupt_cached_zip_is_replaced_by_the_next_verified_download",
+        a_corrupt_cached_zip_is_replaced_by_the_next_verified_download,
+    ),
+    (
+        "a_206_that_does_not_continue_the_partial_download_starts_over",
+        a_206_that_does_not_continue_the_partial_download_starts_over,
+    ),
+    ("follows_a_redirect_chain", follows_a_redirect_chain),
+    (
+        "a_404_names_the_url_and_status_and_is_not_retried",
+        a_404_names_the_url_and_status_and_is_not_retried,
+    ),
+    (
+        "a_dropped_connection_is_resumed_with_a_range_request",
+        a_dropped_connection_is_resumed_with_a_range_request,
+    ),
+    (
+        "a_server_without_range_support_restarts_the_download",
+        a_server_without_range_support_restarts_the_download,
+    ),
+    ("transient_5xx_is_retried", transient_5xx_is_retried),
+    (
+        "wrong_bytes_are_refused_and_nothing_is_cached",
+        wrong_bytes_are_refused_and_nothing_is_cached,
+    ),
+    (
+        "a_stalled_server_hits_the_read_timeout",
+        a_stalled_server_hits_the_read_timeout,
+    ),
+    (
+        "offline_with_an_empty_cache_names_what_to_fetch",
+        offline_with_an_empty_cache_names_what_to_fetch,
+    ),
+    (
+        "firmware_fetch_and_url_pinned_by_the_user",
+        firmware_fetch_and_url_pinned_by_the_user,
+    ),
+    (
+        "concurrent_runs_share_the_cache_without_corrupting_it",
+        concurrent_runs_share_the_cache_without_corrupting_it,
+    ),
+    (
+        "a_zip_fetched_by_hand_is_imported_and_later_runs_work_offline",
+        a_zip_fetched_by_hand_is_imported_and_later_runs_work_offline,
+    ),
+    (
+        "with_no_network_a_first_run_fails_at_once_and_names_the_ways_on",
+        with_no_network_a_first_run_fails_at_once_and_names_the_ways_on,
+    ),
+    (
+        "max_time_bounds_the_whole_download",
+        max_time_bounds_the_whole_download,
+    ),
+];

@@ -98,7 +98,6 @@ fn shell_image(t: &TestDir) -> PathBuf {
     img
 }
 
-#[test]
 fn images_from_pi_burn_and_the_shell_recipe_land_on_bigger_devices() {
     if !(can_run() && have_tool("mkfs.vfat") && have_tool("mcopy") && have_tool("fsck.fat")) {
         return;
@@ -163,7 +162,6 @@ fn images_from_pi_burn_and_the_shell_recipe_land_on_bigger_devices() {
     verify_card(&t, &lo.dev);
 }
 
-#[test]
 fn zstd_xz_and_gzip_images_with_and_without_their_block_map() {
     if !(can_run() && have_tool("zstd") && have_tool("xz") && have_tool("gzip")) {
         return;
@@ -207,7 +205,6 @@ fn zstd_xz_and_gzip_images_with_and_without_their_block_map() {
     verify_card(&t, &lo.dev);
 }
 
-#[test]
 fn three_targets_where_one_is_too_small() {
     if !can_run() {
         return;
@@ -256,7 +253,6 @@ fn three_targets_where_one_is_too_small() {
     );
 }
 
-#[test]
 fn what_is_not_a_disk_image_and_what_does_not_fit_leave_the_device_untouched() {
     // Regressions (issue 11): a bz2 file, a block map, random bytes and empty input were written
     // raw and reported ok; --dry-run of a too-large image said "nothing was written", exit 0.
@@ -322,7 +318,6 @@ fn what_is_not_a_disk_image_and_what_does_not_fit_leave_the_device_untouched() {
     untouched();
 }
 
-#[test]
 fn ctrl_c_while_writing_wipes_the_table_says_so_and_exits_130() {
     if !can_run() {
         return;
@@ -369,7 +364,6 @@ fn ctrl_c_while_writing_wipes_the_table_says_so_and_exits_130() {
     assert!(bytes[bytes.len() - 32 * 1024..].iter().all(|b| *b == 0));
 }
 
-#[test]
 fn ctrl_c_before_any_write_exits_130_and_says_nothing_was_written() {
     if !can_run() {
         return;
@@ -405,7 +399,6 @@ fn ctrl_c_before_any_write_exits_130_and_says_nothing_was_written() {
     assert_eq!(sectors_written(&lo.dev), before);
 }
 
-#[test]
 fn a_stream_that_ends_before_its_gpt_says_is_refused_as_truncated() {
     if !can_run() {
         return;
@@ -460,7 +453,6 @@ fn flash_piped_with_a_terminal(img: &Path, dev: &str, typed: &str) -> Output {
     o
 }
 
-#[test]
 fn with_the_image_on_stdin_the_confirmation_is_asked_on_the_terminal() {
     if !can_run() || !have_tool("script") {
         return;
@@ -495,3 +487,39 @@ fn sfdisk_json_or_none(dev: &str) -> Option<serde_json::Value> {
         .success()
         .then(|| serde_json::from_slice(&o.stdout).unwrap())
 }
+
+/// This module's tests, for the runner in main.rs.
+pub const TESTS: &[(&str, fn())] = &[
+    (
+        "images_from_pi_burn_and_the_shell_recipe_land_on_bigger_devices",
+        images_from_pi_burn_and_the_shell_recipe_land_on_bigger_devices,
+    ),
+    (
+        "zstd_xz_and_gzip_images_with_and_without_their_block_map",
+        zstd_xz_and_gzip_images_with_and_without_their_block_map,
+    ),
+    (
+        "three_targets_where_one_is_too_small",
+        three_targets_where_one_is_too_small,
+    ),
+    (
+        "what_is_not_a_disk_image_and_what_does_not_fit_leave_the_device_untouched",
+        what_is_not_a_disk_image_and_what_does_not_fit_leave_the_device_untouched,
+    ),
+    (
+        "ctrl_c_while_writing_wipes_the_table_says_so_and_exits_130",
+        ctrl_c_while_writing_wipes_the_table_says_so_and_exits_130,
+    ),
+    (
+        "ctrl_c_before_any_write_exits_130_and_says_nothing_was_written",
+        ctrl_c_before_any_write_exits_130_and_says_nothing_was_written,
+    ),
+    (
+        "a_stream_that_ends_before_its_gpt_says_is_refused_as_truncated",
+        a_stream_that_ends_before_its_gpt_says_is_refused_as_truncated,
+    ),
+    (
+        "with_the_image_on_stdin_the_confirmation_is_asked_on_the_terminal",
+        with_the_image_on_stdin_the_confirmation_is_asked_on_the_terminal,
+    ),
+];

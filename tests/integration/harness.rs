@@ -1,5 +1,6 @@
 //! A small harness: temp dirs, the fixture zips, running pi-burn, and the skip rule for tests
-//! that need a tool or root (skip with a reason; fail under PI_BURN_REQUIRE_ALL_TESTS=1).
+//! that need a tool or root (reported as ignored with the reason; a failure under
+//! PI_BURN_REQUIRE_ALL_TESTS=1).
 
 #![allow(dead_code)]
 
@@ -14,13 +15,32 @@ pub fn require_all() -> bool {
     std::env::var("PI_BURN_REQUIRE_ALL_TESTS").is_ok_and(|v| v == "1")
 }
 
-/// Skips (returns false) with a printed reason, or panics when every test must run.
+thread_local! {
+    /// Why the test running on this thread could not run (all of it), if it could not.
+    static SKIPPED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Returns false (the caller returns or leaves a part out) and marks the running test ignored
+/// with `reason`; panics when every test must run.
 pub fn skip(reason: &str) -> bool {
     if require_all() {
         panic!("PI_BURN_REQUIRE_ALL_TESTS=1 but this test cannot run: {reason}");
     }
-    eprintln!("SKIPPED: {reason}");
+    SKIPPED.with(|s| {
+        s.borrow_mut().get_or_insert_with(|| reason.to_string());
+    });
     false
+}
+
+/// Runs one test: ignored (with the first reason) when it skipped anything, else completed.
+/// A panic is a failure (libtest-mimic catches it).
+pub fn run_trial(test: fn()) -> libtest_mimic::Completion {
+    SKIPPED.with(|s| s.borrow_mut().take());
+    test();
+    match SKIPPED.with(|s| s.borrow_mut().take()) {
+        Some(reason) => libtest_mimic::Completion::ignored_with(reason),
+        None => libtest_mimic::Completion::Completed,
+    }
 }
 
 pub fn have_tool(name: &str) -> bool {

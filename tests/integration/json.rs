@@ -37,7 +37,6 @@ fn assert_failure(o: &Output, code: i32) -> serde_json::Value {
     j
 }
 
-#[test]
 fn successes_and_failures_are_one_object_each() {
     let t = TestDir::new();
     let img = t.path("sd.img");
@@ -140,7 +139,6 @@ fn successes_and_failures_are_one_object_each() {
     );
 }
 
-#[test]
 fn flash_and_its_dry_run_are_one_object_with_the_same_target_shape() {
     if !is_root() || !have_tool("losetup") {
         return;
@@ -188,3 +186,15 @@ fn flash_and_its_dry_run_are_one_object_with_the_same_target_shape() {
     assert_target(&j["targets"][0]["target"], "device", &lo.dev);
     assert!(j["targets"][0]["bytes_written"].as_u64().unwrap() > 0);
 }
+
+/// This module's tests, for the runner in main.rs.
+pub const TESTS: &[(&str, fn())] = &[
+    (
+        "successes_and_failures_are_one_object_each",
+        successes_and_failures_are_one_object_each,
+    ),
+    (
+        "flash_and_its_dry_run_are_one_object_with_the_same_target_shape",
+        flash_and_its_dry_run_are_one_object_with_the_same_target_shape,
+    ),
+];

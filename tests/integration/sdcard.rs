@@ -100,7 +100,6 @@ fn mtools_match(img: &Path, offset: u64, zip: &Path) {
     }
 }
 
-#[test]
 fn gpt_image_passes_sfdisk_sgdisk_fsck_and_mtools() {
     let t = TestDir::new();
     let o = t.sdcard("sd.img", &[]);
@@ -148,7 +147,6 @@ fn gpt_image_passes_sfdisk_sgdisk_fsck_and_mtools() {
     }
 }
 
-#[test]
 fn image_is_sparse() {
     use std::os::unix::fs::MetadataExt;
     let t = TestDir::new();
@@ -160,7 +158,6 @@ fn image_is_sparse() {
     );
 }
 
-#[test]
 fn builds_are_byte_identical_whatever_the_clock_tz_umask_or_cwd() {
     let t = TestDir::new();
     let zip = fixture_zip("rpi4", None);
@@ -231,7 +228,6 @@ fn builds_are_byte_identical_whatever_the_clock_tz_umask_or_cwd() {
     assert_ne!(sha256_file(&a), sha256_file(&d));
 }
 
-#[test]
 fn mbr_mode_writes_type_ef_or_0c() {
     let t = TestDir::new();
     assert_success(&t.sdcard("m.img", &["--table", "mbr"]));
@@ -263,7 +259,6 @@ fn mbr_mode_writes_type_ef_or_0c() {
     assert_success(&o);
 }
 
-#[test]
 fn sector_size_4096_image_checks_out_on_a_4k_loop_device() {
     let t = TestDir::new();
     assert_success(&t.sdcard("s4.img", &["--sector-size", "4096"]));
@@ -300,7 +295,6 @@ fn sector_size_4096_image_checks_out_on_a_4k_loop_device() {
     assert!(v.contains("No problems found"), "{v}");
 }
 
-#[test]
 fn verify_passes_a_good_image_and_names_a_flipped_byte() {
     use std::io::{Read, Seek, SeekFrom, Write};
     let t = TestDir::new();
@@ -359,7 +353,6 @@ fn verify_passes_a_good_image_and_names_a_flipped_byte() {
     );
 }
 
-#[test]
 fn json_report_describes_the_image() {
     let t = TestDir::new();
     let o = t.sdcard("sd.img", &["--json"]);
@@ -384,7 +377,6 @@ fn json_report_describes_the_image() {
     assert!(j["bytes_written"].as_u64().unwrap() > 6 * MIB);
 }
 
-#[test]
 fn release_with_old_start4_warns_on_gpt() {
     let t = TestDir::new();
     let o = t.sdcard("a.img", &["--firmware", "v8.0"]);
@@ -396,7 +388,6 @@ fn release_with_old_start4_warns_on_gpt() {
 }
 
 /// Each bad input: a clear one-line error, a non-zero exit, no image, an existing file untouched.
-#[test]
 fn bad_inputs_are_refused_and_nothing_is_written() {
     let t = TestDir::new();
     let existing = t.path("existing.img");
@@ -598,7 +589,6 @@ fn zip_args(variant: &str) -> Vec<String> {
     ]
 }
 
-#[test]
 fn an_unpinned_release_is_accepted_with_the_users_sha256() {
     let t = TestDir::new();
     let zip = fixture_zip("rpi4", None);
@@ -627,7 +617,6 @@ fn an_unpinned_release_is_accepted_with_the_users_sha256() {
         .starts_with("custom-"));
 }
 
-#[test]
 fn rpi5_firmware_builds_its_own_card() {
     let t = TestDir::new();
     let zip = fixture_zip("rpi5", None);
@@ -652,7 +641,6 @@ fn rpi5_firmware_builds_its_own_card() {
     }
 }
 
-#[test]
 fn completions_and_man_page_are_generated() {
     let t = TestDir::new();
     for sh in ["bash", "zsh", "fish"] {
@@ -665,7 +653,6 @@ fn completions_and_man_page_are_generated() {
     assert_eq!(o.status.code(), Some(2));
 }
 
-#[test]
 fn bash_completes_options_after_a_subcommand() {
     // Regression (issue 12): clap_complete's function names broke on the '-' in pi-burn, so
     // `pi-burn sdcard --ta<TAB>` gave nothing. The script's own function, called as bash
@@ -695,7 +682,6 @@ fn bash_completes_options_after_a_subcommand() {
     assert!(complete(&["pi-burn", "ins"]).contains("inspect"));
 }
 
-#[test]
 fn fish_completes_options_after_a_subcommand() {
     if !have_tool("fish") {
         return;
@@ -717,7 +703,6 @@ fn fish_completes_options_after_a_subcommand() {
     assert!(out.lines().any(|l| l.starts_with("settings")), "{out}");
 }
 
-#[test]
 fn zsh_completes_options_after_a_subcommand() {
     if !have_tool("zsh") {
         return;
@@ -749,7 +734,6 @@ zpty -d z
     assert!(out.contains("pi-burn sdcard --table"), "{out}");
 }
 
-#[test]
 fn man_pages_per_subcommand_with_exit_status_environment_and_examples() {
     let t = TestDir::new();
     for sub in [
@@ -802,7 +786,6 @@ fn man_pages_per_subcommand_with_exit_status_environment_and_examples() {
     }
 }
 
-#[test]
 fn help_ends_with_examples_and_groups_the_global_options() {
     let t = TestDir::new();
     for sub in [
@@ -836,7 +819,6 @@ fn help_ends_with_examples_and_groups_the_global_options() {
     assert_eq!(o.status.code(), Some(2));
 }
 
-#[test]
 fn verify_fails_a_damaged_primary_gpt_header_or_a_missing_backup_as_sgdisk_does() {
     // Regression (issue 11): verify said OK for both.
     use std::os::unix::fs::FileExt;
@@ -883,7 +865,6 @@ fn verify_fails_a_damaged_primary_gpt_header_or_a_missing_backup_as_sgdisk_does(
     }
 }
 
-#[test]
 fn firmware_verify_exits_3_only_for_a_wrong_hash_and_checks_the_pin_before_inflating() {
     let t = TestDir::new();
     let junk = t.path("junk.zip");
@@ -910,7 +891,6 @@ fn firmware_verify_exits_3_only_for_a_wrong_hash_and_checks_the_pin_before_infla
     assert_success(&run(&fixture_zip("rpi4", None), &[]));
 }
 
-#[test]
 fn verify_names_a_root_directory_whose_chain_loops() {
     // Regression (issue 14): verify followed the loop and said OK.
     use std::os::unix::fs::FileExt;
@@ -946,7 +926,6 @@ fn verify_names_a_root_directory_whose_chain_loops() {
     assert!(stdout(&o).contains("loops back"), "{}", stdout(&o));
 }
 
-#[test]
 fn an_unbootable_partition_type_needs_saying_so() {
     let t = TestDir::new();
     let o = t.sdcard(
@@ -961,7 +940,6 @@ fn an_unbootable_partition_type_needs_saying_so() {
     );
 }
 
-#[test]
 fn an_existing_file_that_is_not_an_image_is_not_replaced_without_force() {
     // Issue 12: `--image notes.txt` replaced the notes.
     let t = TestDir::new();
@@ -973,3 +951,92 @@ fn an_existing_file_that_is_not_an_image_is_not_replaced_without_force() {
     // An image pi-burn wrote is replaced without ado.
     assert_success(&t.sdcard("notes.txt", &[]));
 }
+
+/// This module's tests, for the runner in main.rs.
+pub const TESTS: &[(&str, fn())] = &[
+    (
+        "gpt_image_passes_sfdisk_sgdisk_fsck_and_mtools",
+        gpt_image_passes_sfdisk_sgdisk_fsck_and_mtools,
+    ),
+    ("image_is_sparse", image_is_sparse),
+    (
+        "builds_are_byte_identical_whatever_the_clock_tz_umask_or_cwd",
+        builds_are_byte_identical_whatever_the_clock_tz_umask_or_cwd,
+    ),
+    (
+        "mbr_mode_writes_type_ef_or_0c",
+        mbr_mode_writes_type_ef_or_0c,
+    ),
+    (
+        "sector_size_4096_image_checks_out_on_a_4k_loop_device",
+        sector_size_4096_image_checks_out_on_a_4k_loop_device,
+    ),
+    (
+        "verify_passes_a_good_image_and_names_a_flipped_byte",
+        verify_passes_a_good_image_and_names_a_flipped_byte,
+    ),
+    (
+        "json_report_describes_the_image",
+        json_report_describes_the_image,
+    ),
+    (
+        "release_with_old_start4_warns_on_gpt",
+        release_with_old_start4_warns_on_gpt,
+    ),
+    (
+        "bad_inputs_are_refused_and_nothing_is_written",
+        bad_inputs_are_refused_and_nothing_is_written,
+    ),
+    (
+        "an_unpinned_release_is_accepted_with_the_users_sha256",
+        an_unpinned_release_is_accepted_with_the_users_sha256,
+    ),
+    (
+        "rpi5_firmware_builds_its_own_card",
+        rpi5_firmware_builds_its_own_card,
+    ),
+    (
+        "completions_and_man_page_are_generated",
+        completions_and_man_page_are_generated,
+    ),
+    (
+        "bash_completes_options_after_a_subcommand",
+        bash_completes_options_after_a_subcommand,
+    ),
+    (
+        "fish_completes_options_after_a_subcommand",
+        fish_completes_options_after_a_subcommand,
+    ),
+    (
+        "zsh_completes_options_after_a_subcommand",
+        zsh_completes_options_after_a_subcommand,
+    ),
+    (
+        "man_pages_per_subcommand_with_exit_status_environment_and_examples",
+        man_pages_per_subcommand_with_exit_status_environment_and_examples,
+    ),
+    (
+        "help_ends_with_examples_and_groups_the_global_options",
+        help_ends_with_examples_and_groups_the_global_options,
+    ),
+    (
+        "verify_fails_a_damaged_primary_gpt_header_or_a_missing_backup_as_sgdisk_does",
+        verify_fails_a_damaged_primary_gpt_header_or_a_missing_backup_as_sgdisk_does,
+    ),
+    (
+        "firmware_verify_exits_3_only_for_a_wrong_hash_and_checks_the_pin_before_inflating",
+        firmware_verify_exits_3_only_for_a_wrong_hash_and_checks_the_pin_before_inflating,
+    ),
+    (
+        "verify_names_a_root_directory_whose_chain_loops",
+        verify_names_a_root_directory_whose_chain_loops,
+    ),
+    (
+        "an_unbootable_partition_type_needs_saying_so",
+        an_unbootable_partition_type_needs_saying_so,
+    ),
+    (
+        "an_existing_file_that_is_not_an_image_is_not_replaced_without_force",
+        an_existing_file_that_is_not_an_image_is_not_replaced_without_force,
+    ),
+];

@@ -87,7 +87,6 @@ fn ssd(t: &TestDir, node: &str, extra: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
 fn the_built_in_evaluator_gives_the_expected_json_and_agrees_with_nix_instantiate() {
     for node in ["pi-alpha", "multi", "swap", "hashed"] {
         let path = PathBuf::from(FLAKE)
@@ -163,7 +162,6 @@ fn the_built_in_evaluator_gives_the_expected_json_and_agrees_with_nix_instantiat
     );
 }
 
-#[test]
 fn the_table_equals_disko_s_sgdisk_commands_on_32g_500g_and_2t_disks() {
     if !(have_tool("sgdisk") && have_tool("sfdisk")) {
         return;
@@ -200,7 +198,6 @@ fn the_table_equals_disko_s_sgdisk_commands_on_32g_500g_and_2t_disks() {
     }
 }
 
-#[test]
 fn the_table_equals_disko_s_on_a_4096_byte_sector_loop_device() {
     if !(is_root() && have_tool("losetup") && have_tool("sgdisk") && have_tool("sfdisk")) {
         return;
@@ -244,7 +241,6 @@ fn blkid_finds(file: &Path, offset: u64, size: u64) -> Option<String> {
     }
 }
 
-#[test]
 fn stale_zfs_luks_and_ext4_signatures_are_wiped() {
     if !(is_root()
         && have_tool("losetup")
@@ -331,7 +327,6 @@ fn stale_zfs_luks_and_ext4_signatures_are_wiped() {
     );
 }
 
-#[test]
 fn refusals_and_dry_run() {
     let t = TestDir::new();
     let o = ssd(&t, "pi-delta", &["--image", "x.img", "--size", "32G"]);
@@ -397,7 +392,6 @@ fn refusals_and_dry_run() {
     );
 }
 
-#[test]
 fn sdcard_takes_its_layout_from_the_node_config() {
     let t = TestDir::new();
     let o = t.sdcard(
@@ -425,3 +419,28 @@ fn sdcard_takes_its_layout_from_the_node_config() {
         "--node conflicts with --partition-name"
     );
 }
+
+/// This module's tests, for the runner in main.rs.
+pub const TESTS: &[(&str, fn())] = &[
+    (
+        "the_built_in_evaluator_gives_the_expected_json_and_agrees_with_nix_instantiate",
+        the_built_in_evaluator_gives_the_expected_json_and_agrees_with_nix_instantiate,
+    ),
+    (
+        "the_table_equals_disko_s_sgdisk_commands_on_32g_500g_and_2t_disks",
+        the_table_equals_disko_s_sgdisk_commands_on_32g_500g_and_2t_disks,
+    ),
+    (
+        "the_table_equals_disko_s_on_a_4096_byte_sector_loop_device",
+        the_table_equals_disko_s_on_a_4096_byte_sector_loop_device,
+    ),
+    (
+        "stale_zfs_luks_and_ext4_signatures_are_wiped",
+        stale_zfs_luks_and_ext4_signatures_are_wiped,
+    ),
+    ("refusals_and_dry_run", refusals_and_dry_run),
+    (
+        "sdcard_takes_its_layout_from_the_node_config",
+        sdcard_takes_its_layout_from_the_node_config,
+    ),
+];

@@ -30,7 +30,6 @@ fn live_value(j: &serde_json::Value, name: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-#[test]
 fn settings_are_baked_into_the_card_and_verify_expects_them() {
     let t = TestDir::new();
     let flags = [
@@ -127,7 +126,6 @@ fn settings_are_baked_into_the_card_and_verify_expects_them() {
     );
 }
 
-#[test]
 fn settings_are_refused_where_no_store_or_variables_are_known() {
     let t = TestDir::new();
     let o = t
@@ -160,7 +158,6 @@ fn settings_are_refused_where_no_store_or_variables_are_known() {
     assert_fails_with(&o, 1, &["junk.fd", "no UEFI variable store"]);
 }
 
-#[test]
 fn edits_a_real_edk2_store_ovmf_vars() {
     if !Path::new(OVMF_VARS).exists() {
         skip("Debian's ovmf is not installed (/usr/share/OVMF/OVMF_VARS_4M.ms.fd)");
@@ -247,3 +244,19 @@ fn edits_a_real_edk2_store_ovmf_vars() {
         );
     }
 }
+
+/// This module's tests, for the runner in main.rs.
+pub const TESTS: &[(&str, fn())] = &[
+    (
+        "settings_are_baked_into_the_card_and_verify_expects_them",
+        settings_are_baked_into_the_card_and_verify_expects_them,
+    ),
+    (
+        "settings_are_refused_where_no_store_or_variables_are_known",
+        settings_are_refused_where_no_store_or_variables_are_known,
+    ),
+    (
+        "edits_a_real_edk2_store_ovmf_vars",
+        edits_a_real_edk2_store_ovmf_vars,
+    ),
+];
