@@ -13,6 +13,7 @@ mod flash;
 mod harness;
 mod json;
 mod nar;
+mod readme;
 mod sdcard;
 mod server;
 mod ssd;
@@ -31,6 +32,7 @@ fn main() {
         ("flash", flash::TESTS),
         ("json", json::TESTS),
         ("nar", nar::TESTS),
+        ("readme", readme::TESTS),
         ("sdcard", sdcard::TESTS),
         ("ssd", ssd::TESTS),
         ("uefi", uefi::TESTS),

@@ -180,7 +180,7 @@ impl Def {
                 };
                 if let Some(c) = text.chars().find(|c| !(' '..='~').contains(c)) {
                     bail!(bad(format!(
-                        "{c:?} is not printable ASCII (the firmware copies the tag into SMBIOS as ASCII)"
+                        "'{c}' is not printable ASCII (the firmware copies the tag into SMBIOS as ASCII)"
                     )));
                 }
                 if text.len() > chars {
