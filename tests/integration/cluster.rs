@@ -649,8 +649,70 @@ fn devices_names_the_node_and_firmware_of_a_pi_burn_card() {
     assert_success(&o);
 }
 
+fn every_setting_reads_back_from_a_burned_card_and_inspect_checks_the_card() {
+    if !is_root() || !have_tool("losetup") || !can_run() {
+        return;
+    }
+    let t = TestDir::new();
+    let file = t.path("card.img");
+    std::fs::File::create(&file)
+        .unwrap()
+        .set_len(600 * MIB)
+        .unwrap();
+    let lo = Loop::attach(&file, 512, false);
+    let sets = set_args();
+    let o = t
+        .pi_burn()
+        .args(["sdcard", &lo.dev, "--yes", "--manifest", MANIFEST])
+        .arg("--firmware-zip")
+        .arg(fixture_zip("rpi4", None))
+        .args(&sets)
+        .output()
+        .unwrap();
+    assert_success(&o);
+    // The store as the card holds it, read off the device by mtools and virt-fw-vars.
+    let fd = t.path("card.fd");
+    run_ok(
+        tool("mcopy")
+            .args(["-n", "-i", &format!("{}@@{MIB}", lo.dev)])
+            .arg("::/RPI_EFI.fd")
+            .arg(&fd),
+    );
+    assert_every_setting(&t, &fd, "burned card");
+    let o = t.pi_burn().args(["inspect", &lo.dev]).output().unwrap();
+    assert_success(&o);
+    // One byte of start4.elf changed on the card: inspect names it, exit 3.
+    let start4 = zip_files(&fixture_zip("rpi4", None))
+        .into_iter()
+        .find(|(p, _)| p == "start4.elf")
+        .unwrap()
+        .1;
+    let raw = std::fs::read(&file).unwrap();
+    let at = find(&raw, &start4[8192..8256]);
+    {
+        use std::os::unix::fs::FileExt;
+        let dev = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&lo.dev)
+            .unwrap();
+        dev.write_all_at(&[raw[at] ^ 0x01], at as u64).unwrap();
+        dev.sync_all().unwrap();
+    }
+    let o = t.pi_burn().args(["inspect", &lo.dev]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("/start4.elf: changed"),
+        "{}",
+        stdout(&o)
+    );
+}
+
 /// This module's tests, for the runner in main.rs.
 pub const TESTS: &[(&str, fn())] = &[
+    (
+        "every_setting_reads_back_from_a_burned_card_and_inspect_checks_the_card",
+        every_setting_reads_back_from_a_burned_card_and_inspect_checks_the_card,
+    ),
     (
         "every_setting_reads_back_with_virt_fw_vars_from_an_image_an_export_and_the_listing",
         every_setting_reads_back_with_virt_fw_vars_from_an_image_an_export_and_the_listing,
