@@ -52,6 +52,14 @@ impl Reported {
     }
 }
 
+/// An error with what to do about it after it (the error's own chain stays whole inside).
+#[derive(Debug, Error)]
+#[error("{inner:#}; {hint}")]
+pub struct Hinted {
+    pub inner: anyhow::Error,
+    pub hint: String,
+}
+
 /// A usage error from a message.
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
@@ -60,6 +68,9 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
 /// The exit code for an error: the first kind found in its chain.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     if let Some(Reported(inner)) = e.downcast_ref::<Reported>() {
+        return exit_code(inner);
+    }
+    if let Some(Hinted { inner, .. }) = e.downcast_ref::<Hinted>() {
         return exit_code(inner);
     }
     for cause in e.chain() {

@@ -201,7 +201,7 @@ fn send_failure(e: reqwest::Error, url: &str) -> Failure {
     if e.is_redirect() {
         Failure::Fatal(anyhow::Error::new(e).context(format!("downloading {url}")))
     } else if transient(&e) {
-        Failure::Transient(anyhow::anyhow!("{}", root_cause(&e)))
+        Failure::Transient(anyhow::Error::new(e))
     } else {
         Failure::Fatal(anyhow::Error::new(e).context(format!("downloading {url}")))
     }

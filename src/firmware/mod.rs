@@ -447,9 +447,11 @@ fn fetch_and_store(
             if ref_board == "url" {
                 return e;
             }
-            anyhow::anyhow!(
-                "{e:#}; without the network: --firmware-zip FILE (the release zip, fetched elsewhere), or `pi-burn firmware fetch --board {ref_board} --firmware {ref_version}` on a machine that is online and then `pi-burn firmware fetch --firmware-zip FILE` here, or --firmware-url URL --sha256 HEX for a mirror"
-            )
+            crate::error::Hinted {
+                inner: e,
+                hint: format!("without the network: --firmware-zip FILE (the release zip, fetched elsewhere), or `pi-burn firmware fetch --board {ref_board} --firmware {ref_version}` on a machine that is online and then `pi-burn firmware fetch --firmware-zip FILE` here, or --firmware-url URL --sha256 HEX for a mirror"),
+            }
+            .into()
         })?;
     // Verified first; only then does it enter the cache.
     let fw = verify_zip(
