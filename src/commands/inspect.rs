@@ -13,6 +13,13 @@ use std::fs::File;
 /// Reads the card's record and checks the card against it: the record and the differences.
 pub fn check(f: &mut File, size: u64, origin: &str) -> Result<(CardRecord, Vec<String>)> {
     let card = read_card(f, size, &[(record::PATH, record::MAX_BYTES)], origin)?;
+    if card.files.contains_key(record::PATH) && !card.kept.contains_key(record::PATH) {
+        bail!(
+            "{origin}: /{} is larger than {} bytes: not a pi-burn card record",
+            record::PATH,
+            record::MAX_BYTES
+        );
+    }
     let Some(bytes) = card.kept.get(record::PATH) else {
         bail!(
             "{origin} is not a card pi-burn made: partition 1 has no /{} (check it against the firmware with `pi-burn verify --firmware VERSION`)",

@@ -278,3 +278,103 @@ pub fn add_to(files: &mut FileSet, rec: &CardRecord) -> Result<()> {
     }
     files.add_file(PATH, rec.to_bytes(), false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> CardRecord {
+        CardRecord {
+            record: 1,
+            made_by: "pi-burn 0.1.0".into(),
+            node: Some("pi-beta".into()),
+            board: "rpi4".into(),
+            firmware: RecFirmware {
+                version: "v1.50".into(),
+                zip_sha256: "00".repeat(32),
+                nar_sha256: "sha256-x".into(),
+            },
+            table: RecTable {
+                kind: "gpt".into(),
+                sector_size: 512,
+                partition: 1,
+                first_lba: 2048,
+                last_lba: 1050623,
+                part_type: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B".into(),
+                name: "disk-sdcard-FIRMWARE".into(),
+                label: "FIRMWARE".into(),
+            },
+            uefi: vec![RecSetting {
+                name: "Timeout".into(),
+                guid: "8BE4DF61-93CA-11D2-AA0D-00E098032B8C".into(),
+                value: Value::Num(2),
+                from: "--set".into(),
+            }],
+            config_txt: vec![],
+            files: vec![RecFile {
+                path: "config.txt".into(),
+                bytes: 3,
+                sha256: Sha256Digest::of(b"a=1").hex(),
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_refuses_what_is_not_a_record() {
+        let r = sample();
+        assert_eq!(CardRecord::parse(&r.to_bytes(), "t").unwrap(), r);
+        let text = String::from_utf8(r.to_bytes()).unwrap();
+        for (bad, why) in [
+            (b"\xff\xfe garbage".to_vec(), "not a pi-burn card record"),
+            (b"{}".to_vec(), "not a pi-burn card record"),
+            (b"[1,2,3]".to_vec(), "not a pi-burn card record"),
+            (
+                text.replace("\"record\": 1", "\"record\": 2").into_bytes(),
+                "format 2",
+            ),
+            (
+                text.replace("\"board\"", "\"extra\": 1, \"board\"")
+                    .into_bytes(),
+                "not a pi-burn card record",
+            ),
+            (
+                text.replace("\"bytes\": 3", "\"bytes\": -3").into_bytes(),
+                "not a pi-burn card record",
+            ),
+            (
+                text.replace("\"bytes\": 3", "\"bytes\": 1e400")
+                    .into_bytes(),
+                "not a pi-burn card record",
+            ),
+            (
+                "[".repeat(100_000).into_bytes(),
+                "not a pi-burn card record",
+            ),
+        ] {
+            let e = format!("{:#}", CardRecord::parse(&bad, "t").unwrap_err());
+            assert!(e.contains(why), "{e}");
+        }
+    }
+
+    #[test]
+    fn files_are_checked_by_size_and_hash_both_ways() {
+        let r = sample();
+        let mut seen = BTreeMap::new();
+        seen.insert("config.txt".to_string(), (3, Sha256Digest::of(b"a=1")));
+        seen.insert(PATH.to_string(), (10, Sha256Digest::of(b"x")));
+        assert!(
+            r.check_files(&seen, "found").is_empty(),
+            "the record itself is left out"
+        );
+        seen.insert("config.txt".to_string(), (3, Sha256Digest::of(b"a=2")));
+        seen.insert("new.txt".to_string(), (1, Sha256Digest::of(b"n")));
+        let out = r.check_files(&seen, "found");
+        assert!(out[0].starts_with("/config.txt: changed"), "{out:?}");
+        assert!(
+            out[1].contains("/new.txt: on the card but not in its record"),
+            "{out:?}"
+        );
+        seen.remove("config.txt");
+        assert!(r.check_files(&seen, "found")[0].contains("missing"));
+    }
+}

@@ -512,6 +512,24 @@ fn inspect_checks_a_card_against_its_record_without_the_zip() {
         assert!(out.contains(want), "{want}:\n{out}");
     }
 
+    // A record that is not one (garbage, or too big to be one): an error naming it, exit 1.
+    for (name, content) in [
+        ("garbage.img", b"{\"record\": \"no\"".to_vec()),
+        ("big.img", vec![b' '; 2 << 20]),
+    ] {
+        run_ok(tool("cp").arg(&img).arg(t.path(name)));
+        std::fs::write(t.path("rec"), content).unwrap();
+        let spec = format!("{}@@{MIB}", t.path(name).display());
+        run_ok(
+            tool("mcopy")
+                .args(["-o", "-i", &spec])
+                .arg(t.path("rec"))
+                .arg("::/pi-burn.json"),
+        );
+        let o = inspect(&t, &t.path(name));
+        assert_fails_with(&o, 1, &["pi-burn.json", "not a pi-burn card record"]);
+    }
+
     // A card pi-burn did not make: an error saying so, exit 1.
     let o = t
         .pi_burn()
