@@ -104,10 +104,17 @@ pub fn for_node(flake: &Path, node: &str, nodes: &[String]) -> Result<Custom> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let raw: Raw = toml::from_str(&text).map_err(|e| {
+        // toml's own text quotes the whole offending line: a position and the message instead.
+        let at = e.span().map_or(String::new(), |sp| {
+            let before = &text.as_bytes()[..sp.start.min(text.len())];
+            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+            let col = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+            format!("line {line}, column {col}: ")
+        });
         usage(format!(
-            "{}: {}",
+            "{}: {at}{}",
             path.display(),
-            e.to_string().trim().replace('\n', " ")
+            e.message().trim().replace('\n', " ")
         ))
     })?;
     if let Some(unknown) = raw.nodes.keys().find(|n| !nodes.contains(n)) {
@@ -199,12 +206,20 @@ mod tests {
                 "[defaults]\nconfig_txt = { x = true }\n",
                 "expected a string or an integer",
             ),
-            ("[defaults\n", "pi-burn.toml"),
+            ("[defaults\n", "pi-burn.toml: line 1"),
+            (
+                &format!(
+                    "[defaults]\nuefi = {{ Timeout = {} }}\n",
+                    "[".repeat(100_000)
+                ),
+                "recursion",
+            ),
         ] {
             let d = write(text);
             let e = for_node(d.path(), "pi-alpha", &nodes()).unwrap_err();
             let msg = format!("{e:#}");
             assert!(msg.contains(needle), "{text}: {msg}");
+            assert!(msg.len() < 600 && !msg.contains('\n'), "one line: {msg}");
             assert_eq!(crate::error::exit_code(&e), 2, "{text}: {msg}");
         }
     }
