@@ -89,13 +89,10 @@ pub fn find_store(fd: &[u8], origin: &str) -> Result<Store> {
         if base + 0x48 > fd.len() || guid_at(fd, base + 0x10) != NV_DATA_FV {
             continue;
         }
-        let fv_length = le64(fd, base + 0x20) as usize;
+        let fv_length = usize::try_from(le64(fd, base + 0x20)).unwrap_or(usize::MAX);
         let hlen = le16(fd, base + 0x30) as usize;
-        if hlen < 0x38
-            || !hlen.is_multiple_of(2)
-            || base + hlen + 28 > fd.len()
-            || base + fv_length > fd.len()
-        {
+        let fits = |len: usize| base.checked_add(len).is_some_and(|end| end <= fd.len());
+        if hlen < 0x38 || !hlen.is_multiple_of(2) || !fits(hlen + 28) || !fits(fv_length) {
             bail!("{origin}: the variable firmware volume at 0x{base:x} is corrupt (header length {hlen}, length {fv_length})");
         }
         let sum = (0..hlen)
@@ -122,6 +119,7 @@ pub fn find_store(fd: &[u8], origin: &str) -> Result<Store> {
             bail!("{origin}: the variable store at 0x{vs:x} is not formatted and healthy (format 0x{format:02x}, state 0x{state:02x})");
         }
         if size < 28 || vs + size > base + fv_length {
+            // (base + fv_length fits: checked above; vs + size cannot overflow a usize.)
             bail!("{origin}: the variable store at 0x{vs:x} claims {size} bytes, more than its volume holds");
         }
         return Ok(Store {

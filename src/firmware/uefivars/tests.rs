@@ -260,3 +260,40 @@ fn listing_shows_stored_values_defaults_and_wrong_widths() {
     );
     assert_eq!(l.len(), SETTINGS.len());
 }
+
+#[test]
+fn hostile_volume_and_record_sizes_are_errors_not_panics() {
+    // A volume claiming u64::MAX bytes, one claiming more than the file, a header length
+    // past the end, a store claiming 4 GiB, a record whose name size is u32::MAX.
+    let base = synthetic_fd(0x40000, 0x10000, &[("A", VAR_ADDED, b"1234")]);
+    let fix_sum = |fd: &mut Vec<u8>| {
+        let fv = 0x10000;
+        fd[fv + 0x32..fv + 0x34].fill(0);
+        let sum = (0..0x48).step_by(2).fold(0u16, |s, o| {
+            s.wrapping_add(u16::from_le_bytes([fd[fv + o], fd[fv + o + 1]]))
+        });
+        fd[fv + 0x32..fv + 0x34].copy_from_slice(&0u16.wrapping_sub(sum).to_le_bytes());
+    };
+    let mut cases = vec![];
+    for len in [u64::MAX, 0x40000] {
+        let mut fd = base.clone();
+        fd[0x10020..0x10028].copy_from_slice(&len.to_le_bytes());
+        fix_sum(&mut fd);
+        cases.push(fd);
+    }
+    let mut fd = base.clone();
+    fd[0x10030..0x10032].copy_from_slice(&0xFFFEu16.to_le_bytes());
+    fix_sum(&mut fd);
+    cases.push(fd);
+    let mut fd = base.clone();
+    fd[0x10048 + 16..0x10048 + 20].copy_from_slice(&u32::MAX.to_le_bytes());
+    cases.push(fd);
+    let mut fd = base.clone();
+    let rec = 0x10048 + 28;
+    fd[rec + 36..rec + 40].copy_from_slice(&u32::MAX.to_le_bytes());
+    cases.push(fd);
+    for (i, fd) in cases.iter().enumerate() {
+        let r = find_store(fd, "x.fd").and_then(|s| read_vars(fd, &s, "x.fd").map(|_| ()));
+        assert!(r.is_err(), "case {i} was accepted");
+    }
+}
