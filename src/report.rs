@@ -106,7 +106,22 @@ impl Report {
         }
     }
 
-    pub fn with_firmware(mut self, fw: &Firmware) -> Self {
+    /// The firmware and every file with its SHA-256 (hashed here).
+    pub fn with_firmware(self, fw: &Firmware) -> Self {
+        let files = fw
+            .files
+            .files()
+            .map(|(path, data)| FileReport {
+                path: path.to_string(),
+                size: data.len() as u64,
+                sha256: Sha256Digest::of(data).hex(),
+            })
+            .collect();
+        self.with_firmware_files(fw, files)
+    }
+
+    /// The firmware, with its files as already hashed (a card's record).
+    pub fn with_firmware_files(mut self, fw: &Firmware, files: Vec<FileReport>) -> Self {
         let (hash_kind, hash) = fw.hash();
         self.firmware = Some(FirmwareReport {
             board: fw.board.clone(),
@@ -117,15 +132,7 @@ impl Report {
             nar_sha256: fw.nar_sha256.sri(),
             source: fw.source,
         });
-        self.files = fw
-            .files
-            .files()
-            .map(|(path, data)| FileReport {
-                path: path.to_string(),
-                size: data.len() as u64,
-                sha256: Sha256Digest::of(data).hex(),
-            })
-            .collect();
+        self.files = files;
         self
     }
 

@@ -127,7 +127,7 @@ fn make(job: &NodeJob, fw: &Firmware, g: &Global) -> Result<[Row; 2]> {
     let done = customise(&mut fw, &job.custom, g)?;
     let layout = sd_layout(&job.layout, &fw)?;
     let size = layout.default_image_size();
-    let (_, card) = super::sdcard::build(
+    let (_, card, _) = super::sdcard::build(
         &mut fw,
         &layout,
         size,

@@ -13,7 +13,7 @@ use crate::disk::record::{self, CardRecord, Inputs};
 use crate::disk::verify::Mismatch;
 use crate::error::Refused;
 use crate::firmware::Firmware;
-use crate::report::{Report, Target};
+use crate::report::{FileReport, Report, Target};
 use crate::write::device::burn;
 use crate::write::image::check_replaceable;
 use anyhow::{bail, Context, Result};
@@ -52,7 +52,7 @@ pub fn build(
     done: &Customised,
     (label, node): (&str, Option<&str>),
     g: &Global,
-) -> Result<(DiskPlan, BuiltCard)> {
+) -> Result<(DiskPlan, BuiltCard, Vec<FileReport>)> {
     let plan = layout.plan(size)?;
     warn_old_start4(fw, &plan, g);
     let rec = CardRecord::new(
@@ -67,10 +67,27 @@ pub fn build(
         &fw.files,
     );
     record::add_to(&mut fw.files, &rec)?;
+    // The files as the report lists them: the record's hashes, and the record itself.
+    let mut files: Vec<FileReport> = rec
+        .files
+        .iter()
+        .map(|f| FileReport {
+            path: f.path.clone(),
+            size: f.bytes,
+            sha256: f.sha256.clone(),
+        })
+        .collect();
+    let bytes = rec.to_bytes();
+    files.push(FileReport {
+        path: record::PATH.into(),
+        size: bytes.len() as u64,
+        sha256: crate::firmware::digest::Sha256Digest::of(&bytes).hex(),
+    });
+    files.sort_by(|a, b| a.path.cmp(&b.path));
     g.progress
         .phase(&format!("building {}", plan_line(&plan, layout, label)));
     let card = build_sdcard(&plan, &fw.files, label, &layout.seed, timestamp(fw.date)?)?;
-    Ok((plan, card))
+    Ok((plan, card, files))
 }
 
 /// The flake and node whose pi-burn.toml settings apply (with --node).
@@ -102,7 +119,7 @@ fn run_image(args: &SdcardArgs, image: &std::path::Path, g: &Global) -> Result<(
     let done = customise(&mut fw, &custom, g)?;
     let layout = sd_layout(&args.layout, &fw)?;
     let size = image_size(&args.layout, &layout)?;
-    let (plan, card) = build(&mut fw, &layout, size, &done, card_names(args), g)?;
+    let (plan, card, files) = build(&mut fw, &layout, size, &done, card_names(args), g)?;
     g.progress.phase("card built in memory");
     let (stats, bmap) =
         crate::disk::bmap::write_image_and_map(image, &card.disk, g.progress.as_ref())?;
@@ -116,7 +133,7 @@ fn run_image(args: &SdcardArgs, image: &std::path::Path, g: &Global) -> Result<(
         },
         &plan,
     )
-    .with_firmware(&fw);
+    .with_firmware_files(&fw, files);
     report.filesystem = Some(card.fat);
     report.uefi_settings = done.uefi;
     report.config_txt = done.config_txt;
@@ -163,7 +180,7 @@ fn run_device(args: &SdcardArgs, g: &Global) -> Result<()> {
     let mut fw = load_firmware(&args.firmware, g)?;
     let done = customise(&mut fw, &custom, g)?;
     let layout = layout_for_device(&args.layout, &fw, &d)?;
-    let (plan, card) = build(&mut fw, &layout, d.size, &done, card_names(args), g)
+    let (plan, card, files) = build(&mut fw, &layout, d.size, &done, card_names(args), g)
         .with_context(|| r.canonical.display().to_string())?;
     // 3. The plan, shown; the user's word.
     if !g.quiet || opts.dry_run || !opts.yes {
@@ -185,7 +202,7 @@ fn run_device(args: &SdcardArgs, g: &Global) -> Result<()> {
         },
         &plan,
     )
-    .with_firmware(&fw);
+    .with_firmware_files(&fw, files);
     report.filesystem = Some(card.fat.clone());
     report.uefi_settings = done.uefi;
     report.config_txt = done.config_txt;
