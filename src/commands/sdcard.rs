@@ -193,6 +193,19 @@ fn run_device(args: &SdcardArgs, g: &Global) -> Result<()> {
             fw.files.file_count(),
             human(crate::write::device::planned_bytes(&card.disk))
         );
+        // What the firmware gets besides the release, and where each value came from.
+        for a in &done.uefi {
+            eprintln!(
+                "             UEFI {} = {} (from {})",
+                a.name, a.value, a.from
+            );
+        }
+        for e in &done.config_txt {
+            eprintln!(
+                "             config.txt {}={} (from {})",
+                e.key, e.value, e.from
+            );
+        }
     }
     let mut report = Report::new(
         Target {

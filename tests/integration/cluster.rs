@@ -678,6 +678,24 @@ fn every_setting_reads_back_from_a_burned_card_and_inspect_checks_the_card() {
         .set_len(600 * MIB)
         .unwrap();
     let lo = Loop::attach(&file, 512, false);
+    // Even with -q, the plan before the write says what each setting is and where it came from.
+    let o = t
+        .pi_burn()
+        .args(["-q", "sdcard", &lo.dev, "--dry-run", "--manifest", MANIFEST])
+        .args(["--node", "pi-beta", "--flake", FLAKE, "--set", "Timeout=1"])
+        .arg("--firmware-zip")
+        .arg(fixture_zip("rpi4", None))
+        .output()
+        .unwrap();
+    assert_success(&o);
+    let plan = stderr(&o);
+    for line in [
+        "UEFI SystemTableMode = 2 (from pi-burn.toml [nodes.pi-beta])",
+        "UEFI Timeout = 1 (from --set)",
+        "config.txt hdmi_force_hotplug=1 (from pi-burn.toml [defaults])",
+    ] {
+        assert!(plan.contains(line), "{line}:\n{plan}");
+    }
     let sets = set_args();
     let o = t
         .pi_burn()
