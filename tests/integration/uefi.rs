@@ -245,8 +245,142 @@ fn edits_a_real_edk2_store_ovmf_vars() {
     }
 }
 
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS_PLAIN: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// `dmpstore -all` as edk2's own shell prints it: (guid or name space, name) -> bytes.
+fn dmpstore(text: &str) -> std::collections::BTreeMap<(String, String), Vec<u8>> {
+    // Without the terminal's colour codes.
+    let mut plain = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    for line in plain.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(rest) = line.strip_prefix("Variable ") {
+            // Variable NV+RT+BS 'GUID:Name' DataSize = 0xNN
+            current = rest.split('\'').nth(1).and_then(|q| {
+                let (ns, name) = q.split_once(':')?;
+                Some((ns.to_lowercase(), name.to_string()))
+            });
+            if let Some(k) = &current {
+                out.insert(k.clone(), vec![]);
+            }
+        } else if let (Some(k), Some(hex)) = (&current, line.trim_start().split_once(": ")) {
+            let bytes = hex.1.split('*').next().unwrap_or("").replace('-', " ");
+            let data = out.get_mut(k).unwrap();
+            for b in bytes.split_whitespace() {
+                data.push(u8::from_str_radix(b, 16).unwrap());
+            }
+        } else {
+            current = None;
+        }
+    }
+    out
+}
+
+fn edk2_boots_the_edited_store_and_its_shell_lists_every_setting() {
+    // OVMF (edk2 itself) boots with a variable store pi-burn edited, and its UEFI shell's
+    // dmpstore prints every setting back: the records are ones edk2's variable driver accepts.
+    if !have_tool("qemu-system-x86_64") {
+        return;
+    }
+    if !Path::new(OVMF_CODE).exists() || !Path::new(OVMF_VARS_PLAIN).exists() {
+        skip("Debian's ovmf is not installed (/usr/share/OVMF/OVMF_CODE_4M.fd)");
+        return;
+    }
+    use pi_burn::firmware::uefivars::settings::parse_assignment;
+    let t = TestDir::new();
+    let sets = [
+        ("CpuClock=3", "CpuClock", &3u32.to_le_bytes()[..]),
+        ("RamLimitTo3GB=0", "RamLimitTo3GB", &0u32.to_le_bytes()),
+        ("SystemTableMode=2", "SystemTableMode", &2u32.to_le_bytes()),
+        ("FanTemp=70", "FanTemp", &70u32.to_le_bytes()),
+        (
+            "DisplayEnableScaledVModes=0x3f",
+            "DisplayEnableScaledVModes",
+            &[0x3f],
+        ),
+        ("Rows=43", "Rows", &43u32.to_le_bytes()),
+    ];
+    let mut tag: Vec<u8> = "pi-beta"
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    tag.resize(66, 0);
+    let mut settings: Vec<_> = sets
+        .iter()
+        .map(|(a, ..)| parse_assignment(a, "--set").unwrap())
+        .collect();
+    settings.push(parse_assignment("AssetTag=pi-beta", "--set").unwrap());
+    let fd = std::fs::read(OVMF_VARS_PLAIN).unwrap();
+    let (edited, _) = uefivars::apply(&fd, &settings, "OVMF_VARS_4M.fd").unwrap();
+    std::fs::write(t.path("vars.fd"), &edited).unwrap();
+    std::fs::create_dir(t.path("esp")).unwrap();
+    std::fs::write(t.path("esp/startup.nsh"), "dmpstore -all\r\nreset -s\r\n").unwrap();
+    let o = tool("timeout")
+        .args([
+            "300",
+            "qemu-system-x86_64",
+            "-machine",
+            "q35",
+            "-nographic",
+            "-m",
+            "256",
+        ])
+        .args(["-net", "none", "-no-reboot", "-drive"])
+        .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,file={}",
+            t.path("vars.fd").display()
+        ))
+        .arg("-drive")
+        // (vvfat read-write: qemu attaches no read-only IDE disk; it is the test's own dir.)
+        .arg(format!(
+            "format=raw,file=fat:rw:{}",
+            t.path("esp").display()
+        ))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "qemu: {}\n{text}", stderr(&o));
+    let vars = dmpstore(&text);
+    for ((_, name, data), s) in sets.iter().zip(&settings) {
+        let guid = s.def.guid.to_string().to_lowercase();
+        assert_eq!(
+            vars.get(&(guid, name.to_string())).map(Vec::as_slice),
+            Some(*data),
+            "{name} as edk2 reads it:\n{text}"
+        );
+    }
+    let guid = RPI_VENDOR.to_string().to_lowercase();
+    assert_eq!(vars.get(&(guid, "AssetTag".into())), Some(&tag));
+    // OVMF's own variables are still there (the store was not reinitialised).
+    assert!(
+        vars.contains_key(&("efiglobalvariable".into(), "BootOrder".into())),
+        "{text}"
+    );
+}
+
 /// This module's tests, for the runner in main.rs.
 pub const TESTS: &[(&str, fn())] = &[
+    (
+        "edk2_boots_the_edited_store_and_its_shell_lists_every_setting",
+        edk2_boots_the_edited_store_and_its_shell_lists_every_setting,
+    ),
     (
         "settings_are_baked_into_the_card_and_verify_expects_them",
         settings_are_baked_into_the_card_and_verify_expects_them,
