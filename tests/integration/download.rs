@@ -435,6 +435,13 @@ fn max_time_bounds_the_whole_download() {
     let o = sdcard_from(&t, &m, "m.img", &["--max-time", "1"]);
     assert_fails_with(&o, 1, &["--max-time 1", "after 2 attempts", "HTTP 503"]);
     assert_eq!(server.requests().len(), 2);
+    // Each attempt says what it waits on.
+    let err = stderr(&o);
+    assert!(
+        err.contains("connecting to 127.0.0.1 (attempt 1 of 3; up to 5 s per wait, 1 s in all)")
+            && err.contains("(attempt 2 of 3;"),
+        "{err}"
+    );
 }
 
 /// This module's tests, for the runner in main.rs.
