@@ -743,8 +743,61 @@ fn every_setting_reads_back_from_a_burned_card_and_inspect_checks_the_card() {
     );
 }
 
+fn hostile_boot_sectors_are_errors_for_inspect_and_settings_not_panics() {
+    // Each field of the FAT32 boot sector that sizes something, set to 0 or to its maximum.
+    use std::os::unix::fs::FileExt;
+    let t = TestDir::new();
+    assert_success(&t.sdcard("base.img", &[]));
+    let base = std::fs::read(t.path("base.img")).unwrap();
+    let bpb = MIB as usize;
+    for (field, off, bytes) in [
+        ("bytes per sector", 11, &[0u8, 0][..]),
+        ("sectors per cluster", 13, &[0]),
+        ("sectors per cluster", 13, &[3]),
+        ("reserved sectors", 14, &[0, 0]),
+        ("FAT count", 16, &[0]),
+        ("FAT count", 16, &[255]),
+        ("total sectors", 32, &[255, 255, 255, 255]),
+        ("sectors per FAT", 36, &[0, 0, 0, 0]),
+        ("sectors per FAT", 36, &[255, 255, 255, 127]),
+        ("root cluster", 44, &[0, 0, 0, 0]),
+        ("root cluster", 44, &[255, 255, 255, 15]),
+        ("FSInfo sector", 48, &[255, 255]),
+    ] {
+        let img = t.path("h.img");
+        std::fs::write(&img, &base).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&img)
+            .unwrap()
+            .write_all_at(bytes, (bpb + off) as u64)
+            .unwrap();
+        for cmd in [
+            &["inspect", "--image"][..],
+            &["firmware", "settings", "--image"],
+        ] {
+            let o = t.pi_burn().args(cmd).arg(&img).output().unwrap();
+            assert_eq!(
+                o.status.code(),
+                Some(1),
+                "{field} {bytes:?}: {cmd:?}: {}",
+                stderr(&o)
+            );
+            let err = stderr(&o);
+            assert!(
+                !err.contains("panicked") && err.lines().count() == 1,
+                "{field}: {err}"
+            );
+        }
+    }
+}
+
 /// This module's tests, for the runner in main.rs.
 pub const TESTS: &[(&str, fn())] = &[
+    (
+        "hostile_boot_sectors_are_errors_for_inspect_and_settings_not_panics",
+        hostile_boot_sectors_are_errors_for_inspect_and_settings_not_panics,
+    ),
     (
         "every_setting_reads_back_from_a_burned_card_and_inspect_checks_the_card",
         every_setting_reads_back_from_a_burned_card_and_inspect_checks_the_card,
