@@ -142,13 +142,13 @@ fn run_image(args: &SdcardArgs, image: &std::path::Path, g: &Global) -> Result<(
         println!("{}", report.to_json()?);
     } else if !g.quiet {
         println!(
-            "{}: {} {} image, firmware {} {} ({} files, {}), {} written",
+            "{}: {} {} image, firmware {} {} ({} files and the card record, {}), {} written",
             image.display(),
             human(size),
             plan.table.name(),
             fw.board,
             fw.version,
-            fw.files.file_count(),
+            fw.files.file_count() - 1,
             human(fw.files.payload_bytes()),
             human(stats.bytes_written)
         );
@@ -186,11 +186,11 @@ fn run_device(args: &SdcardArgs, g: &Global) -> Result<()> {
     if !g.quiet || opts.dry_run || !opts.yes {
         eprint!("{}", describe(&r, &d));
         eprintln!(
-            "will write:  {}; firmware {} {} ({} files); {} to write, table last",
+            "will write:  {}; firmware {} {} ({} files and the card record); {} to write, table last",
             plan_line(&plan, &layout, &args.layout.label),
             fw.board,
             fw.version,
-            fw.files.file_count(),
+            fw.files.file_count() - 1,
             human(crate::write::device::planned_bytes(&card.disk))
         );
         // What the firmware gets besides the release, and where each value came from.
