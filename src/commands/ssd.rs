@@ -327,10 +327,17 @@ fn finish(
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        println!(
-            "next: boot {node} from its SD card and install with disko in format or mount mode, e.g.\n  nixos-anywhere --flake .#{node} --disko-mode format --target-host root@<address>",
-            node = a.node
-        );
+        match source {
+            // A JSON file may describe any machine's disks: no flake to name.
+            ConfigSource::Json(_) => println!(
+                "next: install with disko in format or mount mode (not destroy: see below)"
+            ),
+            _ => println!(
+                "next: boot {node} from its SD card and install with disko in format or mount mode, e.g.\n  nixos-anywhere --flake {flake}#{node} --disko-mode format --target-host root@<address>",
+                node = a.node,
+                flake = a.config.flake.display()
+            ),
+        }
         println!(
             "warning: nixos-anywhere's default disko mode (destroy, format, mount) wipes every disk of the config again, this SSD and the SD card included: keep --disko-mode format or mount, or set disko.devices.disk.<name>.destroy = false"
         );

@@ -420,8 +420,44 @@ fn sdcard_takes_its_layout_from_the_node_config() {
     );
 }
 
+fn the_next_step_names_the_flake_only_for_a_node_of_a_flake() {
+    let t = TestDir::new();
+    let flake = crate::disko::flake_copy();
+    let o = ssd(&t, "pi-alpha", &["--image", "a.img", "--size", "4G"]);
+    assert_success(&o);
+    let want = format!("nixos-anywhere --flake {}#pi-alpha", flake.display());
+    assert!(stdout(&o).contains(&want), "{}", stdout(&o));
+    // A JSON file may describe any machine: no flake, no node to boot.
+    let json = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/eval/pi-alpha.json");
+    let o = t
+        .pi_burn()
+        .args([
+            "ssd",
+            "--node",
+            "pi-alpha",
+            "--disko-json",
+            json,
+            "--image",
+            "b.img",
+        ])
+        .args(["--size", "4G"])
+        .output()
+        .unwrap();
+    assert_success(&o);
+    let out = stdout(&o);
+    assert!(
+        out.contains("next: install with disko in format or mount mode"),
+        "{out}"
+    );
+    assert!(!out.contains("--flake"), "{out}");
+}
+
 /// This module's tests, for the runner in main.rs.
 pub const TESTS: &[(&str, fn())] = &[
+    (
+        "the_next_step_names_the_flake_only_for_a_node_of_a_flake",
+        the_next_step_names_the_flake_only_for_a_node_of_a_flake,
+    ),
     (
         "the_built_in_evaluator_gives_the_expected_json_and_agrees_with_nix_instantiate",
         the_built_in_evaluator_gives_the_expected_json_and_agrees_with_nix_instantiate,
