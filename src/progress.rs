@@ -68,7 +68,7 @@ impl Progress for Lines {
             },
             Event::Notice(s) => eprintln!("pi-burn: {s}"),
             Event::Start { label, total } => {
-                eprintln!("pi-burn: {label} ({})", crate::disk::geometry::human(total))
+                eprintln!("pi-burn: {label} ({})", crate::util::units::human(total))
             }
             Event::Advance(_) | Event::Finish => {}
         }

@@ -1,8 +1,8 @@
 //! Option values converted once, by clap, into the types the core uses: a malformed value is a
 //! usage error (exit 2) before anything else runs.
 
-use crate::disk::geometry::parse_size;
 use crate::firmware::digest::Sha256Digest;
+use crate::util::units::parse_size;
 use std::str::FromStr;
 
 /// A size in bytes: a number with an optional K, M, G or T (powers of 1024).

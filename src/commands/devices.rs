@@ -3,7 +3,7 @@
 use super::Global;
 use crate::blockdev::sysfs::{self, DiskInfo, SysTree};
 use crate::blockdev::{blockers, Allow};
-use crate::disk::geometry::human;
+use crate::util::units::human;
 use anyhow::Result;
 use serde::Serialize;
 

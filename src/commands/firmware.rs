@@ -366,7 +366,7 @@ fn export(a: &ExportArgs, g: &Global) -> Result<()> {
             fw.board,
             fw.version,
             fw.files.file_count(),
-            crate::disk::geometry::human(bytes),
+            crate::util::units::human(bytes),
             done.uefi.len(),
             if done.uefi.len() == 1 { "" } else { "s" },
             done.config_txt.len(),

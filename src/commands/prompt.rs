@@ -2,8 +2,8 @@
 
 use crate::blockdev::sysfs::DiskInfo;
 use crate::blockdev::Resolved;
-use crate::disk::geometry::human;
 use crate::error::Refused;
+use crate::util::units::human;
 use anyhow::{bail, Result};
 use std::io::{BufRead, IsTerminal, Write};
 

@@ -8,12 +8,13 @@ use super::{
 use crate::blockdev::{blockers, Allow};
 use crate::cli::SdcardArgs;
 use crate::disk::card::{build_sdcard, BuiltCard};
-use crate::disk::geometry::{human, DiskPlan, SdLayout, TableKind};
+use crate::disk::geometry::{DiskPlan, SdLayout, TableKind};
 use crate::disk::record::{self, CardRecord, Inputs};
 use crate::disk::verify::Mismatch;
 use crate::error::Refused;
 use crate::firmware::Firmware;
 use crate::report::{FileReport, Report, Target};
+use crate::util::units::human;
 use crate::write::device::burn;
 use crate::write::image::check_replaceable;
 use anyhow::{bail, Context, Result};

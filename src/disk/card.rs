@@ -1,11 +1,12 @@
 //! The SD card, built in memory: the firmware partition's FAT32, then the partition table.
 
 use crate::disk::fat::{build_fat32, FatInfo, FatSpec, Timestamp};
-use crate::disk::geometry::{derive_u32, DiskPlan, PartitionPlan};
+use crate::disk::geometry::{DiskPlan, PartitionPlan};
 use crate::disk::sparse::SparseImage;
 use crate::disk::table::write_table;
 use crate::firmware::fileset::FileSet;
 use crate::ssd::DiskoPart;
+use crate::util::ids::derive_u32;
 use anyhow::{Context, Result};
 
 /// A card ready to be written: every extent it needs, and what its filesystem is.

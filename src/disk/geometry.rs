@@ -1,7 +1,7 @@
 //! Pure geometry: sizes, alignment, partition plans and identifiers derived from a seed.
 
-pub use crate::util::ids::{derive_u32, derive_uuid};
-pub use crate::util::units::{human, parse_size, GIB, KIB, MIB};
+use crate::util::ids::{derive_u32, derive_uuid};
+use crate::util::units::{human, MIB};
 use anyhow::{bail, Result};
 use uuid::Uuid;
 
@@ -311,6 +311,7 @@ impl SdLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::units::{parse_size, GIB};
 
     #[test]
     fn sizes_use_powers_of_1024() {

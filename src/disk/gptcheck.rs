@@ -168,9 +168,10 @@ pub fn check<R: Read + Seek>(disk: &mut R, size: u64, ss: u64) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::geometry::{esp_type, SdLayout, TableKind, MIB};
+    use crate::disk::geometry::{esp_type, SdLayout, TableKind};
     use crate::disk::sparse::SparseImage;
     use crate::disk::table::write_table;
+    use crate::util::units::MIB;
 
     fn card() -> SparseImage {
         let plan = SdLayout {

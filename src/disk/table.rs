@@ -259,8 +259,9 @@ pub fn read_table<R: Read + Seek + std::fmt::Debug>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::geometry::{esp_type, SdLayout, MIB};
+    use crate::disk::geometry::{esp_type, SdLayout};
     use crate::disk::sparse::SparseImage;
+    use crate::util::units::MIB;
 
     fn layout(table: TableKind, ss: u64) -> SdLayout {
         SdLayout {

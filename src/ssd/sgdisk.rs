@@ -12,8 +12,10 @@
 
 use super::model::{DiskoDisk, Hybrid};
 use crate::disk::geometry::{
-    derive_uuid, gpt_type_code, DiskPlan, MbrEntry, PartType, PartitionPlan, TableKind, MIB,
+    gpt_type_code, DiskPlan, MbrEntry, PartType, PartitionPlan, TableKind,
 };
+use crate::util::ids::derive_uuid;
+use crate::util::units::MIB;
 use anyhow::{bail, Context, Result};
 
 /// sgdisk's SMALLEST_ADVANCED_FORMAT (sectors): on disks this big, alignment is at least 8.
@@ -228,7 +230,7 @@ pub fn plan(disk: &DiskoDisk, size: u64, ss: u64, seed: &str) -> Result<DiskPlan
             bail!(
                 "{}: there is no free space left on a disk of {} for it",
                 what(),
-                crate::disk::geometry::human(size)
+                crate::util::units::human(size)
             );
         };
         let low = t.align(low);
@@ -242,7 +244,7 @@ pub fn plan(disk: &DiskoDisk, size: u64, ss: u64, seed: &str) -> Result<DiskPlan
             bail!(
                 "{}: does not fit a disk of {} ({total} sectors of {ss} bytes): sgdisk would be asked for sectors {start}-{end}, which are not all free, and disko's script would stop there",
                 what(),
-                crate::disk::geometry::human(size)
+                crate::util::units::human(size)
             );
         }
         t.parts.push((start, end));

@@ -1,10 +1,11 @@
 //! The flash engine against in-memory targets: every write recorded, failures injected.
 
 use super::*;
-use crate::disk::geometry::{esp_type, SdLayout, TableKind, MIB};
+use crate::disk::geometry::{esp_type, SdLayout, TableKind};
 use crate::disk::sparse::SparseImage;
 use crate::disk::table::read_table as read_disk_table;
 use crate::progress::Recorder;
+use crate::util::units::MIB;
 use std::sync::Mutex;
 
 struct Mem {

@@ -84,7 +84,7 @@ pub fn cluster_size_for(bytes: u64, sector_size: u64) -> Result<u64> {
                 (MIN_FAT32_CLUSTERS * (sector_size + 8) + 32 * sector_size).div_ceil(1 << 20);
             bail!(
                 "a partition of {} cannot hold FAT32 with {sector_size}-byte sectors: it needs at least {need} MiB",
-                crate::disk::geometry::human(bytes)
+                crate::util::units::human(bytes)
             );
         }
         c /= 2;
@@ -108,8 +108,8 @@ pub fn build_fat32(
     if needed > len {
         bail!(
             "the firmware needs about {} on FAT32 but the partition holds {}; give a larger --partition-size",
-            crate::disk::geometry::human(needed),
-            crate::disk::geometry::human(len)
+            crate::util::units::human(needed),
+            crate::util::units::human(len)
         );
     }
     {
