@@ -127,8 +127,8 @@ pub struct ExportArgs {
     /// Take the settings of this node from FLAKE/pi-burn.toml.
     #[arg(long, value_name = "NODE")]
     pub node: Option<String>,
-    /// The flake holding hosts/ and pi-burn.toml.
-    #[arg(long, value_name = "DIR", default_value = ".")]
+    /// The flake holding hosts/ and pi-burn.toml (with --node).
+    #[arg(long, value_name = "DIR", default_value = ".", requires = "node")]
     pub flake: PathBuf,
     #[command(flatten)]
     pub firmware: FirmwareArgs,

@@ -35,24 +35,8 @@ pub fn run(args: &VerifyArgs, g: &Global) -> Result<()> {
                 "{}: no firmware named: checking against the card's record",
                 target.path
             ));
-            // The layout options still say what is expected.
-            let want_table = match args.layout.table {
-                crate::cli::Table::Gpt => "gpt",
-                crate::cli::Table::Mbr => "mbr",
-            };
-            if rec.table.kind != want_table {
-                problems.push(format!(
-                    "partition table: expected {want_table}, the card's record says {}",
-                    rec.table.kind
-                ));
-            }
-            if rec.table.label != args.layout.label.to_ascii_uppercase() {
-                problems.push(format!(
-                    "filesystem label: expected '{}', the card's record says '{}'",
-                    args.layout.label.to_ascii_uppercase(),
-                    rec.table.label
-                ));
-            }
+            // Every layout option given still says what is expected: none is ignored.
+            problems.extend(layout_against_record(&args.layout, &rec, target.size)?);
             super::inspect::print(&target, &rec, &problems, g)?;
             return if problems.is_empty() {
                 Ok(())
@@ -112,4 +96,70 @@ pub fn run(args: &VerifyArgs, g: &Global) -> Result<()> {
     } else {
         Err(Mismatch(mismatches).into())
     }
+}
+
+/// The layout options against a card's record, one line per difference.
+fn layout_against_record(
+    l: &crate::cli::LayoutArgs,
+    rec: &crate::disk::record::CardRecord,
+    size: u64,
+) -> Result<Vec<String>> {
+    let t = &rec.table;
+    let mut out = vec![];
+    let mut differs = |what: &str, want: String, got: String| {
+        if want != got {
+            out.push(format!(
+                "{what}: expected {want}, the card's record says {got}"
+            ));
+        }
+    };
+    let want_table = match l.table {
+        crate::cli::Table::Gpt => "gpt",
+        crate::cli::Table::Mbr => "mbr",
+    };
+    differs("partition table", want_table.into(), t.kind.clone());
+    differs(
+        "filesystem label",
+        format!("'{}'", l.label.to_ascii_uppercase()),
+        format!("'{}'", t.label),
+    );
+    if let Some(ss) = l.sector_size {
+        differs("sector size", ss.0.to_string(), t.sector_size.to_string());
+    }
+    if let Some(p) = l.partition_size {
+        // The record is read from the card: checked arithmetic.
+        let got = t
+            .last_lba
+            .checked_sub(t.first_lba)
+            .and_then(|n| n.checked_add(1))
+            .and_then(|n| n.checked_mul(t.sector_size))
+            .map_or("an impossible range".to_string(), |b| b.to_string());
+        differs("partition size", p.0.to_string(), got);
+    }
+    if let Some(n) = &l.partition_name {
+        differs("partition name", format!("'{n}'"), format!("'{}'", t.name));
+    }
+    if let Some(code) = &l.gpt_type {
+        let want = crate::disk::geometry::gpt_type(code)
+            .map_err(|e| super::usage(format!("--gpt-type: {e:#}")))?;
+        differs(
+            "partition type",
+            want.to_string().to_uppercase(),
+            t.part_type.clone(),
+        );
+    }
+    if let Some(b) = l.mbr_type {
+        differs(
+            "partition type",
+            format!("0x{:02x}", b.0),
+            t.part_type.clone(),
+        );
+    }
+    if let Some(s) = l.size {
+        // The message a firmware verify gives for the same difference.
+        if s.0 != size {
+            out.push(format!("image size: expected {}, found {size}", s.0));
+        }
+    }
+    Ok(out)
 }

@@ -457,6 +457,27 @@ fn inspect_checks_a_card_against_its_record_without_the_zip() {
         .unwrap();
     assert_success(&o);
     assert!(stderr(&o).contains("card's record"), "{}", stderr(&o));
+    // Layout options are compared with the record, not ignored.
+    let o = t
+        .pi_burn()
+        .args([
+            "verify",
+            "--partition-size",
+            "256M",
+            "--sector-size",
+            "4096",
+            "--image",
+        ])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    for want in [
+        "partition size: expected 268435456",
+        "sector size: expected 4096",
+    ] {
+        assert!(stdout(&o).contains(want), "{want}: {}", stdout(&o));
+    }
 
     // One changed byte in start4.elf's data, found in the raw image.
     let start4 = zip_files(&fixture_zip("rpi4", None))
