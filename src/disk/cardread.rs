@@ -90,13 +90,66 @@ pub fn read_card<R: Read + Seek + std::fmt::Debug>(
     let label = fs.volume_label();
     let mut files = BTreeMap::new();
     let mut kept = BTreeMap::new();
-    let mut todo = vec![String::new()];
     let mut buf = vec![0u8; 1 << 16];
+    walk(&fs, origin, |path, entry| {
+        if entry.is_dir() {
+            return Ok(true);
+        }
+        let limit = keep.iter().find(|(k, _)| *k == path).map(|(_, l)| *l);
+        let mut whole = Vec::new();
+        let mut h = sha2::Sha256::new();
+        let mut n = 0u64;
+        let mut f = entry.to_file();
+        loop {
+            let got = f
+                .read(&mut buf)
+                .with_context(|| format!("{origin}: reading /{path}"))?;
+            if got == 0 {
+                break;
+            }
+            h.update(&buf[..got]);
+            n += got as u64;
+            if limit.is_some_and(|l| n <= l) {
+                whole.extend_from_slice(&buf[..got]);
+            }
+        }
+        if limit.is_some_and(|l| n <= l) {
+            kept.insert(path.to_string(), whole);
+        }
+        // Two entries of one name: which one the boot loader reads is not ours to guess.
+        if files
+            .insert(path.to_string(), (n, Sha256Digest::from_hasher(h)))
+            .is_some()
+        {
+            bail!("{origin}: partition 1 has two entries named /{path}");
+        }
+        Ok(false)
+    })?;
+    Ok(CardContents {
+        table,
+        table_problems,
+        label,
+        files,
+        kept,
+    })
+}
+
+/// Visits every entry of a FAT below its root, depth first, with its path (no leading `/`);
+/// `.`, `..` and the volume label are left out. `visit` says whether to descend into a
+/// directory.
+pub fn walk<T: fatfs::ReadWriteSeek>(
+    fs: &fatfs::FileSystem<T>,
+    origin: &str,
+    mut visit: impl FnMut(&str, fatfs::DirEntry<'_, T>) -> Result<bool>,
+) -> Result<()> {
+    let mut todo = vec![String::new()];
     while let Some(dir) = todo.pop() {
         let d = if dir.is_empty() {
             fs.root_dir()
         } else {
-            fs.root_dir().open_dir(&dir)?
+            fs.root_dir()
+                .open_dir(&dir)
+                .with_context(|| format!("{origin}: opening directory '/{dir}'"))?
         };
         for entry in d.iter() {
             let entry = entry.with_context(|| format!("{origin}: reading directory '/{dir}'"))?;
@@ -114,39 +167,10 @@ pub fn read_card<R: Read + Seek + std::fmt::Debug>(
             } else {
                 format!("{dir}/{name}")
             };
-            if entry.is_dir() {
+            if visit(&path, entry)? {
                 todo.push(path);
-                continue;
             }
-            let limit = keep.iter().find(|(k, _)| *k == path).map(|(_, l)| *l);
-            let mut whole = Vec::new();
-            let mut h = sha2::Sha256::new();
-            let mut n = 0u64;
-            let mut f = entry.to_file();
-            loop {
-                let got = f
-                    .read(&mut buf)
-                    .with_context(|| format!("{origin}: reading /{path}"))?;
-                if got == 0 {
-                    break;
-                }
-                h.update(&buf[..got]);
-                n += got as u64;
-                if limit.is_some_and(|l| n <= l) {
-                    whole.extend_from_slice(&buf[..got]);
-                }
-            }
-            if limit.is_some_and(|l| n <= l) {
-                kept.insert(path.clone(), whole);
-            }
-            files.insert(path, (n, Sha256Digest::from_hasher(h)));
         }
     }
-    Ok(CardContents {
-        table,
-        table_problems,
-        label,
-        files,
-        kept,
-    })
+    Ok(())
 }

@@ -127,72 +127,53 @@ pub fn verify_card<R: Read + Seek + std::fmt::Debug>(
     }
     // Walk the card.
     let mut on_card = BTreeSet::new();
-    let mut todo = vec![String::new()];
-    while let Some(dir) = todo.pop() {
-        let d = if dir.is_empty() {
-            fs.root_dir()
-        } else {
-            fs.root_dir().open_dir(&dir)?
-        };
-        for entry in d.iter() {
-            let entry = entry.with_context(|| format!("reading directory '/{dir}' on the card"))?;
-            let name = entry.file_name();
-            if name == "."
-                || name == ".."
-                || entry
-                    .attributes()
-                    .contains(fatfs::FileAttributes::VOLUME_ID)
-            {
-                continue;
-            }
-            let path = if dir.is_empty() {
-                name
-            } else {
-                format!("{dir}/{name}")
-            };
-            if path == record::PATH && files.get(&path).is_none() {
-                // pi-burn's own record: it must list exactly the firmware's files.
-                out.extend(check_record(entry.to_file(), files));
-                continue;
-            }
-            match files.get(&path) {
-                None => out.push(format!("/{path}: on the card but not in the firmware")),
-                Some(Node::Dir) if !entry.is_dir() => {
-                    out.push(format!("/{path}: expected a directory, found a file"))
-                }
-                Some(Node::File { .. }) if entry.is_dir() => {
-                    out.push(format!("/{path}: expected a file, found a directory"))
-                }
-                Some(Node::Dir) => todo.push(path.clone()),
-                Some(Node::File { data, .. }) => {
-                    let mut content = Vec::with_capacity(data.len());
-                    entry
-                        .to_file()
-                        .read_to_end(&mut content)
-                        .with_context(|| format!("reading /{path} on the card"))?;
-                    if content.len() != data.len() {
-                        out.push(format!(
-                            "/{path}: expected {} bytes, found {}",
-                            data.len(),
-                            content.len()
-                        ));
-                    } else if content != *data {
-                        let at = content
-                            .iter()
-                            .zip(data)
-                            .position(|(a, b)| a != b)
-                            .unwrap_or(0);
-                        out.push(format!(
-                            "/{path}: content differs from byte {at} (sha256 expected {}, found {})",
-                            Sha256Digest::of(data),
-                            Sha256Digest::of(&content)
-                        ));
-                    }
-                }
-            }
-            on_card.insert(path);
+    crate::disk::cardread::walk(&fs, "the card", |path, entry| {
+        if path == record::PATH && files.get(path).is_none() {
+            // pi-burn's own record: it must list exactly the firmware's files.
+            out.extend(check_record(entry.to_file(), files));
+            return Ok(false);
         }
-    }
+        if !on_card.insert(path.to_string()) {
+            out.push(format!("/{path}: two entries of this name on the card"));
+            return Ok(false);
+        }
+        match files.get(path) {
+            None => out.push(format!("/{path}: on the card but not in the firmware")),
+            Some(Node::Dir) if !entry.is_dir() => {
+                out.push(format!("/{path}: expected a directory, found a file"))
+            }
+            Some(Node::File { .. }) if entry.is_dir() => {
+                out.push(format!("/{path}: expected a file, found a directory"))
+            }
+            Some(Node::Dir) => return Ok(true),
+            Some(Node::File { data, .. }) => {
+                let mut content = Vec::with_capacity(data.len());
+                entry
+                    .to_file()
+                    .read_to_end(&mut content)
+                    .with_context(|| format!("reading /{path} on the card"))?;
+                if content.len() != data.len() {
+                    out.push(format!(
+                        "/{path}: expected {} bytes, found {}",
+                        data.len(),
+                        content.len()
+                    ));
+                } else if content != *data {
+                    let at = content
+                        .iter()
+                        .zip(data)
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(0);
+                    out.push(format!(
+                        "/{path}: content differs from byte {at} (sha256 expected {}, found {})",
+                        Sha256Digest::of(data),
+                        Sha256Digest::of(&content)
+                    ));
+                }
+            }
+        }
+        Ok(false)
+    })?;
     for (path, _) in files.iter() {
         if !on_card.contains(path) {
             out.push(format!("/{path}: missing from the card"));

@@ -813,8 +813,78 @@ fn hostile_boot_sectors_are_errors_for_inspect_and_settings_not_panics() {
     }
 }
 
+/// Adds to the root directory of a card image (FAT at 1 MiB) a second entry named like the
+/// one with 8.3 name `short` (its long-name entries copied too), pointing at a cluster of its
+/// own that holds `content`: two files of one name, no cross-link.
+fn add_duplicate_entry(raw: &mut [u8], short: &[u8; 11], content: &[u8]) {
+    let p = MIB as usize;
+    let le16 = |o: usize| u16::from_le_bytes([raw[o], raw[o + 1]]) as usize;
+    let (bps, spc, rsv, nfats) = (
+        le16(p + 11),
+        raw[p + 13] as usize,
+        le16(p + 14),
+        raw[p + 16] as usize,
+    );
+    let fat_sectors = u32::from_le_bytes(raw[p + 36..p + 40].try_into().unwrap()) as usize;
+    let data0 = p + (rsv + nfats * fat_sectors) * bps;
+    let at = find(raw, short);
+    let mut first = at;
+    while raw[first - 32 + 11] == 0x0F {
+        first -= 32;
+    }
+    let mut entry = raw[first..at + 32].to_vec();
+    let mut free = at + 32;
+    while raw[free] != 0 {
+        free += 32;
+    }
+    // A cluster far into the free space, end of chain in both FATs.
+    let n: usize = 50_000;
+    for f in 0..nfats {
+        let o = p + rsv * bps + f * fat_sectors * bps + 4 * n;
+        raw[o..o + 4].copy_from_slice(&0x0FFF_FFFFu32.to_le_bytes());
+    }
+    let s = entry.len() - 32;
+    entry[s + 20..s + 22].copy_from_slice(&((n >> 16) as u16).to_le_bytes());
+    entry[s + 26..s + 28].copy_from_slice(&(n as u16).to_le_bytes());
+    entry[s + 28..s + 32].copy_from_slice(&(content.len() as u32).to_le_bytes());
+    let c = data0 + (n - 2) * bps * spc;
+    raw[c..c + content.len()].copy_from_slice(content);
+    raw[free..free + entry.len()].copy_from_slice(&entry);
+}
+
+fn a_second_file_of_the_same_name_is_named_not_hidden() {
+    // Which of two entries the boot loader reads is not pi-burn's to guess: inspect refuses the
+    // card, verify names the name.
+    let t = TestDir::new();
+    assert_success(&t.sdcard("sd.img", &[]));
+    let mut raw = std::fs::read(t.path("sd.img")).unwrap();
+    add_duplicate_entry(&mut raw, b"CONFIG  TXT", b"x=1");
+    std::fs::write(t.path("dup.img"), &raw).unwrap();
+    let o = inspect(&t, &t.path("dup.img"));
+    assert_fails_with(&o, 1, &["two entries named /config.txt"]);
+    let o = t
+        .pi_burn()
+        .args(["verify", "--image"])
+        .arg(t.path("dup.img"))
+        .arg("--firmware-zip")
+        .arg(fixture_zip("rpi4", None))
+        .args(["--manifest", MANIFEST])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("/config.txt: two entries of this name on the card"),
+        "{}",
+        stdout(&o)
+    );
+}
+
 /// This module's tests, for the runner in main.rs.
 pub const TESTS: &[(&str, fn())] = &[
+    (
+        "a_second_file_of_the_same_name_is_named_not_hidden",
+        a_second_file_of_the_same_name_is_named_not_hidden,
+    ),
     (
         "hostile_boot_sectors_are_errors_for_inspect_and_settings_not_panics",
         hostile_boot_sectors_are_errors_for_inspect_and_settings_not_panics,
