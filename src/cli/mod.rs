@@ -159,16 +159,19 @@ pub struct ImagesArgs {
     pub custom: CustomArgs,
 }
 
-/// How a zip is pinned, for `firmware verify` (which never downloads).
+/// Which firmware, and how it is pinned: all that `firmware verify` (which never downloads)
+/// takes, and part of every command that obtains firmware.
 #[derive(Debug, Args, Clone)]
 pub struct PinArgs {
-    /// Board whose releases to match (rpi4, rpi5).
+    /// Board whose firmware to use (a board of the manifest: rpi4, rpi5).
     #[arg(long, default_value = "rpi4")]
     pub board: String,
-    /// The release the zip must be [default: whichever pinned release it matches].
+    /// Firmware release (default: the board's default in the manifest; with a zip, whichever
+    /// pinned release the zip matches).
     #[arg(long, value_name = "VERSION")]
     pub firmware: Option<String>,
-    /// Pin the zip yourself: its SHA-256 in hex.
+    /// Pin the zip yourself: its SHA-256 in hex (a custom build, or a release the manifest does
+    /// not pin).
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<Sha256Arg>,
     /// Read this manifest instead of the built-in one.
@@ -382,13 +385,8 @@ pub struct VerifyArgs {
 /// Which firmware, and how it is pinned.
 #[derive(Debug, Args, Clone)]
 pub struct FirmwareArgs {
-    /// Board whose firmware to use (a board of the manifest: rpi4, rpi5).
-    #[arg(long, default_value = "rpi4")]
-    pub board: String,
-    /// Firmware release (default: the board's default in the manifest; with --firmware-zip,
-    /// whichever pinned release the zip matches).
-    #[arg(long, value_name = "VERSION")]
-    pub firmware: Option<String>,
+    #[command(flatten)]
+    pub pin: PinArgs,
     /// Use this local release zip (verified against the manifest before anything is written).
     #[arg(long, value_name = "PATH", conflicts_with = "firmware_url")]
     pub firmware_zip: Option<PathBuf>,
@@ -409,15 +407,6 @@ pub struct FirmwareArgs {
     /// Seconds after which no new download attempt starts: the bound on the whole download.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub max_time: u64,
-    /// Pin the zip yourself: its SHA-256 in hex (a custom build, or a release the manifest does not pin).
-    #[arg(long, value_name = "HEX")]
-    pub sha256: Option<Sha256Arg>,
-    /// Read this manifest instead of the built-in one.
-    #[arg(long, value_name = "PATH")]
-    pub manifest: Option<PathBuf>,
-    /// Refuse archives that unpack to more than this (K/M/G suffixes).
-    #[arg(long, value_name = "SIZE", default_value = "256M")]
-    pub max_unpacked: Size,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -69,12 +69,7 @@ pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
         FirmwareCommand::Export(a) => export(a, g),
         FirmwareCommand::Verify { path, pin } => {
             let manifest = Manifest::load(pin.manifest.as_deref())?;
-            let req = crate::firmware::Request {
-                board: pin.board.clone(),
-                version: pin.firmware.clone(),
-                sha256: pin.sha256.map(|s| s.0),
-                max_unpacked: pin.max_unpacked.0,
-            };
+            let req = super::request(pin);
             let zip = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let name = path.display().to_string();
             match verify_zip(&manifest, &req, &zip, &name, None, Source::Local) {

@@ -13,7 +13,7 @@ pub mod verify;
 
 use crate::blockdev::sysfs::{DiskInfo, SysTree};
 use crate::blockdev::{inspect_whole_disk, resolve, Resolved};
-use crate::cli::{CustomArgs, DiskoArgs, Eval, FirmwareArgs, LayoutArgs, Table};
+use crate::cli::{CustomArgs, DiskoArgs, Eval, FirmwareArgs, LayoutArgs, PinArgs, Table};
 use crate::cluster::Custom;
 use crate::disk::fat::Timestamp;
 use crate::disk::geometry::{gpt_type, SdLayout, TableKind};
@@ -41,8 +41,8 @@ pub struct Global {
 
 /// Gets (local zip, cache or network) and verifies the firmware named by the arguments.
 pub fn load_firmware(args: &FirmwareArgs, g: &Global) -> Result<Firmware> {
-    let manifest = Manifest::load(args.manifest.as_deref())?;
-    let req = request(args)?;
+    let manifest = Manifest::load(args.pin.manifest.as_deref())?;
+    let req = request(&args.pin);
     let origin = match (&args.firmware_zip, &args.firmware_url) {
         (Some(p), _) => Origin::Zip(p.clone()),
         (None, Some(u)) => Origin::Url(u.clone()),
@@ -65,13 +65,13 @@ pub fn load_firmware(args: &FirmwareArgs, g: &Global) -> Result<Firmware> {
     Ok(fw)
 }
 
-pub fn request(args: &FirmwareArgs) -> Result<Request> {
-    Ok(Request {
+pub fn request(args: &PinArgs) -> Request {
+    Request {
         board: args.board.clone(),
         version: args.firmware.clone(),
         sha256: args.sha256.map(|s| s.0),
         max_unpacked: args.max_unpacked.0,
-    })
+    }
 }
 
 pub fn fetch_options(args: &FirmwareArgs) -> FetchOptions {

@@ -15,10 +15,10 @@ use anyhow::Result;
 fn names_nothing(a: &VerifyArgs) -> bool {
     let f = &a.firmware;
     let c = &a.custom;
-    f.firmware.is_none()
+    f.pin.firmware.is_none()
         && f.firmware_zip.is_none()
         && f.firmware_url.is_none()
-        && f.sha256.is_none()
+        && f.pin.sha256.is_none()
         && c.set.is_empty()
         && c.config_txt.is_empty()
         && c.ram_limit_3gb.is_none()
