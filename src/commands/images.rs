@@ -1,7 +1,7 @@
 //! `pi-burn images --flake DIR --out DIR`: every node's SD card image and SSD image, each with
 //! its block map, from the flake's hosts/ and pi-burn.toml, with one firmware download.
 
-use super::{custom_for, customise, load_disko, load_firmware, sd_layout, usage, Global};
+use super::{custom_for, customise, load_disko, load_firmware, usage, Global};
 use crate::cli::{DiskoArgs, ImagesArgs, LayoutArgs, Table};
 use crate::cluster::Custom;
 use crate::disk::bmap::write_image_and_map;
@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 struct NodeJob {
     node: String,
     layout: LayoutArgs,
+    /// The node's disko config, evaluated once.
+    config: crate::ssd::NodeConfig,
     custom: Custom,
     ssd: DiskoDisk,
     ssd_size: u64,
@@ -93,6 +95,7 @@ fn plan_node(a: &ImagesArgs, node: &str) -> Result<NodeJob> {
     Ok(NodeJob {
         node: node.to_string(),
         layout: layout_args(&a.flake, node, a.eval),
+        config: cfg,
         custom,
         ssd,
         ssd_size,
@@ -125,7 +128,7 @@ fn row(
 fn make(job: &NodeJob, fw: &Firmware, g: &Global) -> Result<[Row; 2]> {
     let mut fw = fw.clone();
     let done = customise(&mut fw, &job.custom, g)?;
-    let layout = sd_layout(&job.layout, &fw)?;
+    let layout = super::sd_layout_with(&job.layout, &fw, Some(&job.config))?;
     let size = layout.default_image_size();
     let (_, card, _) = super::sdcard::build(
         &mut fw,

@@ -86,6 +86,16 @@ pub fn fetch_options(args: &FirmwareArgs) -> FetchOptions {
 
 /// The SD card layout the arguments describe, for this firmware.
 pub fn sd_layout(args: &LayoutArgs, fw: &Firmware) -> Result<SdLayout> {
+    sd_layout_with(args, fw, None)
+}
+
+/// As [`sd_layout`], with the node's config when the caller has read it already (`images`
+/// reads every node's before fetching the firmware: a flake is not evaluated twice).
+pub fn sd_layout_with(
+    args: &LayoutArgs,
+    fw: &Firmware,
+    loaded: Option<&crate::ssd::NodeConfig>,
+) -> Result<SdLayout> {
     // An option that does not apply to the chosen table is a mistake, not a no-op.
     match args.table {
         Table::Gpt if args.mbr_type.is_some() => {
@@ -109,7 +119,14 @@ pub fn sd_layout(args: &LayoutArgs, fw: &Firmware) -> Result<SdLayout> {
     // From the node's disko config, or the options, or the cluster's defaults.
     let (name, size, ptype) = match &args.node {
         Some(node) => {
-            let cfg = load_disko(node, &args.config)?;
+            let owned;
+            let cfg = match loaded {
+                Some(c) => c,
+                None => {
+                    owned = load_disko(node, &args.config)?;
+                    &owned
+                }
+            };
             let disk = choose_disk(&cfg.devices, None, true, &cfg.source.describe())?;
             let [p] = disk.partitions.as_slice() else {
                 bail!(
