@@ -318,50 +318,83 @@ fn what_is_not_a_disk_image_and_what_does_not_fit_leave_the_device_untouched() {
     untouched();
 }
 
-fn ctrl_c_while_writing_wipes_the_table_says_so_and_exits_130() {
-    if !can_run() {
-        return;
-    }
-    let t = TestDir::new();
-    // A GPT image whose stream stalls after 16 MiB (the engine reads 4 MiB chunks): pi-burn
-    // has started writing, then waits.
-    let img = backing(&t, "src.img", 64 * MIB);
+/// A 64 MiB GPT image (one partition, from sgdisk) to stream.
+fn small_gpt_image(t: &TestDir) -> PathBuf {
+    let img = backing(t, "src.img", 64 * MIB);
     run_ok(tool("sgdisk").args(["-n", "1:2048:+32M"]).arg(&img));
-    let dev_file = backing(&t, "dev.img", 64 * MIB);
-    let lo = Loop::attach(&dev_file, 512, false);
+    img
+}
+
+/// `sh -c FEED | pi-burn flash - DEV --yes`; with `interrupt_after`, SIGINT then. FEED gets the
+/// image as $0.
+fn flash_from_pipe(
+    t: &TestDir,
+    feed: &str,
+    img: &Path,
+    dev: &str,
+    interrupt_after: Option<std::time::Duration>,
+) -> Output {
     let mut feed = Command::new("sh")
-        .arg("-c")
-        .arg(format!("head -c {} \"$0\"; sleep 60", 16 * MIB))
-        .arg(&img)
+        .args(["-c", feed])
+        .arg(img)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let child = t
         .pi_burn()
-        .args(["flash", "-", &lo.dev, "--yes"])
+        .args(["flash", "-", dev, "--yes"])
         .stdin(feed.stdout.take().unwrap())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The engine has the first 16 MiB by now and has started writing (through the page cache,
-    // so the device's counters may not show it yet; the message below says it started).
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    if let Some(d) = interrupt_after {
+        std::thread::sleep(d);
+        run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    }
     let o = child.wait_with_output().unwrap();
     let _ = feed.kill();
     let _ = feed.wait();
+    o
+}
+
+/// The first and last 32 KiB of a device's backing file are zeros: no table is left.
+fn assert_no_table_left(dev_file: &Path) {
+    let bytes = std::fs::read(dev_file).unwrap();
+    assert!(
+        bytes[..32 * 1024].iter().all(|b| *b == 0),
+        "no table is left"
+    );
+    assert!(bytes[bytes.len() - 32 * 1024..].iter().all(|b| *b == 0));
+}
+
+fn ctrl_c_while_writing_wipes_the_table_says_so_and_exits_130() {
+    if !can_run() {
+        return;
+    }
+    let t = TestDir::new();
+    let img = small_gpt_image(&t);
+    let dev_file = backing(&t, "dev.img", 64 * MIB);
+    let lo = Loop::attach(&dev_file, 512, false);
+    // The stream stalls after 16 MiB (the engine reads 4 MiB chunks): after 3 s pi-burn has
+    // started writing (through the page cache, so the device's counters may not show it yet;
+    // the message says it started), then waits.
+    let feed = format!("head -c {} \"$0\"; sleep 60", 16 * MIB);
+    let o = flash_from_pipe(
+        &t,
+        &feed,
+        &img,
+        &lo.dev,
+        Some(std::time::Duration::from_secs(3)),
+    );
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
         err.contains("interrupted (Ctrl-C)") && err.contains("wiped: burn it again"),
         "{err}"
     );
-    // No table left: sfdisk finds none; the first and last 32 KiB are zeros.
     drop(lo);
-    let bytes = std::fs::read(&dev_file).unwrap();
-    assert!(bytes[..32 * 1024].iter().all(|b| *b == 0));
-    assert!(bytes[bytes.len() - 32 * 1024..].iter().all(|b| *b == 0));
+    assert_no_table_left(&dev_file);
 }
 
 fn ctrl_c_before_any_write_exits_130_and_says_nothing_was_written() {
@@ -373,23 +406,13 @@ fn ctrl_c_before_any_write_exits_130_and_says_nothing_was_written() {
     let dev_file = backing(&t, "dev.img", 64 * MIB);
     let lo = Loop::attach(&dev_file, 512, false);
     let before = sectors_written(&lo.dev);
-    let mut feed = Command::new("sleep")
-        .arg("60")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let child = t
-        .pi_burn()
-        .args(["flash", "-", &lo.dev, "--yes"])
-        .stdin(feed.stdout.take().unwrap())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
-    run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
-    let o = child.wait_with_output().unwrap();
-    let _ = feed.kill();
-    let _ = feed.wait();
+    let o = flash_from_pipe(
+        &t,
+        "sleep 60",
+        &dev_file,
+        &lo.dev,
+        Some(std::time::Duration::from_millis(700)),
+    );
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("no device was written"),
@@ -404,30 +427,19 @@ fn a_stream_that_ends_before_its_gpt_says_is_refused_as_truncated() {
         return;
     }
     let t = TestDir::new();
-    let img = backing(&t, "src.img", 64 * MIB);
-    run_ok(tool("sgdisk").args(["-n", "1:2048:+32M"]).arg(&img));
+    let img = small_gpt_image(&t);
     let dev_file = backing(&t, "dev.img", 64 * MIB);
     let lo = Loop::attach(&dev_file, 512, false);
-    let mut feed = Command::new("head")
-        .args(["-c", &(16 * MIB).to_string()])
-        .arg(&img)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let o = t
-        .pi_burn()
-        .args(["flash", "-", &lo.dev, "--yes"])
-        .stdin(feed.stdout.take().unwrap())
-        .output()
-        .unwrap();
-    let _ = feed.wait();
+    let o = flash_from_pipe(
+        &t,
+        &format!("head -c {} \"$0\"", 16 * MIB),
+        &img,
+        &lo.dev,
+        None,
+    );
     assert_fails_with(&o, 1, &["truncated", "wiped: burn it again"]);
     drop(lo);
-    let bytes = std::fs::read(&dev_file).unwrap();
-    assert!(
-        bytes[..32 * 1024].iter().all(|b| *b == 0),
-        "no table is left"
-    );
+    assert_no_table_left(&dev_file);
 }
 
 /// `cat IMG | pi-burn flash - DEV` in a pseudo-terminal (script(1)), `typed` on the terminal.
@@ -458,8 +470,7 @@ fn with_the_image_on_stdin_the_confirmation_is_asked_on_the_terminal() {
         return;
     }
     let t = TestDir::new();
-    let img = backing(&t, "src.img", 64 * MIB);
-    run_ok(tool("sgdisk").args(["-n", "1:2048:+32M"]).arg(&img));
+    let img = small_gpt_image(&t);
     let dev_file = backing(&t, "dev.img", 64 * MIB);
     let lo = Loop::attach(&dev_file, 512, false);
     let name = Path::new(&lo.dev)
