@@ -230,6 +230,7 @@ fn a_mounted_whole_disk_is_refused() {
 fn active_swap_is_refused() {
     let mut f = Fixture::new();
     f.usb_disk();
+    // Text of the fixture's own /proc/swaps: parsed by name, no device is opened.
     f.swaps
         .push_str("/dev/sdb2 partition 8388604 0 -2\n/swapfile file 1024 0 -3\n");
     let t = f.tree();

@@ -291,17 +291,7 @@ fn config_txt_edits_keep_every_other_line_and_verify_expects_them() {
         original.replace("enable_uart=1\r\n", "enable_uart=0\r\n") + "hdmi_force_hotplug=1\r\n"
     );
     // verify with the same edits passes; without them it names config.txt.
-    let verify = |extra: &[&str]| {
-        t.pi_burn()
-            .args(["verify", "--image"])
-            .arg(t.path("sd.img"))
-            .arg("--firmware-zip")
-            .arg(fixture_zip("rpi4", None))
-            .args(["--manifest", MANIFEST])
-            .args(extra)
-            .output()
-            .unwrap()
-    };
+    let verify = |extra: &[&str]| t.verify_image(&[], &t.path("sd.img"), extra);
     assert_success(&verify(&edits));
     let o = verify(&[]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
@@ -862,15 +852,7 @@ fn a_second_file_of_the_same_name_is_named_not_hidden() {
     std::fs::write(t.path("dup.img"), &raw).unwrap();
     let o = inspect(&t, &t.path("dup.img"));
     assert_fails_with(&o, 1, &["two entries named /config.txt"]);
-    let o = t
-        .pi_burn()
-        .args(["verify", "--image"])
-        .arg(t.path("dup.img"))
-        .arg("--firmware-zip")
-        .arg(fixture_zip("rpi4", None))
-        .args(["--manifest", MANIFEST])
-        .output()
-        .unwrap();
+    let o = t.verify_image(&[], &t.path("dup.img"), &[]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(
         stdout(&o).contains("/config.txt: two entries of this name on the card"),

@@ -197,6 +197,21 @@ impl TestDir {
             .unwrap_or_default()
     }
 
+    /// `pi-burn [global] verify --image IMG` against the good rpi4 fixture with the test manifest,
+    /// plus `extra` (`global`: options before the subcommand, such as --json).
+    pub fn verify_image(&self, global: &[&str], img: &Path, extra: &[&str]) -> Output {
+        self.pi_burn()
+            .args(global)
+            .args(["verify", "--image"])
+            .arg(img)
+            .arg("--firmware-zip")
+            .arg(fixture_zip("rpi4", None))
+            .args(["--manifest", MANIFEST])
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
     /// `pi-burn sdcard --image NAME` from the good rpi4 fixture with the test manifest, plus `extra`.
     pub fn sdcard(&self, name: &str, extra: &[&str]) -> Output {
         let zip = fixture_zip("rpi4", None);

@@ -48,15 +48,7 @@ fn successes_and_failures_are_one_object_each() {
         "image",
         &img.display().to_string(),
     );
-    let o = t
-        .pi_burn()
-        .args(["--json", "verify", "--image"])
-        .arg(&img)
-        .arg("--firmware-zip")
-        .arg(fixture_zip("rpi4", None))
-        .args(["--manifest", MANIFEST])
-        .output()
-        .unwrap();
+    let o = t.verify_image(&["--json"], &img, &[]);
     assert_success(&o);
     assert_target(
         &one_object(&o)["target"],
@@ -64,15 +56,7 @@ fn successes_and_failures_are_one_object_each() {
         &img.display().to_string(),
     );
     // A verification difference: still one object, the mismatches in it.
-    let o = t
-        .pi_burn()
-        .args(["--json", "verify", "--image"])
-        .arg(&img)
-        .arg("--firmware-zip")
-        .arg(fixture_zip("rpi4", None))
-        .args(["--manifest", MANIFEST, "--set", "Timeout=9"])
-        .output()
-        .unwrap();
+    let o = t.verify_image(&["--json"], &img, &["--set", "Timeout=9"]);
     assert_eq!(o.status.code(), Some(3));
     let j = one_object(&o);
     assert!(!j["mismatches"].as_array().unwrap().is_empty(), "{j}");
