@@ -1,10 +1,12 @@
 //! pi-burn: boot media for a Raspberry Pi NixOS cluster.
 //!
-//! The way through the program, one folder a stage: [`firmware`] (manifest, fetch and cache,
-//! verify, unpack, UEFI settings) -> [`disk`] (geometry, the card's FAT and table in a
-//! [`disk::sparse::SparseImage`], block maps, verify) -> [`write`] (the one ordered-write engine,
-//! image files, sources) -> [`blockdev`] (sysfs, safety rules, the device). [`ssd`] turns a
-//! node's disko config into a disk plan. Only [`commands`] print.
+//! The way through the program, one folder a stage: [`cli`] (clap) -> [`commands`] (one per
+//! subcommand; the only code that prints) -> [`job`] (the flags converted once, every usage
+//! check, the target) -> [`firmware`] (manifest, fetch and cache, verify, unpack, UEFI
+//! settings) -> [`disk`] (geometry, the card's FAT and table in a
+//! [`disk::sparse::SparseImage`], block maps, reading cards back; no file or device I/O) ->
+//! [`write`] (the one ordered-write engine, image files, sources) -> [`blockdev`] (sysfs,
+//! safety rules, the device). [`ssd`] turns a node's disko config into a disk plan.
 //!
 //! `unsafe` lives in one module, [`blockdev::sys`]; the rest of the crate denies it.
 
@@ -17,8 +19,9 @@ pub mod commands;
 pub mod disk;
 pub mod error;
 pub mod firmware;
+pub mod job;
 pub mod progress;
-pub(crate) mod report;
+pub mod report;
 pub mod ssd;
-pub(crate) mod util;
-pub(crate) mod write;
+pub mod util;
+pub mod write;

@@ -6,7 +6,7 @@
 #![deny(unsafe_code)]
 
 use clap::FromArgMatches as _;
-use pi_burn::cli::{Cli, Command};
+use pi_burn::cli::Cli;
 use pi_burn::commands::{self, Global};
 use pi_burn::error::Mismatch;
 use std::process::ExitCode;
@@ -29,18 +29,7 @@ fn main() -> ExitCode {
         verbose: cli.verbose,
         progress: pi_burn::progress::for_terminal(cli.quiet, cli.verbose > 0),
     };
-    let result = match &cli.command {
-        Command::Sdcard(a) => commands::sdcard::run(a, &g),
-        Command::Ssd(a) => commands::ssd::run(a, &g),
-        Command::Verify(a) => commands::verify::run(a, &g),
-        Command::Flash(a) => commands::flash::run(a, &g),
-        Command::Inspect(a) => commands::inspect::run(a, &g),
-        Command::Images(a) => commands::images::run(a, &g),
-        Command::Devices => commands::devices::run(&g),
-        Command::Firmware(c) => commands::firmware::run(c, &g),
-        Command::Completions { shell } => commands::meta::completions(*shell),
-        Command::Man(a) => commands::meta::man(a),
-    };
+    let result = commands::run(&cli.command, &g);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,6 +1,8 @@
-//! Progress as a stream of events. The core reports; a sink decides what a person sees:
-//! a bar on a terminal, one line per phase otherwise, nothing with `--quiet`, or a record (tests).
+//! Progress as a stream of events. The core reports; a sink decides what a person sees: bars on
+//! a terminal (one per target of a write), one line per phase otherwise, nothing with
+//! `--quiet`, or a record (tests). Only this module knows indicatif.
 
+use crate::util::units::human;
 use std::sync::Mutex;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +17,45 @@ pub enum Event {
     Finish,
     /// Something the user should know (printed even without a terminal, unless quiet).
     Notice(String),
+    /// One target of a write (by its index in the run): a step begins, advances or it is done.
+    Target { id: usize, step: TargetStep },
+}
+
+/// What a target of a write is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetPhase {
+    /// Testing the medium's real capacity (stamped blocks, read back).
+    Probe,
+    /// Wiping the table areas, writing the data, the table last.
+    Write,
+    /// Waiting for the medium to take what was written (fdatasync).
+    Flush,
+    /// Reading back everything written, bypassing the page cache.
+    ReadBack,
+}
+
+impl TargetPhase {
+    pub fn verb(self) -> &'static str {
+        match self {
+            TargetPhase::Probe => "probing",
+            TargetPhase::Write => "writing",
+            TargetPhase::Flush => "flushing",
+            TargetPhase::ReadBack => "reading back",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetStep {
+    /// A step of `total` bytes (0: not counted) begins on target `name`.
+    Begin {
+        name: String,
+        phase: TargetPhase,
+        total: u64,
+    },
+    Advance(u64),
+    /// The target is finished, well or not.
+    End,
 }
 
 pub trait Progress: Send + Sync {
@@ -38,6 +79,9 @@ pub trait Progress: Send + Sync {
     fn finish(&self) {
         self.event(Event::Finish);
     }
+    fn target(&self, id: usize, step: TargetStep) {
+        self.event(Event::Target { id, step });
+    }
 }
 
 /// Prints nothing but notices (`--quiet` prints none).
@@ -59,31 +103,55 @@ pub struct Lines {
     pub timed: Option<std::time::Instant>,
 }
 
-impl Progress for Lines {
-    fn event(&self, e: Event) {
-        match e {
-            Event::Phase(s) => match self.timed {
-                Some(t0) => eprintln!("pi-burn: [{:.3}s] {s}", t0.elapsed().as_secs_f64()),
-                None => eprintln!("pi-burn: {s}"),
-            },
-            Event::Notice(s) => eprintln!("pi-burn: {s}"),
-            Event::Start { label, total } => {
-                eprintln!("pi-burn: {label} ({})", crate::util::units::human(total))
-            }
-            Event::Advance(_) | Event::Finish => {}
+impl Lines {
+    fn line(&self, s: &str) {
+        match self.timed {
+            Some(t0) => eprintln!("pi-burn: [{:.3}s] {s}", t0.elapsed().as_secs_f64()),
+            None => eprintln!("pi-burn: {s}"),
         }
     }
 }
 
-/// An indicatif bar on a terminal.
+/// "writing /dev/sdb (7.94 MiB)", "flushing /dev/sdb".
+fn step_line(name: &str, phase: TargetPhase, total: u64) -> String {
+    if total == 0 {
+        format!("{} {name}", phase.verb())
+    } else {
+        format!("{} {name} ({})", phase.verb(), human(total))
+    }
+}
+
+impl Progress for Lines {
+    fn event(&self, e: Event) {
+        match e {
+            Event::Phase(s) => self.line(&s),
+            Event::Notice(s) => eprintln!("pi-burn: {s}"),
+            Event::Start { label, total } => self.line(&format!("{label} ({})", human(total))),
+            Event::Target {
+                step: TargetStep::Begin { name, phase, total },
+                ..
+            } => self.line(&step_line(&name, phase, total)),
+            Event::Advance(_) | Event::Finish | Event::Target { .. } => {}
+        }
+    }
+}
+
+/// indicatif bars on a terminal: one for a step of the run, one per target of a write.
 pub struct Bar {
-    bar: Mutex<Option<indicatif::ProgressBar>>,
+    state: Mutex<BarState>,
+}
+
+#[derive(Default)]
+struct BarState {
+    multi: Option<indicatif::MultiProgress>,
+    step: Option<indicatif::ProgressBar>,
+    targets: std::collections::BTreeMap<usize, indicatif::ProgressBar>,
 }
 
 impl Bar {
     pub fn new() -> Self {
         Bar {
-            bar: Mutex::new(None),
+            state: Mutex::new(BarState::default()),
         }
     }
 }
@@ -94,36 +162,74 @@ impl Default for Bar {
     }
 }
 
+fn styled(total: u64, msg: String) -> indicatif::ProgressBar {
+    let template = if total == 0 {
+        "{msg:32} {bytes} {bytes_per_sec}"
+    } else {
+        "{msg:32} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+    };
+    let b = indicatif::ProgressBar::new(total);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    b.set_message(msg);
+    b
+}
+
+impl BarState {
+    fn multi(&mut self) -> &indicatif::MultiProgress {
+        self.multi.get_or_insert_with(indicatif::MultiProgress::new)
+    }
+    fn println(&mut self, s: &str) {
+        if self.step.is_some() || !self.targets.is_empty() {
+            let _ = self.multi().println(format!("pi-burn: {s}"));
+        } else {
+            eprintln!("pi-burn: {s}");
+        }
+    }
+}
+
 impl Progress for Bar {
     fn event(&self, e: Event) {
-        let mut bar = self.bar.lock().unwrap();
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match e {
-            Event::Phase(s) | Event::Notice(s) => match bar.as_ref() {
-                Some(b) => b.println(format!("pi-burn: {s}")),
-                None => eprintln!("pi-burn: {s}"),
-            },
+            Event::Phase(s) | Event::Notice(s) => st.println(&s),
             Event::Start { label, total } => {
-                let b = indicatif::ProgressBar::new(total);
-                b.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{msg:24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                    )
-                    .expect("valid template")
-                    .progress_chars("=> "),
-                );
-                b.set_message(label);
-                *bar = Some(b);
+                let b = st.multi().add(styled(total, label));
+                st.step = Some(b);
             }
             Event::Advance(n) => {
-                if let Some(b) = bar.as_ref() {
+                if let Some(b) = &st.step {
                     b.inc(n);
                 }
             }
             Event::Finish => {
-                if let Some(b) = bar.take() {
+                if let Some(b) = st.step.take() {
                     b.finish_and_clear();
                 }
             }
+            Event::Target { id, step } => match step {
+                TargetStep::Begin { name, phase, total } => {
+                    let msg = format!("{} {name}", phase.verb());
+                    if let Some(old) = st.targets.remove(&id) {
+                        old.finish_and_clear();
+                    }
+                    let b = st.multi().add(styled(total, msg));
+                    st.targets.insert(id, b);
+                }
+                TargetStep::Advance(n) => {
+                    if let Some(b) = st.targets.get(&id) {
+                        b.inc(n);
+                    }
+                }
+                TargetStep::End => {
+                    if let Some(b) = st.targets.remove(&id) {
+                        b.finish_and_clear();
+                    }
+                }
+            },
         }
     }
 }
@@ -136,7 +242,10 @@ pub struct Recorder {
 
 impl Progress for Recorder {
     fn event(&self, e: Event) {
-        self.events.lock().unwrap().push(e);
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(e);
     }
 }
 
@@ -153,5 +262,26 @@ pub fn for_terminal(quiet: bool, verbose: bool) -> Box<dyn Progress> {
         Box::new(Bar::new())
     } else {
         Box::new(Lines { timed: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_step_is_one_line_with_its_byte_count() {
+        assert_eq!(
+            step_line("/dev/sdb", TargetPhase::Write, 8 << 20),
+            "writing /dev/sdb (8 MiB)"
+        );
+        assert_eq!(
+            step_line("/dev/sdb", TargetPhase::Flush, 0),
+            "flushing /dev/sdb"
+        );
+        assert_eq!(
+            step_line("/dev/sdb", TargetPhase::ReadBack, 1 << 20),
+            "reading back /dev/sdb (1 MiB)"
+        );
     }
 }

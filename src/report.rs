@@ -62,7 +62,7 @@ pub struct FirmwareReport {
     pub source: crate::firmware::Source,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct FileReport {
     pub path: String,
     pub size: u64,

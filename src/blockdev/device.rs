@@ -1,12 +1,12 @@
-//! Writing to a block device: opened exclusively, its identity checked again right before the
-//! first write, then the ordered write (wipe the table areas, data, flush, table last, flush),
-//! the partition table reread, and the written ranges read back bypassing the page cache.
+//! A block device opened to be written: exclusively, its identity checked again right before
+//! the first write; its partition table reread afterwards; and a reader that bypasses the page
+//! cache (O_DIRECT), to read back what the medium holds. The write order is the engine's
+//! (`write/`); this module only opens, reads and asks the kernel.
 
 use super::sys;
 use super::sysfs::{self, DiskInfo, SysTree};
 use super::Resolved;
 use crate::progress::Progress;
-use crate::write::image::pwrite_all;
 use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -79,10 +79,6 @@ pub fn open_exclusive(t: &SysTree, r: &Resolved, shown: &DiskInfo) -> Result<Ope
     })
 }
 
-fn fdatasync(f: &File) -> std::io::Result<()> {
-    f.sync_data()
-}
-
 /// Asks the kernel to reread the table, retrying while busy; then lets udev settle.
 pub fn reread(dev: &OpenDevice, progress: &dyn Progress) {
     for attempt in 0..6 {
@@ -113,70 +109,52 @@ pub fn reread(dev: &OpenDevice, progress: &dyn Progress) {
 
 /// A buffer aligned for O_DIRECT, without unsafe code: a Vec with room to spare, used from
 /// its first 4096-aligned byte.
-pub(crate) struct Aligned {
+struct Aligned {
     buf: Vec<u8>,
 }
 
 impl Aligned {
     const ALIGN: usize = 4096;
 
-    pub(crate) fn new(len: usize) -> Self {
+    fn new(len: usize) -> Self {
         Aligned {
             buf: vec![0u8; len + Self::ALIGN],
         }
     }
 
-    pub(crate) fn slice(&mut self, len: usize) -> &mut [u8] {
+    fn slice(&mut self, len: usize) -> &mut [u8] {
         let skip = self.buf.as_ptr().align_offset(Self::ALIGN);
         &mut self.buf[skip..skip + len]
     }
 }
 
-/// A block device as a flash target: buffered writes through the exclusive descriptor, reads
-/// back through a second, O_DIRECT one.
-pub struct DeviceSink {
-    dev: OpenDevice,
-    direct: File,
+/// Reads a device with O_DIRECT, bypassing the page cache: what the medium holds.
+pub struct DirectReader {
+    file: File,
+    sector_size: u64,
     buf: Aligned,
 }
 
 const DIRECT_CHUNK: usize = 4 << 20;
 
-impl DeviceSink {
-    pub fn new(dev: OpenDevice) -> Result<Self> {
-        let direct = OpenOptions::new()
+impl DirectReader {
+    pub fn open(dev: &OpenDevice) -> Result<Self> {
+        let file = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
             .open(&dev.path)
             .with_context(|| format!("opening {} to read it back", dev.path.display()))?;
-        Ok(DeviceSink {
-            dev,
-            direct,
+        Ok(DirectReader {
+            file,
+            sector_size: dev.sector_size.max(512),
             buf: Aligned::new(DIRECT_CHUNK + 8192),
         })
     }
-}
 
-impl crate::write::Sink for DeviceSink {
-    fn name(&self) -> String {
-        self.dev.path.display().to_string()
-    }
-    fn size(&self) -> u64 {
-        self.dev.size
-    }
-    fn sector_size(&self) -> u64 {
-        self.dev.sector_size
-    }
-    fn write_at(&mut self, off: u64, data: &[u8]) -> std::io::Result<()> {
-        pwrite_all(&self.dev.file, off, &[data]).map(|_| ())
-    }
-    fn sync(&mut self) -> std::io::Result<()> {
-        fdatasync(&self.dev.file)
-    }
-    fn read_back(&mut self, off: u64, out: &mut [u8]) -> std::io::Result<()> {
+    /// Fills `out` with the bytes at `off`, reading the sectors that cover them.
+    pub fn read_at(&mut self, off: u64, out: &mut [u8]) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
-        // O_DIRECT wants sector-aligned offsets and lengths: read the covering sectors.
-        let ss = self.dev.sector_size.max(512);
+        let ss = self.sector_size;
         let mut done = 0usize;
         while done < out.len() {
             let pos = off + done as u64;
@@ -185,14 +163,11 @@ impl crate::write::Sink for DeviceSink {
             let end = (pos + want as u64).div_ceil(ss) * ss;
             let len = (end - start) as usize;
             let b = self.buf.slice(len);
-            self.direct.read_exact_at(b, start)?;
+            self.file.read_exact_at(b, start)?;
             let skip = (pos - start) as usize;
             out[done..done + want].copy_from_slice(&b[skip..skip + want]);
             done += want;
         }
         Ok(())
-    }
-    fn reread(&mut self) {
-        reread(&self.dev, &crate::progress::Silent { notices: true });
     }
 }

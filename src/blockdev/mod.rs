@@ -19,13 +19,17 @@ pub struct Resolved {
 /// Resolves `path` (following by-id symlinks) to a block device; anything else is refused.
 pub fn resolve(path: &Path) -> Result<Resolved> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let canonical = std::fs::canonicalize(path)
-        .with_context(|| format!("{} does not exist", path.display()))?;
+    let canonical = std::fs::canonicalize(path).with_context(|| {
+        format!(
+            "{} does not exist (`pi-burn devices` lists the disks here)",
+            path.display()
+        )
+    })?;
     let meta = std::fs::metadata(&canonical)
         .with_context(|| format!("reading {}", canonical.display()))?;
     if !meta.file_type().is_block_device() {
         bail!(
-            "{} is not a block device (write image files with --image PATH)",
+            "{} is not a block device (`pi-burn devices` lists the disks here)",
             path.display()
         );
     }
@@ -112,6 +116,91 @@ pub fn blockers(t: &SysTree, disk: &DiskInfo, allow: Allow) -> Result<Vec<String
         ));
     }
     Ok(out)
+}
+
+/// A whole disk the user named: resolved (by-id links followed) and inspected.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    pub tree: SysTree,
+    pub resolved: Resolved,
+    pub info: DiskInfo,
+}
+
+impl Disk {
+    /// Resolves and inspects `path`: a whole-disk block device (a partition is refused,
+    /// naming its disk). `hint` follows the error when `path` is no block device at all.
+    pub fn open(path: &Path, hint: Option<&str>) -> Result<Disk> {
+        let tree = SysTree::system();
+        let resolved = resolve(path).map_err(|e| match hint {
+            Some(h) => crate::error::Hinted {
+                inner: e,
+                hint: h.to_string(),
+            }
+            .into(),
+            None => e,
+        })?;
+        let info = inspect_whole_disk(&tree, &resolved)?;
+        Ok(Disk {
+            tree,
+            resolved,
+            info,
+        })
+    }
+
+    /// The canonical path (`/dev/sdb`).
+    pub fn path(&self) -> &Path {
+        &self.resolved.canonical
+    }
+
+    /// Every reason not to write to it, including that this user may not open it for writing.
+    pub fn blockers(&self, allow: Allow) -> Result<Vec<String>> {
+        let mut out = blockers(&self.tree, &self.info, allow)?;
+        if let Some(why) = not_writable(self.path()) {
+            out.push(why);
+        }
+        Ok(out)
+    }
+}
+
+/// Why this process may not open `path` for writing, if it may not (a non-root user).
+pub fn not_writable(path: &Path) -> Option<String> {
+    match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(_) => None,
+        Err(e) if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EPERM) => Some(format!(
+            "{} cannot be opened for writing by this user (writing a disk needs root: sudo pi-burn ...)",
+            path.display()
+        )),
+        // Busy, no medium and the like are named by the other checks or when it is opened.
+        Err(_) => None,
+    }
+}
+
+/// A disk every safety rule let through: the only kind of device the write engine is given.
+#[derive(Debug, Clone)]
+pub struct Claimed(Disk);
+
+impl Claimed {
+    /// Refuses `disk` (exit 4) naming every blocker, or claims it.
+    pub fn claim(disk: Disk, allow: Allow) -> Result<Claimed> {
+        let blocked = disk.blockers(allow)?;
+        if !blocked.is_empty() {
+            bail!(crate::error::Refused(format!(
+                "refusing {}: {}",
+                disk.path().display(),
+                blocked.join("; ")
+            )));
+        }
+        Ok(Claimed(disk))
+    }
+
+    pub fn disk(&self) -> &Disk {
+        &self.0
+    }
+
+    /// Opened exclusively, its identity checked again against what was shown.
+    pub fn open_for_writing(&self) -> Result<device::OpenDevice> {
+        device::open_exclusive(&self.0.tree, &self.0.resolved, &self.0.info)
+    }
 }
 
 /// Inspects the device behind `r`: a partition is refused, naming its disk.

@@ -89,6 +89,56 @@ pub fn pwritev(f: &File, bufs: &[&[u8]], offset: u64) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// Slices per vectored write (Linux's IOV_MAX is 1024).
+pub const IOV_BATCH: usize = 1024;
+
+/// Writes `bufs` back to back at `offset` of `f`, resuming after short writes. Returns the
+/// bytes written.
+pub fn pwrite_all(f: &File, offset: u64, bufs: &[&[u8]]) -> std::io::Result<u64> {
+    let total: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+    let mut done = 0u64;
+    let mut first = 0usize;
+    let mut skip = 0usize;
+    while first < bufs.len() && bufs[first].is_empty() {
+        first += 1;
+    }
+    while first < bufs.len() {
+        let batch: Vec<&[u8]> = bufs[first..]
+            .iter()
+            .take(IOV_BATCH)
+            .enumerate()
+            .map(|(i, b)| if i == 0 { &b[skip..] } else { *b })
+            .collect();
+        let n = match pwritev(f, &batch, offset + done) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                "the target accepted no more bytes",
+            ));
+        }
+        let mut n = n as usize;
+        done += n as u64;
+        // Step past what was written, and past empty slices.
+        while first < bufs.len() {
+            let left = bufs[first].len() - skip;
+            if n >= left {
+                n -= left;
+                first += 1;
+                skip = 0;
+            } else {
+                skip += n;
+                break;
+            }
+        }
+    }
+    debug_assert_eq!(done, total);
+    Ok(done)
+}
+
 /// Restores the default action of SIGPIPE, so that a closed pipe ends the program quietly like
 /// any Unix filter. Call it first thing, before any other thread exists.
 pub fn default_sigpipe() {
@@ -100,12 +150,15 @@ pub fn default_sigpipe() {
 
 /// Set by SIGINT/SIGTERM.
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Which of them arrived (the signal number).
+static SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 /// Devices are being written: an interrupt is left to the write engine, which stops, wipes
 /// the table areas it touched and says so.
 static WRITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-extern "C" fn on_interrupt(_: libc::c_int) {
+extern "C" fn on_interrupt(sig: libc::c_int) {
     use std::sync::atomic::Ordering;
+    SIGNAL.store(sig, Ordering::SeqCst);
     INTERRUPTED.store(true, Ordering::SeqCst);
     if !WRITING.load(Ordering::SeqCst) {
         const MSG: &[u8] =
@@ -141,6 +194,14 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// What interrupted the run, for messages: "Ctrl-C" (SIGINT) or "SIGTERM".
+pub fn interrupt_name() -> &'static str {
+    match SIGNAL.load(std::sync::atomic::Ordering::SeqCst) {
+        libc::SIGTERM => "SIGTERM",
+        _ => "Ctrl-C",
+    }
+}
+
 /// While alive, an interrupt does not end the program: the write engine sees
 /// [`interrupted`] and stops.
 pub struct Writing(());
@@ -173,5 +234,40 @@ pub fn with_interrupts_blocked<T>(f: impl FnOnce() -> T) -> T {
         let out = f();
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::OpenOptions;
+
+    #[test]
+    fn pwrite_all_writes_every_slice_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap();
+        let a = vec![1u8; 5000];
+        let b = [2u8; 3];
+        let c: Vec<u8> = vec![];
+        let d = vec![3u8; 70000];
+        let slices: Vec<&[u8]> = (0..1500)
+            .map(|i| if i % 2 == 0 { &b[..] } else { &c[..] })
+            .chain([&a[..], &d[..]])
+            .collect();
+        let n = pwrite_all(&f, 10, &slices).unwrap();
+        assert_eq!(n, 750 * 3 + 5000 + 70000);
+        let back = std::fs::read(&p).unwrap();
+        assert_eq!(back.len() as u64, 10 + n);
+        assert!(back[..10].iter().all(|x| *x == 0));
+        assert!(back[10..10 + 2250].iter().all(|x| *x == 2));
+        assert!(back[10 + 2250..10 + 2250 + 5000].iter().all(|x| *x == 1));
+        assert!(back[10 + 7250..].iter().all(|x| *x == 3));
     }
 }

@@ -57,6 +57,22 @@ pub struct DiskInfo {
     pub backing_file: Option<String>,
 }
 
+impl DiskInfo {
+    /// Vendor and model, as a person reads them ("unknown model" when sysfs says neither).
+    pub fn model_text(&self) -> String {
+        let m = [self.vendor.as_deref(), self.model.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if m.is_empty() {
+            "unknown model".into()
+        } else {
+            m
+        }
+    }
+}
+
 fn read_trim(p: &Path) -> Option<String> {
     fs::read_to_string(p)
         .ok()

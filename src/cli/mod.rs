@@ -5,6 +5,8 @@ pub mod values;
 
 pub use values::{MbrType, SectorSize, Sha256Arg, Size};
 
+pub use crate::disk::geometry::TableKind;
+pub use crate::ssd::EvalMode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -152,7 +154,7 @@ pub struct ImagesArgs {
     pub force: bool,
     /// How to evaluate the nodes' disko configs (as for `ssd --eval`).
     #[arg(long, value_enum, default_value = "auto")]
-    pub eval: Eval,
+    pub eval: EvalMode,
     #[command(flatten)]
     pub firmware: FirmwareArgs,
     #[command(flatten)]
@@ -235,7 +237,7 @@ pub struct DiskoArgs {
     /// (nix eval of nixosConfigurations.NODE.config.disko.devices: exact), nix (nix-instantiate
     /// on the single file).
     #[arg(long, value_enum, default_value = "auto")]
-    pub eval: Eval,
+    pub eval: EvalMode,
     /// Read the JSON of `disko.devices` from this file instead.
     #[arg(long, value_name = "FILE", conflicts_with = "builtin_layout")]
     pub disko_json: Option<PathBuf>,
@@ -248,14 +250,6 @@ pub struct DiskoArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BuiltinLayout {
     Default,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Eval {
-    Auto,
-    Builtin,
-    Flake,
-    Nix,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -409,19 +403,13 @@ pub struct FirmwareArgs {
     pub max_time: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Table {
-    Gpt,
-    Mbr,
-}
-
 /// The SD card's layout.
 #[derive(Debug, Args, Clone)]
 pub struct LayoutArgs {
     /// Partition table: gpt (what the cluster's disko config describes) or mbr (what pftf's
     /// README recommends; type 0xef unless --mbr-type).
     #[arg(long, value_enum, default_value = "gpt")]
-    pub table: Table,
+    pub table: TableKind,
     /// MBR partition type byte with --table mbr: 0xef (EFI) or 0x0c (FAT32 LBA, which the
     /// boot ROM's recovery mode also reads) [default: 0xef].
     #[arg(long, value_name = "BYTE")]

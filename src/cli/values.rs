@@ -67,6 +67,37 @@ impl FromStr for Sha256Arg {
     }
 }
 
+impl clap::ValueEnum for crate::disk::geometry::TableKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        use crate::disk::geometry::TableKind;
+        &[TableKind::Gpt, TableKind::Mbr]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
+impl clap::ValueEnum for crate::ssd::EvalMode {
+    fn value_variants<'a>() -> &'a [Self] {
+        use crate::ssd::EvalMode;
+        &[
+            EvalMode::Auto,
+            EvalMode::Builtin,
+            EvalMode::Flake,
+            EvalMode::Nix,
+        ]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        use crate::ssd::EvalMode;
+        Some(clap::builder::PossibleValue::new(match self {
+            EvalMode::Auto => "auto",
+            EvalMode::Builtin => "builtin",
+            EvalMode::Flake => "flake",
+            EvalMode::Nix => "nix",
+        }))
+    }
+}
+
 /// `--set NAME=VALUE`, checked against the firmware's own ranges.
 pub fn parse_setting(s: &str) -> Result<crate::firmware::uefivars::Setting, String> {
     crate::firmware::uefivars::settings::parse_assignment(s, "--set").map_err(|e| format!("{e:#}"))

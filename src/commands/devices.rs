@@ -61,7 +61,10 @@ pub fn run(g: &Global) -> Result<()> {
         });
     }
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "devices": rows }))?
+        );
         return Ok(());
     }
     println!(

@@ -1,12 +1,14 @@
 //! `pi-burn firmware list|fetch|verify`.
 
-use super::{custom_for, customise, load_firmware, open_target, usage, Global};
+use super::Global;
 use crate::cli::{ExportArgs, FirmwareCommand, SettingsArgs};
-use crate::disk::cardread::read_card;
 use crate::disk::verify::Mismatch;
+use crate::error::usage;
 use crate::firmware::cache::Cache;
 use crate::firmware::manifest::Manifest;
 use crate::firmware::{verify_zip, Source};
+use crate::job::target::ReadTarget;
+use crate::job::{customise, FirmwareJob};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
@@ -22,13 +24,15 @@ struct ReleaseRow {
     cached: Option<String>,
     gpt_boot_warning: bool,
     url: String,
+    /// Where the pinned hashes were taken from.
+    hash_source: Option<String>,
 }
 
 pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
     match cmd {
         FirmwareCommand::List { manifest } => list(manifest.as_deref(), g),
         FirmwareCommand::Fetch(a) => {
-            let fw = load_firmware(&a.firmware, g)?;
+            let fw = FirmwareJob::from_args(&a.firmware)?.obtain(g.progress())?;
             if let Some(path) = &a.firmware.firmware_zip {
                 // A zip fetched by hand enters the cache once it verified, so that later runs
                 // work --offline. Read again and compared with the hash that verified.
@@ -68,8 +72,7 @@ pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
         FirmwareCommand::Settings(a) => settings(a, g),
         FirmwareCommand::Export(a) => export(a, g),
         FirmwareCommand::Verify { path, pin } => {
-            let manifest = Manifest::load(pin.manifest.as_deref())?;
-            let req = super::request(pin);
+            let (manifest, req) = crate::job::firmware::request(pin)?;
             let zip = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let name = path.display().to_string();
             match verify_zip(&manifest, &req, &zip, &name, None, Source::Local) {
@@ -100,13 +103,11 @@ pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
                 Err(e) if e.downcast_ref::<crate::firmware::HashMismatch>().is_some() => {
                     let line = format!("{e:#}");
                     if g.json {
-                        let j = serde_json::json!({
-                            "path": name, "ok": false, "mismatches": [line], "exit_code": 3,
-                        });
-                        println!("{}", serde_json::to_string_pretty(&j)?);
-                    } else {
-                        println!("{name}: {line}");
+                        let j =
+                            serde_json::json!({ "path": name, "ok": false, "mismatches": [line] });
+                        return super::finish_json(j, Err(Mismatch(vec![line]).into()));
                     }
+                    println!("{name}: {line}");
                     Err(Mismatch(vec![line]).into())
                 }
                 Err(e) => Err(e),
@@ -135,19 +136,25 @@ fn list(manifest: Option<&std::path::Path>, g: &Global) -> Result<()> {
                     .map(|p| p.display().to_string()),
                 gpt_boot_warning: r.gpt_boot_warning,
                 url: r.url.clone(),
+                hash_source: r.hash_source.clone(),
             });
         }
     }
     if g.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "cache": cache.root.display().to_string(), "releases": rows })
-            )?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "cache": cache.root.display().to_string(),
+                "boards": m.boards.iter().map(|(n, b)| (n.clone(), b.description.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+                "releases": rows,
+            }))?
         );
         return Ok(());
     }
     println!("cache: {}", cache.root.display());
+    for (n, b) in &m.boards {
+        println!("board {n}: {}", b.description);
+    }
     println!(
         "{:<6} {:<8} {:<10} {:<8} {:<7} {:<7} notes",
         "board", "version", "date", "pinned", "cached", "default"
@@ -177,6 +184,9 @@ fn list(manifest: Option<&std::path::Path>, g: &Global) -> Result<()> {
     Ok(())
 }
 
+/// The largest RPI_EFI.fd read (the real ones are 2 or 4 MiB).
+const MAX_FD: u64 = 64 << 20;
+
 /// The RPI_EFI.fd to list: a firmware file, or the one on a card or in a card image.
 fn fd_of(a: &SettingsArgs) -> Result<(String, Vec<u8>)> {
     use std::os::unix::fs::FileTypeExt;
@@ -187,25 +197,20 @@ fn fd_of(a: &SettingsArgs) -> Result<(String, Vec<u8>)> {
             .is_block_device(),
         _ => true,
     };
-    if !card {
-        let file = a.file.as_ref().expect("checked above");
+    if let (false, Some(file)) = (card, &a.file) {
         let name = file.display().to_string();
-        let fd = std::fs::read(file).with_context(|| format!("reading {name}"))?;
+        let fd = crate::util::read_limited(file, MAX_FD, "a firmware file (RPI_EFI.fd)")?;
         return Ok((name, fd));
     }
-    let (target, mut f) = open_target(
+    let mut t = ReadTarget::open(
         a.file.as_deref().filter(|_| a.image.is_none()),
         a.image.as_deref(),
     )?;
     const FD: &str = "RPI_EFI.fd";
-    let c = read_card(&mut f, target.size, &[(FD, 64 << 20)], &target.path)?;
-    let fd = c.kept.get(FD).cloned().with_context(|| {
-        format!(
-            "{}: partition 1 has no /{FD} (of at most 64 MiB)",
-            target.path
-        )
-    })?;
-    Ok((format!("{}:/{FD}", target.path), fd))
+    let (size, path) = (t.size(), t.path().to_string());
+    let fd = crate::disk::cardread::read_one(&mut t.file, size, FD, MAX_FD, &path)?
+        .with_context(|| format!("{path}: partition 1 has no /{FD} of at most 64 MiB"))?;
+    Ok((format!("{path}:/{FD}"), fd))
 }
 
 fn settings(a: &SettingsArgs, g: &Global) -> Result<()> {
@@ -277,7 +282,7 @@ fn settings(a: &SettingsArgs, g: &Global) -> Result<()> {
 }
 
 /// `firmware export --dir DIR`: the verified tree, customised, for a TFTP server. Written into
-/// a temporary sibling directory and renamed into place, so DIR is whole or absent.
+/// a staging directory beside DIR and moved into place, so DIR is whole or absent.
 fn export(a: &ExportArgs, g: &Global) -> Result<()> {
     use crate::firmware::fileset::Node;
     use std::os::unix::fs::PermissionsExt;
@@ -305,47 +310,39 @@ fn export(a: &ExportArgs, g: &Global) -> Result<()> {
             parent.display()
         )));
     }
-    let custom = custom_for(&a.custom, a.node.as_deref().map(|n| (a.flake.as_path(), n)))?;
-    let mut fw = load_firmware(&a.firmware, g)?;
-    let done = customise(&mut fw, &custom, g)?;
+    let firmware = FirmwareJob::from_args(&a.firmware)?;
+    let custom =
+        crate::job::custom::custom(&a.custom, a.node.as_deref().map(|n| (a.flake.as_path(), n)))?;
+    let mut fw = firmware.obtain(g.progress())?;
+    let done = customise(&mut fw, &custom, g.progress())?;
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "export".into());
-    let tmp = parent.join(format!(".{name}.pi-burn-{}.tmp", std::process::id()));
-    let write = || -> Result<u64> {
-        std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut bytes = 0;
-        for (path, node) in fw.files.iter() {
-            let p = tmp.join(path);
-            match node {
-                Node::Dir => std::fs::create_dir_all(&p)
-                    .with_context(|| format!("creating {}", p.display()))?,
-                Node::File { data, executable } => {
-                    if let Some(d) = p.parent() {
-                        std::fs::create_dir_all(d)
-                            .with_context(|| format!("creating {}", d.display()))?;
-                    }
-                    std::fs::write(&p, data).with_context(|| format!("writing {}", p.display()))?;
-                    let mode = if *executable { 0o755 } else { 0o644 };
-                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
-                    bytes += data.len() as u64;
+    let staged = crate::write::image::StagedDir::create(
+        &parent.join(format!(".{name}.pi-burn-{}.tmp", std::process::id())),
+    )?;
+    let mut bytes = 0;
+    for (path, node) in fw.files.iter() {
+        let p = staged.path().join(path);
+        match node {
+            Node::Dir => {
+                std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?
+            }
+            Node::File { data, executable } => {
+                if let Some(d) = p.parent() {
+                    std::fs::create_dir_all(d)
+                        .with_context(|| format!("creating {}", d.display()))?;
                 }
+                std::fs::write(&p, data).with_context(|| format!("writing {}", p.display()))?;
+                let mode = if *executable { 0o755 } else { 0o644 };
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+                bytes += data.len() as u64;
             }
         }
-        // An empty DIR is replaced; a DIR that appeared meanwhile is not.
-        let _ = std::fs::remove_dir(dir);
-        std::fs::rename(&tmp, dir)
-            .with_context(|| format!("moving the tree into {}", dir.display()))?;
-        Ok(bytes)
-    };
-    let bytes = match write() {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-    };
+    }
+    // An empty DIR is replaced; a DIR that was filled meanwhile is not.
+    staged.commit(dir, false)?;
     if g.json {
         let j = serde_json::json!({
             "dir": dir.display().to_string(), "board": fw.board, "version": fw.version,

@@ -1,32 +1,17 @@
 //! `pi-burn images --flake DIR --out DIR`: every node's SD card image and SSD image, each with
-//! its block map, from the flake's hosts/ and pi-burn.toml, with one firmware download.
+//! its block map, from the flake's hosts/ and pi-burn.toml, with one firmware download. All or
+//! nothing: the set is made in a staging directory and replaces `--out` as one.
 
-use super::{custom_for, customise, load_disko, load_firmware, usage, Global};
-use crate::cli::{DiskoArgs, ImagesArgs, LayoutArgs, Table};
-use crate::cluster::Custom;
-use crate::disk::bmap::write_image_and_map;
-use crate::disk::card::build_ssd;
+use super::Global;
+use crate::cli::ImagesArgs;
 use crate::firmware::digest::Sha256Digest;
 use crate::firmware::Firmware;
-use crate::ssd::{choose_disk, DiskoDisk};
-use crate::util::units::{human, parse_size};
-use crate::write::image::check_replaceable;
-use anyhow::{bail, Context, Result};
+use crate::job::images::{ImagesJob, NodeJobs};
+use crate::util::units::human;
+use crate::write::{deliver, Options};
+use anyhow::{Context, Result};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
-
-/// One node's inputs, all checked before the firmware is fetched or anything is written.
-struct NodeJob {
-    node: String,
-    layout: LayoutArgs,
-    /// The node's disko config, evaluated once.
-    config: crate::ssd::NodeConfig,
-    custom: Custom,
-    ssd: DiskoDisk,
-    ssd_size: u64,
-    sd_path: PathBuf,
-    ssd_path: PathBuf,
-}
+use std::path::Path;
 
 #[derive(Debug, Serialize)]
 struct Row {
@@ -41,159 +26,74 @@ struct Row {
     bmap_sha256: String,
 }
 
-fn layout_args(flake: &Path, node: &str, eval: crate::cli::Eval) -> LayoutArgs {
-    LayoutArgs {
-        table: Table::Gpt,
-        mbr_type: None,
-        gpt_type: None,
-        allow_unbootable_type: false,
-        sector_size: None,
-        size: None,
-        partition_size: None,
-        partition_name: None,
-        label: "FIRMWARE".into(),
-        seed: None,
-        node: Some(node.to_string()),
-        config: disko_args(flake, eval),
-    }
-}
-
-fn disko_args(flake: &Path, eval: crate::cli::Eval) -> DiskoArgs {
-    DiskoArgs {
-        flake: flake.to_path_buf(),
-        eval,
-        disko_json: None,
-        builtin_layout: None,
-    }
-}
-
-fn plan_node(a: &ImagesArgs, node: &str) -> Result<NodeJob> {
-    let custom = custom_for(&a.custom, Some((a.flake.as_path(), node)))?;
-    let cfg = load_disko(node, &disko_args(&a.flake, a.eval))?;
-    let origin = cfg.source.describe();
-    // The node's SD card disk must be there (its partition gives the card's layout) ...
-    choose_disk(&cfg.devices, None, true, &origin)?;
-    let ssd = choose_disk(&cfg.devices, None, false, &origin)?;
-    let ssd_size = match (&a.ssd_size, &ssd.image_size) {
-        (Some(s), _) => s.0,
-        (None, Some(s)) => parse_size(s)
-            .with_context(|| format!("imageSize '{s}' of disk '{}' in {origin}", ssd.name))?,
-        (None, None) => 2 << 30,
-    };
-    if !ssd_size.is_multiple_of(512) {
-        bail!(usage(format!(
-            "{node}: SSD image size {ssd_size} is not a multiple of 512 bytes"
-        )));
-    }
-    let sd_path = a.out.join(format!("{node}-sdcard.img"));
-    let ssd_path = a.out.join(format!("{node}-ssd.img"));
-    // A missing --out is created later; only an existing one can hold files to replace.
-    if a.out.is_dir() {
-        check_replaceable(&sd_path, a.force)?;
-        check_replaceable(&ssd_path, a.force)?;
-    }
-    Ok(NodeJob {
-        node: node.to_string(),
-        layout: layout_args(&a.flake, node, a.eval),
-        config: cfg,
-        custom,
-        ssd,
-        ssd_size,
-        sd_path,
-        ssd_path,
-    })
-}
-
+/// The row of an image made in `staging`, named by where it ends up in `out`.
 fn row(
     node: &str,
     kind: &'static str,
-    image: &Path,
-    bmap: &Path,
+    made: &Path,
+    out: &Path,
     size: u64,
     written: u64,
 ) -> Result<Row> {
-    let map = std::fs::read(bmap).with_context(|| format!("reading {}", bmap.display()))?;
+    let map = crate::disk::bmap::sidecar(made);
+    let bytes = std::fs::read(&map).with_context(|| format!("reading {}", map.display()))?;
+    let name = made.file_name().context("an image has a file name")?;
+    let image = out.join(name);
     Ok(Row {
         node: node.to_string(),
         kind,
+        bmap: crate::disk::bmap::sidecar(&image).display().to_string(),
         image: image.display().to_string(),
-        bmap: bmap.display().to_string(),
         size,
         bytes_written: written,
-        bmap_sha256: Sha256Digest::of(&map).hex(),
+        bmap_sha256: Sha256Digest::of(&bytes).hex(),
     })
 }
 
-/// Builds and writes one node's pair.
-fn make(job: &NodeJob, fw: &Firmware, g: &Global) -> Result<[Row; 2]> {
+/// Builds and writes one node's pair into the staging directory.
+fn make(n: &NodeJobs, fw: &Firmware, out: &Path, g: &Global) -> Result<[Row; 2]> {
+    let quiet = Options { verify: false };
     let mut fw = fw.clone();
-    let done = customise(&mut fw, &job.custom, g)?;
-    let layout = super::sd_layout_with(&job.layout, &fw, Some(&job.config))?;
-    let size = layout.default_image_size();
-    let (_, card, _) = super::sdcard::build(
-        &mut fw,
-        &layout,
-        size,
-        &done,
-        (&job.layout.label, Some(&job.node)),
-        g,
-    )?;
-    let (stats, bmap) = write_image_and_map(&job.sd_path, &card.disk, g.progress.as_ref())?;
+    let sd_target = n.card.target.claim(Default::default())?;
+    let card = n.card.build(&mut fw, &sd_target, g.progress())?;
+    let done = deliver(&card.built().disk, &sd_target, &quiet, g.progress())?;
     let sd = row(
-        &job.node,
+        &n.node,
         "sdcard",
-        &job.sd_path,
-        &bmap,
-        size,
-        stats.bytes_written,
+        sd_target.path(),
+        out,
+        card.plan.size,
+        done.bytes_written,
     )?;
-    let seed = format!("{}/{}", job.node, job.ssd.name);
-    let plan = crate::ssd::plan(&job.ssd, job.ssd_size, 512, &seed)?;
-    let (img, _, left) = build_ssd(&plan, &job.ssd, true, &seed, super::timestamp(None)?)?;
-    for l in &left {
-        g.progress.notice(&format!("notice: {}: {l}", job.node));
+    let ssd_target = n.ssd.target.claim(Default::default())?;
+    let built = n.ssd.build(&ssd_target)?;
+    for l in &built.left {
+        g.progress().notice(&format!("notice: {}: {l}", n.node));
     }
-    let (stats, bmap) = write_image_and_map(&job.ssd_path, &img, g.progress.as_ref())?;
+    let done = deliver(&built.img, &ssd_target, &quiet, g.progress())?;
     let ssd = row(
-        &job.node,
+        &n.node,
         "ssd",
-        &job.ssd_path,
-        &bmap,
-        job.ssd_size,
-        stats.bytes_written,
+        ssd_target.path(),
+        out,
+        built.plan.size,
+        done.bytes_written,
     )?;
     Ok([sd, ssd])
 }
 
 pub fn run(a: &ImagesArgs, g: &Global) -> Result<()> {
-    if !a.flake.is_dir() {
-        bail!(usage(format!(
-            "--flake {}: no such directory",
-            a.flake.display()
-        )));
-    }
-    let nodes = crate::ssd::config::nodes(&a.flake);
-    if nodes.is_empty() {
-        bail!(usage(format!(
-            "--flake {}: no hosts/NODE/disk-config.nix, so no nodes",
-            a.flake.display()
-        )));
-    }
-    if a.out.exists() && !a.out.is_dir() {
-        bail!(usage(format!("--out {}: not a directory", a.out.display())));
-    }
-    // Every node's inputs first: a bad config or pi-burn.toml stops the run before any write.
-    let jobs = nodes
-        .iter()
-        .map(|n| plan_node(a, n).with_context(|| format!("node {n}")))
-        .collect::<Result<Vec<_>>>()?;
-    let fw = load_firmware(&a.firmware, g)?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let job = ImagesJob::from_args(a)?;
+    let fw = job.firmware.obtain(g.progress())?;
+    let staging = crate::write::image::StagedDir::create(&job.staging)?;
     // One thread per node: building the FATs and hashing the ranges is CPU work.
     let results: Vec<Result<[Row; 2]>> = std::thread::scope(|s| {
-        let handles: Vec<_> = jobs
+        let handles: Vec<_> = job
+            .nodes
             .iter()
-            .map(|job| s.spawn(|| make(job, &fw, g).with_context(|| format!("node {}", job.node))))
+            .map(|n| {
+                s.spawn(|| make(n, &fw, &job.out, g).with_context(|| format!("node {}", n.node)))
+            })
             .collect();
         handles
             .into_iter()
@@ -207,9 +107,10 @@ pub fn run(a: &ImagesArgs, g: &Global) -> Result<()> {
     for r in results {
         rows.extend(r?);
     }
+    staging.commit(&job.out, job.force)?;
     if g.json {
         let j = serde_json::json!({
-            "flake": a.flake.display().to_string(), "out": a.out.display().to_string(),
+            "flake": job.flake.display().to_string(), "out": job.out.display().to_string(),
             "firmware": { "board": fw.board, "version": fw.version, "zip_sha256": fw.zip_sha256.hex(), "nar_sha256": fw.nar_sha256.sri() },
             "images": rows,
         });
@@ -236,10 +137,10 @@ pub fn run(a: &ImagesArgs, g: &Global) -> Result<()> {
         }
         println!(
             "{} nodes, firmware {} {}, in {}",
-            jobs.len(),
+            job.nodes.len(),
             fw.board,
             fw.version,
-            a.out.display()
+            job.out.display()
         );
     }
     Ok(())

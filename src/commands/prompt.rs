@@ -1,14 +1,14 @@
 //! Before a device is written: the device as a person should see it, and their word.
 
-use crate::blockdev::sysfs::DiskInfo;
-use crate::blockdev::Resolved;
+use crate::blockdev::{Claimed, Disk};
 use crate::error::Refused;
 use crate::util::units::human;
 use anyhow::{bail, Result};
 use std::io::{BufRead, IsTerminal, Write};
 
 /// The device as a person should see it before agreeing to overwrite it.
-pub fn describe(r: &Resolved, d: &DiskInfo) -> String {
+pub fn describe(disk: &Disk) -> String {
+    let (r, d) = (&disk.resolved, &disk.info);
     let mut s = String::new();
     let shown = if r.given != r.canonical {
         format!("{} -> {}", r.given.display(), r.canonical.display())
@@ -22,19 +22,7 @@ pub fn describe(r: &Resolved, d: &DiskInfo) -> String {
     for id in &d.by_id {
         s.push_str(&format!("by-id:       {id}\n"));
     }
-    let model = [d.vendor.as_deref(), d.model.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" ");
-    s.push_str(&format!(
-        "model:       {}\n",
-        if model.is_empty() {
-            "(unknown)"
-        } else {
-            &model
-        }
-    ));
+    s.push_str(&format!("model:       {}\n", d.model_text()));
     s.push_str(&format!(
         "serial:      {}\n",
         d.serial.as_deref().unwrap_or("(unknown)")
@@ -70,17 +58,12 @@ pub fn describe(r: &Resolved, d: &DiskInfo) -> String {
     s
 }
 
-/// Asks the user to type the device's name. Without a terminal, refuses.
-pub fn confirm(d: &DiskInfo, path: &Resolved, yes: bool) -> Result<()> {
-    confirm_all(&[(path, d)], yes)
-}
-
-/// One confirmation for several devices: the user types their names, in order, separated by
+/// One confirmation for every device: the user types their names, in order, separated by
 /// spaces. Without a terminal, refuses.
-pub fn confirm_all(devices: &[(&Resolved, &DiskInfo)], yes: bool) -> Result<()> {
+pub fn confirm(devices: &[&Claimed], yes: bool) -> Result<()> {
     let paths: Vec<String> = devices
         .iter()
-        .map(|(r, _)| r.canonical.display().to_string())
+        .map(|c| c.disk().path().display().to_string())
         .collect();
     if yes {
         return Ok(());
@@ -102,7 +85,10 @@ pub fn confirm_all(devices: &[(&Resolved, &DiskInfo)], yes: bool) -> Result<()> 
             ))),
         }
     };
-    let names: Vec<&str> = devices.iter().map(|(_, d)| d.name.as_str()).collect();
+    let names: Vec<&str> = devices
+        .iter()
+        .map(|c| c.disk().info.name.as_str())
+        .collect();
     let question = format!(
         "pi-burn: everything on {} will be lost. Type {} ({}) to go on: ",
         paths.join(", "),
@@ -128,7 +114,8 @@ pub fn confirm_all(devices: &[(&Resolved, &DiskInfo)], yes: bool) -> Result<()> 
     }
     let answer: Vec<&str> = line.split_whitespace().collect();
     let ok = answer.len() == names.len()
-        && answer.iter().zip(devices).all(|(a, (r, d))| {
+        && answer.iter().zip(devices).all(|(a, c)| {
+            let (r, d) = (&c.disk().resolved, &c.disk().info);
             *a == d.name || *a == r.canonical.to_string_lossy() || *a == r.given.to_string_lossy()
         });
     if ok {

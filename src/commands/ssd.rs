@@ -1,21 +1,16 @@
 //! `pi-burn ssd --node NAME`: the node's USB SSD gets the GPT its disko config describes.
 
 use super::prompt::{confirm, describe};
-use super::{load_disko, usage, Global};
-use crate::blockdev::sysfs::{self, SysTree};
-use crate::blockdev::{blockers, inspect_whole_disk, resolve, Allow};
+use super::Global;
 use crate::cli::SsdArgs;
-use crate::disk::card::{build_ssd, PARTITION_WIPE};
+use crate::disk::card::PARTITION_WIPE;
 use crate::disk::geometry::{gpt_type_code, DiskPlan, PartType};
-use crate::disk::verify::Mismatch;
-use crate::error::Refused;
-use crate::report::{Report, Target};
-use crate::ssd::{choose_disk, plan, ConfigSource, DiskoDisk};
+use crate::job::ssd::{BuiltSsd, SsdJob};
+use crate::report::Report;
+use crate::ssd::{ConfigSource, DiskoDisk};
 use crate::util::units::human;
-use crate::write::device::burn;
-use crate::write::image::check_replaceable;
-use anyhow::{bail, Context, Result};
-use std::path::Path;
+use crate::write::{deliver, Target};
+use anyhow::Result;
 
 fn hybrid_text(plan: &DiskPlan, disk: &DiskoDisk) -> String {
     let Some(entries) = &plan.hybrid_mbr else {
@@ -67,231 +62,110 @@ fn table_text(plan: &DiskPlan) -> String {
     s
 }
 
-/// Candidate disks, for an error when the configured device is not here.
-fn candidates(t: &SysTree) -> String {
-    let mut out = vec![];
-    for dev in sysfs::list_disks(t) {
-        if let Ok(d) = sysfs::inspect(t, dev) {
-            if blockers(t, &d, Allow::default())
-                .map(|b| b.is_empty())
-                .unwrap_or(false)
-            {
-                let model = [d.vendor.as_deref(), d.model.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                out.push(format!(
-                    "/dev/{} ({}, {}, {})",
-                    d.name,
-                    if model.is_empty() {
-                        "unknown model"
-                    } else {
-                        &model
-                    },
-                    human(d.size),
-                    d.transport
-                ));
-            }
-        }
-    }
-    if out.is_empty() {
-        "no disk here is free to write".into()
-    } else {
-        format!("candidates: {}", out.join(", "))
-    }
-}
-
-pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
-    let cfg = load_disko(&a.node, &a.config)?;
-    match &cfg.source {
-        ConfigSource::BuiltinDefault => g.progress.notice(&format!(
-            "notice: --layout default: {} gets the cluster's documented layout (BOOT 1G EF00 vfat /boot; zfs 100% for pool rpool), not a config file",
-            a.node,
-        )),
-        s => g.progress.phase(&format!("read {}", s.describe())),
-    }
-    let disk = choose_disk(
-        &cfg.devices,
-        a.disk.as_deref(),
-        false,
-        &cfg.source.describe(),
-    )?;
-    let seed = a
-        .seed
-        .clone()
-        .unwrap_or_else(|| format!("{}/{}", a.node, disk.name));
-    let timestamp = super::timestamp(None)?;
-
-    if let Some(image) = &a.image {
-        check_replaceable(image, a.force)?;
-        let size = a.size.expect("clap requires --size").0;
-        let ss = a.sector_size.map_or(512, |s| s.0);
-        if !size.is_multiple_of(ss) {
-            bail!(usage(format!(
-                "--size: {size} is not a multiple of the {ss}-byte sector size"
-            )));
-        }
-        let plan = plan(&disk, size, ss, &seed)?;
-        if !g.quiet || a.device_opts.dry_run {
-            eprint!(
-                "{} disk '{}' on {}, {}:\n{}",
-                a.node,
-                disk.name,
-                image.display(),
-                human(size),
-                table_text(&plan)
-            );
-            eprint!("{}", hybrid_text(&plan, &disk));
-        }
-        let (img, formatted, left) = build_ssd(&plan, &disk, !a.no_format, &seed, timestamp)?;
-        for l in &left {
-            g.progress.notice(&format!("notice: {l}"));
-        }
-        let mut report = Report::new(
-            Target {
-                kind: "image",
-                path: image.display().to_string(),
-                size,
-            },
-            &plan,
-        );
-        report.filesystems = formatted;
-        if a.device_opts.dry_run {
-            g.progress.phase("dry run: nothing was written");
-            if g.json {
-                println!("{}", report.to_json()?);
-            }
-            return Ok(());
-        }
-        let (stats, bmap) =
-            crate::disk::bmap::write_image_and_map(image, &img, g.progress.as_ref())?;
-        g.progress
-            .phase(&format!("block map in {}", bmap.display()));
-        report.bytes_written = Some(stats.bytes_written);
-        finish(
-            a,
-            g,
-            &report,
-            &image.display().to_string(),
-            &cfg.source,
-            &disk,
-        )
-    } else {
-        let t = SysTree::system();
-        let dev_path = match (&a.device, &disk.device) {
-            (Some(d), _) => d.clone(),
-            (None, Some(cfg_dev)) if Path::new(cfg_dev).exists() => cfg_dev.into(),
-            (None, Some(cfg_dev)) => bail!(
-                "the configured device {cfg_dev} of disk '{}' is not attached here; {}; name the disk: pi-burn ssd --node {} /dev/sdX",
-                disk.name,
-                candidates(&t),
-                a.node
-            ),
-            (None, None) => bail!("disk '{}' of {}'s config names no device; {}; name the disk: pi-burn ssd --node {} /dev/sdX", disk.name, a.node, candidates(&t), a.node),
-        };
-        if a.sector_size.is_some() || a.size.is_some() {
-            bail!(usage("--size and --sector-size are for images; a device is used whole with its own sector size"));
-        }
-        let r = resolve(&dev_path)?;
-        let d = inspect_whole_disk(&t, &r)?;
-        let blocked = blockers(
-            &t,
-            &d,
-            Allow {
-                fixed_disk: a.device_opts.allow_fixed_disk,
-            },
-        )?;
-        if !blocked.is_empty() {
-            bail!(Refused(format!(
-                "refusing {}: {}",
-                r.canonical.display(),
-                blocked.join("; ")
-            )));
-        }
-        if let (Some(_), Some(cfg_dev)) = (&a.device, &disk.device) {
-            let cfg_canon = std::fs::canonicalize(cfg_dev).ok();
-            if !d.by_id.iter().any(|i| i == cfg_dev)
-                && cfg_canon.as_deref() != Some(r.canonical.as_path())
-            {
-                g.progress.notice(&format!(
-                    "warning: {} is not the configured {cfg_dev}: NixOS will look for its partitions by label, but update the config's device to one of: {}",
-                    r.canonical.display(),
-                    if d.by_id.is_empty() { "(no by-id names)".to_string() } else { d.by_id.join(", ") }
-                ));
-            }
-        }
-        let plan = plan(&disk, d.size, d.logical_sector_size, &seed)
-            .with_context(|| r.canonical.display().to_string())?;
-        let (img, formatted, left) = build_ssd(&plan, &disk, !a.no_format, &seed, timestamp)?;
-        for l in &left {
-            g.progress.notice(&format!("notice: {l}"));
-        }
-        if !g.quiet || a.device_opts.dry_run || !a.device_opts.yes {
-            eprint!("{}", describe(&r, &d));
+/// The plan, on stderr: the device (or image), the table, what is formatted.
+fn show_plan(job: &SsdJob, target: &Target, built: &BuiltSsd) {
+    let plan = &built.plan;
+    match target {
+        Target::Image(p) => eprint!(
+            "{} disk '{}' on {}, {} ({} bytes):\n{}",
+            job.node,
+            job.disk.name,
+            p.display(),
+            human(plan.size),
+            plan.size,
+            table_text(plan)
+        ),
+        Target::Device(c) => {
+            eprint!("{}", describe(c.disk()));
             eprint!(
                 "will write:  {}'s disk '{}': GPT, {} each end of every partition wiped, {}\n{}",
-                a.node,
-                disk.name,
+                job.node,
+                job.disk.name,
                 human(PARTITION_WIPE),
-                if formatted.is_empty() {
+                if built.formatted.is_empty() {
                     "nothing formatted".to_string()
                 } else {
                     format!(
                         "FAT32 on partition {}",
-                        formatted
+                        built
+                            .formatted
                             .iter()
                             .map(|f| f.partition.to_string())
                             .collect::<Vec<_>>()
                             .join(", ")
                     )
                 },
-                table_text(&plan)
+                table_text(plan)
             );
-            eprint!("{}", hybrid_text(&plan, &disk));
         }
-        let mut report = Report::new(
-            Target {
-                kind: "device",
-                path: r.canonical.display().to_string(),
-                size: d.size,
-            },
-            &plan,
-        );
-        report.filesystems = formatted;
-        if a.device_opts.dry_run {
-            g.progress.phase("dry run: nothing was written");
-            if g.json {
-                println!("{}", report.to_json()?);
-            }
-            return Ok(());
-        }
-        confirm(&d, &r, a.device_opts.yes)?;
-        let stats = burn(
-            &t,
-            &r,
-            &d,
-            &img,
-            !a.device_opts.no_verify,
-            g.progress.as_ref(),
-        )?;
-        report.bytes_written = Some(stats.bytes_written);
-        report.bytes_read_back = (!a.device_opts.no_verify).then_some(stats.bytes_read_back);
-        if !stats.mismatches.is_empty() {
-            for m in &stats.mismatches {
-                println!("{}: {m}", r.canonical.display());
-            }
-            return Err(Mismatch(stats.mismatches).into());
-        }
-        finish(
-            a,
-            g,
-            &report,
-            &r.canonical.display().to_string(),
-            &cfg.source,
-            &disk,
-        )
     }
+    eprint!("{}", hybrid_text(plan, &job.disk));
+}
+
+/// An explicit device that is not the config's: NixOS finds partitions by label, but the
+/// config should name this disk.
+fn warn_other_device(job: &SsdJob, target: &Target, g: &Global) {
+    let (Target::Device(c), Some(cfg_dev), crate::job::TargetSpec::Device(_)) =
+        (target, &job.disk.device, &job.target)
+    else {
+        return;
+    };
+    let d = c.disk();
+    let cfg_canon = std::fs::canonicalize(cfg_dev).ok();
+    if !d.info.by_id.iter().any(|i| i == cfg_dev) && cfg_canon.as_deref() != Some(d.path()) {
+        g.progress().notice(&format!(
+            "warning: {} is not the configured {cfg_dev}: NixOS will look for its partitions by label, but update the config's device to one of: {}",
+            d.path().display(),
+            if d.info.by_id.is_empty() { "(no by-id names)".to_string() } else { d.info.by_id.join(", ") }
+        ));
+    }
+}
+
+pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
+    let job = SsdJob::from_args(a)?;
+    match &job.source {
+        ConfigSource::BuiltinDefault => g.progress().notice(&format!(
+            "notice: --layout default: {} gets the cluster's documented layout (BOOT 1G EF00 vfat /boot; zfs 100% for pool rpool), not a config file",
+            job.node,
+        )),
+        s => g.progress().phase(&format!("read {}", s.describe())),
+    }
+    let target = job.target.claim(job.device.allow())?;
+    warn_other_device(&job, &target, g);
+    let built = job.build(&target)?;
+    for l in &built.left {
+        g.progress().notice(&format!("notice: {l}"));
+    }
+    let opts = &job.device;
+    if !g.quiet || opts.dry_run || (target_is_device(&target) && !opts.yes) {
+        show_plan(&job, &target, &built);
+    }
+    let mut report = Report::new(target.report(built.plan.size), &built.plan);
+    report.filesystems = built.formatted.clone();
+    if opts.dry_run {
+        g.progress().phase("dry run: nothing was written");
+        if g.json {
+            println!("{}", report.to_json()?);
+        }
+        return Ok(());
+    }
+    if let Target::Device(c) = &target {
+        confirm(&[c], opts.yes)?;
+    }
+    let done = match deliver(&built.img, &target, &opts.write_options(), g.progress()) {
+        Ok(d) => d,
+        Err(e) => return super::fail_with_report(report, e, g),
+    };
+    if let Some(b) = &done.bmap {
+        g.progress().phase(&format!("block map in {}", b.display()));
+    }
+    report.bytes_written = Some(done.bytes_written);
+    report.bytes_read_back = done.bytes_read_back;
+    finish(&job, g, &report, &target.path().display().to_string())
+}
+
+fn target_is_device(t: &Target) -> bool {
+    matches!(t, Target::Device(_))
 }
 
 /// What the success line may claim: the table is disko's only when every rule pi-burn applied
@@ -306,42 +180,38 @@ fn provenance(source: &ConfigSource, disk: &DiskoDisk) -> String {
     }
 }
 
-fn finish(
-    a: &SsdArgs,
-    g: &Global,
-    report: &Report,
-    target: &str,
-    source: &ConfigSource,
-    disk: &DiskoDisk,
-) -> Result<()> {
+fn finish(job: &SsdJob, g: &Global, report: &Report, target: &str) -> Result<()> {
     if g.json {
         println!("{}", report.to_json()?);
-    } else if !g.quiet {
-        println!(
-            "{target}: {} partitions written {}: {}",
-            report.partitions.len(),
-            provenance(source, disk),
-            report
-                .partitions
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        match source {
-            // A JSON file may describe any machine's disks: no flake to name.
-            ConfigSource::Json(_) => println!(
-                "next: install with disko in format or mount mode (not destroy: see below)"
-            ),
-            _ => println!(
-                "next: boot {node} from its SD card and install with disko in format or mount mode, e.g.\n  nixos-anywhere --flake {flake}#{node} --disko-mode format --target-host root@<address>",
-                node = a.node,
-                flake = a.config.flake.display()
-            ),
-        }
-        println!(
-            "warning: nixos-anywhere's default disko mode (destroy, format, mount) wipes every disk of the config again, this SSD and the SD card included: keep --disko-mode format or mount, or set disko.devices.disk.<name>.destroy = false"
-        );
+        return Ok(());
     }
+    if g.quiet {
+        return Ok(());
+    }
+    println!(
+        "{target}: {} partitions written {}: {}",
+        report.partitions.len(),
+        provenance(&job.source, &job.disk),
+        report
+            .partitions
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    match &job.source {
+        // A JSON file may describe any machine's disks: no flake to name.
+        ConfigSource::Json(_) => {
+            println!("next: install with disko in format or mount mode (not destroy: see below)")
+        }
+        _ => println!(
+            "next: boot {node} from its SD card and install with disko in format or mount mode, e.g.\n  nixos-anywhere --flake {flake}#{node} --disko-mode format --target-host root@<address>",
+            node = job.node,
+            flake = job.flake.display()
+        ),
+    }
+    println!(
+        "warning: nixos-anywhere's default disko mode (destroy, format, mount) wipes every disk of the config again, this SSD and the SD card included: keep --disko-mode format or mount, or set disko.devices.disk.<name>.destroy = false"
+    );
     Ok(())
 }

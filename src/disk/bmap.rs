@@ -1,11 +1,18 @@
 //! Block maps in bmaptool's XML format (version 2.0): which blocks of an image must be written,
-//! zeros included, with a SHA-256 per range. pi-burn writes one next to every image it builds
-//! and reads them (its own or `bmaptool create`'s) when flashing.
+//! zeros included, with a SHA-256 per range: made from a disk built in memory, serialised and
+//! parsed (pi-burn's own maps and `bmaptool create`'s). Writing the files is `write::image`'s.
 
 use crate::disk::sparse::SparseImage;
 use crate::firmware::digest::Sha256Digest;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
+
+/// The version of bmaptool's format pi-burn writes.
+pub const VERSION: &str = "2.0";
+
+/// The comment every block map pi-burn writes carries: an existing `IMAGE.bmap` without it is
+/// someone else's, and is not replaced without `--force`.
+pub const MARK: &str = "Block map written by pi-burn";
 
 /// One range of blocks, `first..=last`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +81,8 @@ pub fn to_xml(b: &Bmap) -> String {
     let blocks = b.image_size.div_ceil(b.block_size);
     let mapped: u64 = b.ranges.iter().map(|r| r.last - r.first + 1).sum();
     let mut x = String::new();
-    x.push_str("<?xml version=\"1.0\" ?>\n<!-- Block map written by pi-burn: the blocks to write to a device, zeros included. -->\n");
-    x.push_str("<bmap version=\"2.0\">\n");
+    x.push_str(&format!("<?xml version=\"1.0\" ?>\n<!-- {MARK}: the blocks to write to a device, zeros included. -->\n"));
+    x.push_str(&format!("<bmap version=\"{VERSION}\">\n"));
     x.push_str(&format!("    <ImageSize> {} </ImageSize>\n", b.image_size));
     x.push_str(&format!("    <BlockSize> {} </BlockSize>\n", b.block_size));
     x.push_str(&format!("    <BlocksCount> {blocks} </BlocksCount>\n"));
@@ -197,30 +204,33 @@ pub fn parse(text: &str, origin: &str) -> Result<Bmap> {
     })
 }
 
-/// Writes `img` as a sparse image file at `image` and its block map beside it; the map's
-/// hashes are computed on a second thread while the image is written.
-pub fn write_image_and_map(
-    image: &Path,
-    img: &SparseImage,
-    progress: &dyn crate::progress::Progress,
-) -> Result<(crate::write::image::WriteStats, PathBuf)> {
-    let (staged, map) = std::thread::scope(|s| {
-        let map = s.spawn(|| from_image(img));
-        let staged = crate::write::image::stage_image(image, img, progress);
-        (staged, map.join().expect("block map thread"))
-    });
-    let (staged_image, stats) = staged?;
-    let path = sidecar(image);
-    crate::write::image::check_image_path(&path)?;
-    // Both complete under temporary names before either replaces what is there.
-    let staged_map = crate::write::image::stage_bytes(&path, to_xml(&map).as_bytes())?;
-    crate::write::image::commit(vec![staged_image, staged_map])?;
-    Ok((stats, path))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes pi-burn writes as a block map are pinned by a fixture named by the format's
+    /// version: a change fails here until both move (PI_BURN_UPDATE_FIXTURES=1 writes it).
+    #[test]
+    fn the_bmap_format_is_pinned_by_a_fixture_of_its_version() {
+        let mut img = SparseImage::new(3 << 20);
+        img.write_at(0, &[1u8; 512]).unwrap();
+        img.zero_range(1 << 20, 8192).unwrap();
+        img.write_at((3 << 20) - 4096, b"end").unwrap();
+        let xml = to_xml(&from_image(&img));
+        let path = format!(
+            "{}/fixtures/formats/image-bmap-{VERSION}.bmap",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        if std::env::var("PI_BURN_UPDATE_FIXTURES").as_deref() == Ok("1") {
+            std::fs::write(&path, &xml).unwrap();
+        }
+        let pinned = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            xml, pinned,
+            "the block map format changed: bump VERSION and add its fixture"
+        );
+        assert_eq!(parse(&pinned, "fixture").unwrap(), from_image(&img));
+    }
 
     #[test]
     fn round_trips_with_its_checksum() {

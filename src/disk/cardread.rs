@@ -23,12 +23,13 @@ pub struct CardContents {
 
 /// Partition 1 of `disk`: the table, sgdisk -v's complaints, and the partition's byte range,
 /// its FAT chains checked (a loop or a cross-link is an error, not an endless walk).
-fn partition_one<R: Read + Seek + std::fmt::Debug>(
+fn partition_one<R: Read + Seek>(
     disk: &mut R,
     size: u64,
     origin: &str,
 ) -> Result<(FoundTable, Vec<String>, u64, u64)> {
-    let table = read_table(disk, None).with_context(|| format!("{origin}: partition table"))?;
+    let table =
+        read_table(disk, size, None).with_context(|| format!("{origin}: partition table"))?;
     let table_problems = if table.table == TableKind::Gpt {
         crate::disk::gptcheck::check(disk, size, table.sector_size)
     } else {
@@ -55,7 +56,7 @@ fn partition_one<R: Read + Seek + std::fmt::Debug>(
 }
 
 /// One root-directory file of partition 1's FAT, when present and at most `max` bytes.
-pub fn read_one<R: Read + Seek + std::fmt::Debug>(
+pub fn read_one<R: Read + Seek>(
     disk: &mut R,
     size: u64,
     name: &str,
@@ -77,7 +78,7 @@ pub fn read_one<R: Read + Seek + std::fmt::Debug>(
 }
 
 /// Reads `disk` of `size` bytes; `keep` names files to keep whole, each with a size limit.
-pub fn read_card<R: Read + Seek + std::fmt::Debug>(
+pub fn read_card<R: Read + Seek>(
     disk: &mut R,
     size: u64,
     keep: &[(&str, u64)],
@@ -134,23 +135,45 @@ pub fn read_card<R: Read + Seek + std::fmt::Debug>(
     })
 }
 
+/// Reads the card's record and checks the card against it: the record and the differences.
+pub fn check_record<R: Read + Seek>(
+    disk: &mut R,
+    size: u64,
+    origin: &str,
+) -> Result<(crate::disk::record::CardRecord, Vec<String>)> {
+    use crate::disk::record::{self, CardRecord};
+    let card = read_card(disk, size, &[(record::PATH, record::MAX_BYTES)], origin)?;
+    if card.files.contains_key(record::PATH) && !card.kept.contains_key(record::PATH) {
+        bail!(
+            "{origin}: /{} is larger than {} bytes: not a pi-burn card record",
+            record::PATH,
+            record::MAX_BYTES
+        );
+    }
+    let Some(bytes) = card.kept.get(record::PATH) else {
+        bail!(
+            "{origin} is not a card pi-burn made: partition 1 has no /{} (check it against the firmware with `pi-burn verify --firmware VERSION`)",
+            record::PATH
+        );
+    };
+    let rec = CardRecord::parse(bytes, origin)?;
+    let mut problems = card.table_problems.clone();
+    problems.extend(rec.check_table(&card.table, &card.label));
+    problems.extend(rec.check_files(&card.files, "found"));
+    Ok((rec, problems))
+}
+
 /// Visits every entry of a FAT below its root, depth first, with its path (no leading `/`);
 /// `.`, `..` and the volume label are left out. `visit` says whether to descend into a
-/// directory.
+/// directory. Each directory is opened from its entry (not by path from the root), so the walk
+/// is linear in the entries however wide or deep the tree.
 pub fn walk<T: fatfs::ReadWriteSeek>(
     fs: &fatfs::FileSystem<T>,
     origin: &str,
     mut visit: impl FnMut(&str, fatfs::DirEntry<'_, T>) -> Result<bool>,
 ) -> Result<()> {
-    let mut todo = vec![String::new()];
-    while let Some(dir) = todo.pop() {
-        let d = if dir.is_empty() {
-            fs.root_dir()
-        } else {
-            fs.root_dir()
-                .open_dir(&dir)
-                .with_context(|| format!("{origin}: opening directory '/{dir}'"))?
-        };
+    let mut todo = vec![(String::new(), fs.root_dir())];
+    while let Some((dir, d)) = todo.pop() {
         for entry in d.iter() {
             let entry = entry.with_context(|| format!("{origin}: reading directory '/{dir}'"))?;
             let name = entry.file_name();
@@ -167,8 +190,11 @@ pub fn walk<T: fatfs::ReadWriteSeek>(
             } else {
                 format!("{dir}/{name}")
             };
+            let sub = entry.is_dir().then(|| entry.to_dir());
             if visit(&path, entry)? {
-                todo.push(path);
+                if let Some(sub) = sub {
+                    todo.push((path, sub));
+                }
             }
         }
     }

@@ -2,24 +2,24 @@
 //! chain that loops, runs off the volume, ends on a free cluster, or shares clusters with another
 //! file or directory is reported as fsck.fat would, instead of being walked forever or
 //! silently. Every directory and file is reached from the root.
+//!
+//! Linear in the volume: every cluster is claimed at most once, a chain stops at the first
+//! cluster another one claimed, a directory whose cluster is claimed already is reported and
+//! not entered (a subdirectory pointing back at the root cannot make the walk grow), and the
+//! problems are summarised after [`MAX_PROBLEMS`].
 
-use std::collections::HashMap;
+use crate::disk::fat::bpb::Bpb;
+use crate::util::le::{u16_at, u32_at};
 use std::io::{Read, Seek, SeekFrom};
+
+/// Problems listed one by one; the rest are counted.
+pub const MAX_PROBLEMS: usize = 20;
 
 struct Volume {
     offset: u64,
-    cluster_size: u64,
-    data_start: u64,
-    root_cluster: u32,
+    bpb: Bpb,
     clusters: u32,
     fat: Vec<u8>,
-}
-
-fn le16(b: &[u8], o: usize) -> u64 {
-    u16::from_le_bytes([b[o], b[o + 1]]) as u64
-}
-fn le32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
 }
 
 fn read_at<R: Read + Seek>(disk: &mut R, off: u64, len: usize) -> std::io::Result<Vec<u8>> {
@@ -33,33 +33,18 @@ impl Volume {
     fn open<R: Read + Seek>(disk: &mut R, offset: u64, len: u64) -> Result<Self, String> {
         let bs =
             read_at(disk, offset, 512).map_err(|e| format!("cannot read the boot sector: {e}"))?;
-        let bps = le16(&bs, 11);
-        let spc = bs[13] as u64;
-        let reserved = le16(&bs, 14);
-        let nfats = bs[16] as u64;
-        let total = le32(&bs, 32) as u64;
-        let fat_sectors = le32(&bs, 36) as u64;
-        if !matches!(bps, 512 | 1024 | 2048 | 4096) || spc == 0 || !spc.is_power_of_two() {
-            return Err("the boot sector's geometry is not FAT32's".into());
-        }
-        let fat_start = reserved * bps;
-        let data_start = fat_start + nfats * fat_sectors * bps;
-        if total * bps > len || data_start >= total * bps {
-            return Err("the boot sector describes more than the partition holds".into());
-        }
-        let clusters = ((total * bps - data_start) / (spc * bps)).min(0x0FFF_FFF5) as u32;
-        let fat_len = (clusters as u64 + 2) * 4;
-        if fat_len > fat_sectors * bps {
-            return Err("the FAT is smaller than the volume's clusters need".into());
-        }
-        let fat = read_at(disk, offset + fat_start, fat_len as usize)
-            .map_err(|e| format!("cannot read the FAT: {e}"))?;
+        let bpb = Bpb::parse(&bs, len)?;
+        // At most the partition's own length (Bpb::parse checked the FAT lies within it).
+        let fat = read_at(
+            disk,
+            offset + bpb.fat_start(),
+            bpb.fat_entries_bytes() as usize,
+        )
+        .map_err(|e| format!("cannot read the FAT: {e}"))?;
         Ok(Volume {
             offset,
-            cluster_size: spc * bps,
-            data_start,
-            root_cluster: le32(&bs, 44),
-            clusters,
+            clusters: bpb.clusters(),
+            bpb,
             fat,
         })
     }
@@ -69,77 +54,122 @@ impl Volume {
     }
 
     fn next(&self, c: u32) -> u32 {
-        le32(&self.fat, 4 * c as usize) & 0x0FFF_FFFF
+        u32_at(&self.fat, 4 * c as usize).unwrap_or(0) & 0x0FFF_FFFF
     }
+}
 
-    /// The chain from `first`, or why it is broken; at most `clusters` steps.
-    fn chain(&self, first: u32) -> Result<Vec<u32>, String> {
-        let mut out = vec![];
-        let mut seen = std::collections::HashSet::new();
-        let mut c = first;
-        loop {
-            if !self.valid(c) {
-                return Err(format!("points at cluster {c}, outside the volume"));
-            }
-            if !seen.insert(c) {
-                return Err(format!("loops back to cluster {c}"));
-            }
-            out.push(c);
-            let n = self.next(c);
-            if n >= 0x0FFF_FFF8 {
-                return Ok(out);
-            }
-            if n == 0 {
-                return Err(format!(
-                    "is unterminated: cluster {c} points at a free cluster"
-                ));
-            }
-            if n == 0x0FFF_FFF7 {
-                return Err(format!("runs into bad cluster after {c}"));
-            }
-            c = n;
+/// Who holds each cluster: an index into `names` (0: nobody).
+struct Owners {
+    of: Vec<u32>,
+    names: Vec<String>,
+}
+
+/// Problems, the first [`MAX_PROBLEMS`] in full, the others counted.
+#[derive(Default)]
+struct Problems {
+    lines: Vec<String>,
+    more: usize,
+}
+
+impl Problems {
+    fn push(&mut self, s: String) {
+        if self.lines.len() < MAX_PROBLEMS {
+            self.lines.push(s);
+        } else {
+            self.more += 1;
         }
+    }
+    fn done(mut self) -> Vec<String> {
+        if self.more > 0 {
+            self.lines
+                .push(format!("FAT: and {} more problems", self.more));
+        }
+        self.lines
+    }
+}
+
+/// Why a chain is broken, or its clusters, claimed for `who`. A cluster another chain already
+/// claimed ends the walk (cross-linked): no cluster is followed twice.
+fn claim(
+    vol: &Volume,
+    owners: &mut Owners,
+    first: u32,
+    who: &str,
+    out: &mut Problems,
+) -> Option<Vec<u32>> {
+    owners.names.push(who.to_string());
+    let me = owners.names.len() as u32;
+    let mut chain = vec![];
+    let mut c = first;
+    loop {
+        if !vol.valid(c) {
+            out.push(format!(
+                "FAT: the chain of {who} points at cluster {c}, outside the volume"
+            ));
+            return None;
+        }
+        match owners.of[c as usize] {
+            0 => owners.of[c as usize] = me,
+            o if o == me => {
+                out.push(format!("FAT: the chain of {who} loops back to cluster {c}"));
+                return None;
+            }
+            o => {
+                out.push(format!(
+                    "FAT: {who} and {} share cluster {c} (cross-linked)",
+                    owners.names[o as usize - 1]
+                ));
+                return None;
+            }
+        }
+        chain.push(c);
+        let n = vol.next(c);
+        if n >= 0x0FFF_FFF8 {
+            return Some(chain);
+        }
+        if n == 0 {
+            out.push(format!(
+                "FAT: the chain of {who} is unterminated: cluster {c} points at a free cluster"
+            ));
+            return None;
+        }
+        if n == 0x0FFF_FFF7 {
+            out.push(format!(
+                "FAT: the chain of {who} runs into bad cluster after {c}"
+            ));
+            return None;
+        }
+        c = n;
     }
 }
 
 /// Checks every chain reachable from the root of the FAT32 volume at `offset` (`len` bytes).
-/// Returns one line per problem (empty: sound).
+/// Returns one line per problem (empty: sound), at most [`MAX_PROBLEMS`] and a count.
 pub fn check<R: Read + Seek>(disk: &mut R, offset: u64, len: u64) -> Vec<String> {
     let vol = match Volume::open(disk, offset, len) {
         Ok(v) => v,
         Err(e) => return vec![format!("FAT: {e}")],
     };
-    let mut out = vec![];
-    let mut owner: HashMap<u32, String> = HashMap::new();
-    let mut claim = |chain: &[u32], who: &str, out: &mut Vec<String>| {
-        for c in chain {
-            if let Some(prev) = owner.insert(*c, who.to_string()) {
-                out.push(format!(
-                    "FAT: {who} and {prev} share cluster {c} (cross-linked)"
-                ));
-                return;
-            }
-        }
+    let mut out = Problems::default();
+    let mut owners = Owners {
+        of: vec![0u32; vol.clusters as usize + 2],
+        names: vec![],
     };
-    let mut dirs = vec![(vol.root_cluster, "/".to_string())];
-    let mut visited_dirs = 0u64;
+    let cs = vol.bpb.cluster_size();
+    let mut dirs = vec![(vol.bpb.root_cluster, "/".to_string())];
     while let Some((first, path)) = dirs.pop() {
-        visited_dirs += 1;
-        if visited_dirs > vol.clusters as u64 {
-            out.push("FAT: the directory tree loops".into());
-            break;
-        }
-        let chain = match vol.chain(first) {
-            Ok(c) => c,
-            Err(e) => {
-                out.push(format!("FAT: the chain of directory {path} {e}"));
-                continue;
-            }
+        let Some(chain) = claim(
+            &vol,
+            &mut owners,
+            first,
+            &format!("directory {path}"),
+            &mut out,
+        ) else {
+            continue;
         };
-        claim(&chain, &format!("directory {path}"), &mut out);
         'clusters: for c in chain {
-            let at = vol.offset + vol.data_start + (c as u64 - 2) * vol.cluster_size;
-            let Ok(data) = read_at(disk, at, vol.cluster_size as usize) else {
+            let at = vol.offset + vol.bpb.cluster_offset(c);
+            let Ok(data) = read_at(disk, at, cs as usize) else {
                 out.push(format!("FAT: cannot read cluster {c} of directory {path}"));
                 break;
             };
@@ -151,30 +181,29 @@ pub fn check<R: Read + Seek>(disk: &mut R, offset: u64, len: u64) -> Vec<String>
                     continue;
                 }
                 let name = String::from_utf8_lossy(&e[..11]).trim_end().to_string();
-                let start = ((le16(e, 20) as u32) << 16) | le16(e, 26) as u32;
-                let child = format!("{}{}", path, name);
+                let hi = u16_at(e, 20).unwrap_or(0) as u32;
+                let start = (hi << 16) | u16_at(e, 26).unwrap_or(0) as u32;
+                let child = format!("{path}{name}");
                 if e[11] & 0x10 != 0 {
                     dirs.push((start, format!("{child}/")));
                 } else if start != 0 {
-                    let size = le32(e, 28) as u64;
-                    match vol.chain(start) {
-                        Ok(chain) => {
-                            let need = size.div_ceil(vol.cluster_size).max(1);
-                            if (chain.len() as u64) < need {
-                                out.push(format!(
-                                    "FAT: file {child} is {size} bytes but its chain has {} clusters",
-                                    chain.len()
-                                ));
-                            }
-                            claim(&chain, &format!("file {child}"), &mut out);
+                    let size = u32_at(e, 28).unwrap_or(0) as u64;
+                    if let Some(chain) =
+                        claim(&vol, &mut owners, start, &format!("file {child}"), &mut out)
+                    {
+                        let need = size.div_ceil(cs).max(1);
+                        if (chain.len() as u64) < need {
+                            out.push(format!(
+                                "FAT: file {child} is {size} bytes but its chain has {} clusters",
+                                chain.len()
+                            ));
                         }
-                        Err(e) => out.push(format!("FAT: the chain of file {child} {e}")),
                     }
                 }
             }
         }
     }
-    out
+    out.done()
 }
 
 #[cfg(test)]
@@ -200,10 +229,26 @@ mod tests {
         disk
     }
 
-    fn fat_entry_offset(disk: &SparseImage, cluster: u32) -> u64 {
+    fn bpb(disk: &SparseImage) -> Bpb {
         let mut bs = [0u8; 512];
         disk.read_at(0, &mut bs);
-        le16(&bs, 14) * le16(&bs, 11) + 4 * cluster as u64
+        Bpb::parse(&bs, 40 << 20).unwrap()
+    }
+
+    fn fat_entry_offset(disk: &SparseImage, cluster: u32) -> u64 {
+        bpb(disk).fat_start() + 4 * cluster as u64
+    }
+
+    /// The root directory's raw entry named `sfn` (11 bytes) and where it lies.
+    fn root_entry(disk: &SparseImage, sfn: &[u8; 11]) -> (u64, Vec<u8>) {
+        let b = bpb(disk);
+        let mut root = vec![0u8; b.cluster_size() as usize];
+        disk.read_at(b.data_start(), &mut root);
+        let i = root.chunks_exact(32).position(|e| &e[..11] == sfn).unwrap();
+        (
+            b.data_start() + 32 * i as u64,
+            root[32 * i..32 * i + 32].to_vec(),
+        )
     }
 
     #[test]
@@ -224,23 +269,62 @@ mod tests {
     #[test]
     fn cross_links_are_named() {
         let mut disk = volume();
+        let (_, e) = root_entry(&disk, b"A       TXT");
+        let start = ((u16_at(&e, 20).unwrap() as u32) << 16) | u16_at(&e, 26).unwrap() as u32;
         // Point a.txt's first cluster's successor into the root's chain.
-        let mut bs = [0u8; 512];
-        disk.read_at(0, &mut bs);
-        let p0 = check(&mut disk, 0, 40 << 20);
-        assert!(p0.is_empty());
-        // Find a.txt's start cluster through the root directory's raw entries.
-        let v = Volume::open(&mut disk, 0, 40 << 20).unwrap();
-        let mut root = vec![0u8; v.cluster_size as usize];
-        disk.read_at(v.data_start, &mut root);
-        let e = root
-            .chunks_exact(32)
-            .find(|e| &e[..11] == b"A       TXT")
-            .unwrap();
-        let start = ((le16(e, 20) as u32) << 16) | le16(e, 26) as u32;
         let off = fat_entry_offset(&disk, start);
         disk.write_at(off, &2u32.to_le_bytes()).unwrap();
         let p = check(&mut disk, 0, 40 << 20);
         assert!(p.iter().any(|l| l.contains("cross-linked")), "{p:?}");
+    }
+
+    #[test]
+    fn a_directory_pointing_back_at_the_root_is_named_once_and_not_entered() {
+        // Regression (issue 24): such an entry made inspect grow to gigabytes and abort.
+        let mut disk = volume();
+        let (at, mut e) = root_entry(&disk, b"D          ");
+        e[20..22].copy_from_slice(&0u16.to_le_bytes());
+        e[26..28].copy_from_slice(&2u16.to_le_bytes());
+        disk.write_at(at, &e).unwrap();
+        let p = check(&mut disk, 0, 40 << 20);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("directory /D/ and directory / share cluster 2"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn many_problems_are_summarised() {
+        // Thousands of entries sharing one chain: each walked once, the list cut short.
+        let mut disk = volume();
+        let (_, a) = root_entry(&disk, b"A       TXT");
+        let b = bpb(&disk);
+        let mut entries = vec![];
+        for i in 0..4000u32 {
+            let mut e = a.clone();
+            e[..11].copy_from_slice(format!("X{i:07}TXT").as_bytes());
+            entries.extend_from_slice(&e);
+        }
+        // A new directory cluster full of them, linked from the root's last free cluster.
+        let need = entries.len().div_ceil(b.cluster_size() as usize) as u32;
+        let dir_cluster = b.clusters() - need - 10;
+        for k in 0..need {
+            let c = dir_cluster + k;
+            let next = if k + 1 == need { 0x0FFF_FFFF } else { c + 1 };
+            disk.write_at(fat_entry_offset(&disk, c), &next.to_le_bytes())
+                .unwrap();
+        }
+        disk.write_at(b.cluster_offset(dir_cluster), &entries)
+            .unwrap();
+        let (at, mut d) = root_entry(&disk, b"D          ");
+        d[20..22].copy_from_slice(&((dir_cluster >> 16) as u16).to_le_bytes());
+        d[26..28].copy_from_slice(&(dir_cluster as u16).to_le_bytes());
+        disk.write_at(at, &d).unwrap();
+        let t = std::time::Instant::now();
+        let p = check(&mut disk, 0, 40 << 20);
+        assert!(t.elapsed().as_secs() < 5);
+        assert_eq!(p.len(), MAX_PROBLEMS + 1, "{p:?}");
+        assert!(p.last().unwrap().contains("more problems"), "{p:?}");
     }
 }

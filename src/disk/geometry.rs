@@ -230,6 +230,10 @@ pub struct SdLayout {
     pub seed: String,
 }
 
+/// An image's head: its first MiB, which holds the MBR, the primary GPT and whatever else lies
+/// before the first partition. The write engine holds it back and writes it last.
+pub const HEAD: u64 = MIB;
+
 /// Where the firmware partition starts: 1 MiB.
 pub const PARTITION_START: u64 = MIB;
 
@@ -367,7 +371,7 @@ mod tests {
 
     #[test]
     fn the_sd_plan_matches_disko_on_a_32g_card() {
-        // FACTS.md §5: a 32 GB card of 62333952 sectors gets FIRMWARE at 2048-1050623.
+        // disko's sgdisk on a 32 GB card of 62333952 sectors puts FIRMWARE at 2048-1050623.
         let p = sd(TableKind::Gpt, 512).plan(62333952 * 512).unwrap();
         assert_eq!(
             (p.partitions[0].first_lba, p.partitions[0].last_lba),

@@ -1,14 +1,164 @@
-//! An image's partition table, read from its first MiB with checked arithmetic: every header
-//! field that does not fit the image or the device is an error naming it, never a panic.
+//! The one reader of GPT headers and entry arrays, on raw bytes with checked arithmetic: a
+//! crafted header is an error naming its field, never a panic or an allocation it dictates.
+//! Used by flash (an image's head), verify and inspect (a card's table, sgdisk -v's checks).
+//! Writing goes through the `gpt` crate ([`crate::disk::table`]).
 
+use crate::disk::geometry::HEAD;
+use crate::util::le::{guid_at, u32_at, u64_at, utf16z};
 use anyhow::{bail, Result};
+use uuid::Uuid;
 
-use crate::write::HEAD;
+/// The largest entry array pi-burn reads: 1024 entries of up to 4096 bytes would be 4 MiB; real
+/// tables have 128 entries of 128 bytes (16 KiB).
+const MAX_ENTRIES: u32 = 1024;
+const MAX_ENTRY_SIZE: u32 = 4096;
 
-/// The image's partition table, from its first MiB.
+/// A GPT header, checked: signature, size, CRC, its own LBA and a sane entry geometry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Table {
-    Gpt(GptInfo),
+pub struct Header {
+    pub sector_size: u64,
+    pub my_lba: u64,
+    pub alternate_lba: u64,
+    pub first_usable: u64,
+    pub last_usable: u64,
+    pub disk_guid: Uuid,
+    pub entries_lba: u64,
+    pub entry_count: u32,
+    pub entry_size: u32,
+    pub entries_crc: u32,
+    /// The header's own bytes (its size), for comparing primary and backup.
+    pub bytes: Vec<u8>,
+}
+
+/// Why a sector does not hold a usable header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderProblem {
+    /// No "EFI PART" signature: no header, or a wiped one.
+    Missing,
+    /// A signature, but a field that cannot be (the message names it).
+    Damaged(String),
+}
+
+impl Header {
+    /// Parses the header in `sector` (one `ss`-byte sector read at `lba`).
+    pub fn parse(sector: &[u8], ss: u64, lba: u64) -> std::result::Result<Header, HeaderProblem> {
+        let bad = |s: String| Err(HeaderProblem::Damaged(s));
+        if sector.get(..8) != Some(b"EFI PART".as_slice()) {
+            return Err(HeaderProblem::Missing);
+        }
+        let field32 = |o| u32_at(sector, o).unwrap_or(0);
+        let field64 = |o| u64_at(sector, o).unwrap_or(0);
+        let size = field32(12) as usize;
+        if !(92..=sector.len().min(ss as usize)).contains(&size) {
+            return bad(format!("header size {size} is not between 92 and {ss}"));
+        }
+        let mut copy = sector[..size].to_vec();
+        copy[16..20].fill(0);
+        let crc = crc32fast::hash(&copy);
+        if crc != field32(16) {
+            return bad(format!(
+                "CRC {:#010x} does not match its contents ({crc:#010x})",
+                field32(16)
+            ));
+        }
+        let my_lba = field64(24);
+        if my_lba != lba {
+            return bad(format!("says it lies at LBA {my_lba}, found at {lba}"));
+        }
+        let (entry_count, entry_size) = (field32(80), field32(84));
+        if !(128..=MAX_ENTRY_SIZE.min(ss as u32)).contains(&entry_size)
+            || !entry_size.is_multiple_of(8)
+            || entry_count == 0
+            || entry_count > MAX_ENTRIES
+        {
+            return bad(format!(
+                "{entry_count} entries of {entry_size} bytes is not a valid entry array"
+            ));
+        }
+        Ok(Header {
+            sector_size: ss,
+            my_lba,
+            alternate_lba: field64(32),
+            first_usable: field64(40),
+            last_usable: field64(48),
+            disk_guid: guid_at(sector, 56).unwrap_or_default(),
+            entries_lba: field64(72),
+            entry_count,
+            entry_size,
+            entries_crc: field32(88),
+            bytes: sector[..size].to_vec(),
+        })
+    }
+
+    /// Bytes of the entry array (at most 4 MiB, by the checks above).
+    pub fn entry_bytes(&self) -> u64 {
+        self.entry_count as u64 * self.entry_size as u64
+    }
+
+    /// Sectors the entry array takes.
+    pub fn entry_sectors(&self) -> u64 {
+        self.entry_bytes().div_ceil(self.sector_size)
+    }
+
+    /// The entry array's byte offset, when it is a place on a disk.
+    pub fn entries_offset(&self) -> Option<u64> {
+        self.entries_lba
+            .checked_mul(self.sector_size)
+            .filter(|o| o.checked_add(self.entry_bytes()).is_some())
+    }
+
+    /// Whether `array` (the entry array's bytes) matches the header's CRC.
+    pub fn entries_crc_ok(&self, array: &[u8]) -> bool {
+        crc32fast::hash(array) == self.entries_crc
+    }
+}
+
+/// One used entry of an entry array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// 1-based, as partitions are numbered.
+    pub number: u32,
+    pub type_guid: Uuid,
+    pub part_guid: Uuid,
+    pub first_lba: u64,
+    pub last_lba: u64,
+    pub attributes: u64,
+    pub name: String,
+}
+
+/// The used entries of `array` (the header's entry array): an entry whose range is reversed or
+/// reaches `limit_lba` or beyond is an error.
+pub fn entries(array: &[u8], h: &Header, limit_lba: u64) -> Result<Vec<Entry>> {
+    let mut out = vec![];
+    for (i, e) in array.chunks_exact(h.entry_size as usize).enumerate() {
+        let type_guid = guid_at(e, 0).unwrap_or_default();
+        if type_guid.is_nil() {
+            continue;
+        }
+        let (first, last) = (
+            u64_at(e, 32).unwrap_or(0),
+            u64_at(e, 40).unwrap_or(u64::MAX),
+        );
+        if first > last || last >= limit_lba {
+            bail!("partition entry {} spans sectors {first}-{last}, outside the disk the header describes", i + 1);
+        }
+        out.push(Entry {
+            number: i as u32 + 1,
+            type_guid,
+            part_guid: guid_at(e, 16).unwrap_or_default(),
+            first_lba: first,
+            last_lba: last,
+            attributes: u64_at(e, 48).unwrap_or(0),
+            name: utf16z(e.get(56..128).unwrap_or(&[])),
+        });
+    }
+    Ok(out)
+}
+
+/// The table at the start of an image, read from its first MiB before anything is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadTable {
+    Gpt(HeadGpt),
     /// An MBR: the last sector any partition uses.
     Mbr {
         end_lba: u64,
@@ -16,136 +166,124 @@ pub enum Table {
     None,
 }
 
+/// What flash needs of an image's GPT.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GptInfo {
+pub struct HeadGpt {
     pub sector_size: u64,
     pub alternate_lba: u64,
     pub entries_lba: u64,
     pub entry_sectors: u64,
+    /// The header's size, for rewriting its CRC.
+    pub header_size: usize,
     /// The last sector any partition uses.
     pub max_end_lba: u64,
 }
 
-impl GptInfo {
+impl HeadGpt {
     /// The image's backup GPT (entries then header): (offset, len).
     pub fn backup_region(&self) -> (u64, u64) {
-        // read_table guarantees alternate_lba > entry_sectors and no overflow.
+        // from_head guarantees alternate_lba > entry_sectors + 1 and no overflow.
         let start = (self.alternate_lba - self.entry_sectors) * self.sector_size;
         (start, (self.entry_sectors + 1) * self.sector_size)
     }
-}
 
-fn le64(b: &[u8], o: usize) -> u64 {
-    u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
-}
-fn le32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"))
-}
-
-/// A GPT header at `ss`-byte sectors, checked: signature, size, CRC, my LBA, the entry array
-/// (size, count, place within the first MiB, CRC) and the alternate LBA.
-fn gpt_at(head: &[u8], ss: u64) -> Result<Option<GptInfo>> {
-    let h = ss as usize;
-    if head.len() < h + 92 || &head[h..h + 8] != b"EFI PART" {
-        return Ok(None);
+    /// Bytes the image spans by its GPT: up to and including its backup header.
+    pub fn image_size(&self) -> u64 {
+        (self.alternate_lba + 1) * self.sector_size
     }
+}
+
+/// The GPT in `head` at `ss`-byte sectors, when there is a signature there.
+fn head_gpt(head: &[u8], ss: u64) -> Result<Option<HeadGpt>> {
     let what = format!("the image's GPT header ({ss}-byte sectors)");
-    let hdr = &head[h..];
-    let hsize = le32(hdr, 12) as usize;
-    if !(92..=h).contains(&hsize) {
-        bail!("{what}: header size {hsize} is not between 92 and {ss}");
-    }
-    let mut copy = hdr[..hsize].to_vec();
-    copy[16..20].fill(0);
-    let crc = crc32fast::hash(&copy);
-    if crc != le32(hdr, 16) {
+    let Some(sector) = head.get(ss as usize..2 * ss as usize) else {
+        return Ok(None);
+    };
+    let h = match Header::parse(sector, ss, 1) {
+        Ok(h) => h,
+        Err(HeaderProblem::Missing) => return Ok(None),
+        Err(HeaderProblem::Damaged(why)) => bail!("{what}: {why}: the table is damaged"),
+    };
+    let within = HEAD.min(head.len() as u64);
+    let Some(start) = h
+        .entries_offset()
+        .filter(|s| h.entries_lba >= 2 && s + h.entry_bytes() <= within)
+    else {
         bail!(
-            "{what}: header CRC is {:#010x}, computed {crc:#010x}: the table is damaged",
-            le32(hdr, 16)
+            "{what}: the entry array at LBA {} ({} entries of {} bytes) does not lie within the image's first MiB",
+            h.entries_lba,
+            h.entry_count,
+            h.entry_size
+        );
+    };
+    let array = &head[start as usize..(start + h.entry_bytes()) as usize];
+    if !h.entries_crc_ok(array) {
+        bail!(
+            "{what}: entry array CRC is {:#010x}, computed {:#010x}: the table is damaged",
+            h.entries_crc,
+            crc32fast::hash(array)
         );
     }
-    if le64(hdr, 24) != 1 {
-        bail!("{what}: it says it lies at LBA {}, not 1", le64(hdr, 24));
-    }
-    let entries_lba = le64(hdr, 72);
-    let n = le32(hdr, 80) as u64;
-    let esize = le32(hdr, 84) as u64;
-    if esize < 128 || !esize.is_multiple_of(8) || esize > ss {
-        bail!("{what}: entry size {esize} is not a multiple of 8 from 128 to {ss}");
-    }
-    if n == 0 || n > 1024 {
-        bail!("{what}: {n} partition entries (pi-burn takes 1 to 1024)");
-    }
-    let entry_bytes = n * esize;
-    let entry_sectors = entry_bytes.div_ceil(ss);
-    let start = entries_lba
-        .checked_mul(ss)
-        .filter(|s| entries_lba >= 2 && s + entry_bytes <= HEAD.min(head.len() as u64))
-        .ok_or_else(|| {
-            anyhow::anyhow!("{what}: the entry array at LBA {entries_lba} ({n} entries of {esize} bytes) does not lie within the image's first MiB")
-        })? as usize;
-    let array = &head[start..start + entry_bytes as usize];
-    let crc = crc32fast::hash(array);
-    if crc != le32(hdr, 88) {
-        bail!(
-            "{what}: entry array CRC is {:#010x}, computed {crc:#010x}: the table is damaged",
-            le32(hdr, 88)
-        );
-    }
-    let alternate_lba = le64(hdr, 32);
-    if alternate_lba <= entry_sectors + 1
-        || alternate_lba
-            .checked_add(1)
-            .and_then(|a| a.checked_mul(ss))
-            .is_none()
+    let alt = h.alternate_lba;
+    if alt <= h.entry_sectors() + 1 || alt.checked_add(1).and_then(|a| a.checked_mul(ss)).is_none()
     {
-        bail!("{what}: alternate header LBA {alternate_lba} is impossible");
+        bail!("{what}: alternate header LBA {alt} is impossible");
     }
-    let mut max_end = 0;
-    for e in array.chunks_exact(esize as usize) {
-        if e[..16].iter().any(|b| *b != 0) {
-            let (first, last) = (le64(e, 32), le64(e, 40));
-            if first > last || last >= alternate_lba {
-                bail!("{what}: a partition entry spans sectors {first}-{last}, outside the disk the header describes");
-            }
-            max_end = max_end.max(last);
-        }
-    }
-    Ok(Some(GptInfo {
+    let parts = entries(array, &h, alt).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    Ok(Some(HeadGpt {
         sector_size: ss,
-        alternate_lba,
-        entries_lba,
-        entry_sectors,
-        max_end_lba: max_end,
+        alternate_lba: alt,
+        entries_lba: h.entries_lba,
+        entry_sectors: h.entry_sectors(),
+        header_size: h.bytes.len(),
+        max_end_lba: parts.iter().map(|p| p.last_lba).max().unwrap_or(0),
     }))
 }
 
-/// Reads the table from the image's first MiB. A GPT signature with a damaged header is an
-/// error, not a fallback to the MBR.
-pub fn read_table(head: &[u8]) -> Result<Table> {
-    for ss in [512u64, 4096] {
-        if let Some(g) = gpt_at(head, ss)? {
-            return Ok(Table::Gpt(g));
-        }
-    }
-    if head.len() >= 512 && head[510..512] == [0x55, 0xAA] {
-        let mut end = 0u64;
-        for i in 0..4 {
-            let e = &head[446 + 16 * i..462 + 16 * i];
-            let (start, len) = (le32(e, 8) as u64, le32(e, 12) as u64);
-            if e[4] != 0 && len > 0 {
-                end = end.max(start + len - 1);
+impl HeadTable {
+    /// Reads the table from an image's first MiB. A GPT signature with a damaged header is an
+    /// error, not a fallback to the MBR.
+    pub fn from_head(head: &[u8]) -> Result<HeadTable> {
+        for ss in [512u64, 4096] {
+            if let Some(g) = head_gpt(head, ss)? {
+                return Ok(HeadTable::Gpt(g));
             }
         }
-        if end > 0 {
-            return Ok(Table::Mbr { end_lba: end });
+        if head.get(510..512) == Some(&[0x55, 0xAA]) {
+            let end = mbr_entries(head)
+                .iter()
+                .map(|&(_, start, len)| start + len - 1)
+                .max();
+            if let Some(end) = end {
+                return Ok(HeadTable::Mbr { end_lba: end });
+            }
+        }
+        Ok(HeadTable::None)
+    }
+
+    /// Bytes the image spans by its table: the backup GPT's end, or the last MBR partition's.
+    pub fn spans(&self, ss: u64) -> Option<u64> {
+        match self {
+            HeadTable::Gpt(g) => Some(g.image_size()),
+            HeadTable::Mbr { end_lba } => end_lba.checked_add(1)?.checked_mul(ss),
+            HeadTable::None => None,
         }
     }
-    Ok(Table::None)
+}
+
+/// The used primary entries of an MBR sector: (type, first LBA, sectors), sectors > 0.
+pub fn mbr_entries(sector: &[u8]) -> Vec<(u8, u64, u64)> {
+    (0..4)
+        .filter_map(|i| {
+            let e = sector.get(446 + 16 * i..462 + 16 * i)?;
+            let (start, len) = (u32_at(e, 8)? as u64, u32_at(e, 12)? as u64);
+            (e[4] != 0 && len > 0).then_some((e[4], start, len))
+        })
+        .collect()
 }
 
 /// Why an image cannot go onto a target of `size` bytes with `ss`-byte sectors, if it cannot.
-pub fn misfit(table: &Table, image_size: Option<u64>, size: u64, ss: u64) -> Option<String> {
+pub fn misfit(table: &HeadTable, image_size: Option<u64>, size: u64, ss: u64) -> Option<String> {
     if let Some(s) = image_size {
         if s > size {
             return Some(format!(
@@ -154,7 +292,7 @@ pub fn misfit(table: &Table, image_size: Option<u64>, size: u64, ss: u64) -> Opt
         }
     }
     match table {
-        Table::Gpt(g) => {
+        HeadTable::Gpt(g) => {
             if g.sector_size != ss {
                 return Some(format!(
                     "the image's GPT uses {}-byte sectors, the device {ss}-byte ones",
@@ -166,27 +304,28 @@ pub fn misfit(table: &Table, image_size: Option<u64>, size: u64, ss: u64) -> Opt
                 return Some(format!("its partitions end at sector {}, past the device's last usable sector {last_usable}", g.max_end_lba));
             }
         }
-        Table::Mbr { end_lba } => {
+        HeadTable::Mbr { end_lba } => {
             if end_lba.saturating_add(1).saturating_mul(ss) > size {
                 return Some(format!(
                     "its partitions end at sector {end_lba}, past the device's end"
                 ));
             }
         }
-        Table::None => {}
+        HeadTable::None => {}
     }
     None
 }
 
 /// The GPT moved to the end of a `total`-sector device: the patched head (primary header and
 /// protective MBR) and the backup (entries then header) to write at the device's end. The
-/// caller has checked with [`misfit`] that the partitions fit.
-pub fn relocate_gpt(head: &[u8], g: &GptInfo, total: u64) -> (Vec<u8>, (u64, Vec<u8>)) {
+/// caller has checked with [`misfit`] that the partitions fit; `head` holds the whole first
+/// MiB the table was read from.
+pub fn relocate_gpt(head: &[u8], g: &HeadGpt, total: u64) -> (Vec<u8>, (u64, Vec<u8>)) {
     let ss = g.sector_size as usize;
     let mut head = head.to_vec();
     let alt = total - 1;
     let last_usable = total - 2 - g.entry_sectors;
-    let hsize = le32(&head[ss..], 12) as usize;
+    let hsize = g.header_size;
     let patch_crc = |h: &mut [u8]| {
         h[16..20].fill(0);
         let c = crc32fast::hash(&h[..hsize]);
@@ -238,9 +377,9 @@ mod tests {
         h[80..84].copy_from_slice(&128u32.to_le_bytes());
         h[84..88].copy_from_slice(&128u32.to_le_bytes());
         patch(h);
-        let n = le32(h, 80) as usize;
-        let es = le32(h, 84) as usize;
-        let lba = le64(h, 72) as usize;
+        let n = u32_at(h, 80).unwrap() as usize;
+        let es = u32_at(h, 84).unwrap() as usize;
+        let lba = u64_at(h, 72).unwrap() as usize;
         let crc = (lba.checked_mul(512))
             .and_then(|s| head.get(s..s.checked_add(n.checked_mul(es)?)?))
             .map(crc32fast::hash)
@@ -255,16 +394,19 @@ mod tests {
 
     #[test]
     fn crafted_headers_are_errors_not_panics() {
-        assert!(matches!(read_table(&head_with(|_| {})), Ok(Table::Gpt(_))));
+        assert!(matches!(
+            HeadTable::from_head(&head_with(|_| {})),
+            Ok(HeadTable::Gpt(_))
+        ));
         type Patch = Box<dyn Fn(&mut [u8])>;
         let cases: Vec<(Patch, &str)> = vec![
             (
                 Box::new(|h| h[80..84].copy_from_slice(&100000u32.to_le_bytes())),
-                "entries",
+                "not a valid entry array",
             ),
             (
                 Box::new(|h| h[84..88].copy_from_slice(&0u32.to_le_bytes())),
-                "entry size 0",
+                "entries of 0 bytes",
             ),
             (
                 Box::new(|h| h[72..80].copy_from_slice(&(1u64 << 62).to_le_bytes())),
@@ -292,18 +434,25 @@ mod tests {
             ),
         ];
         for (patch, want) in cases {
-            let e = read_table(&head_with(patch)).unwrap_err().to_string();
+            let e = HeadTable::from_head(&head_with(patch))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(want), "{want}: {e}");
         }
         // A wrong header CRC is an error, not a fallback to the MBR.
         let mut head = head_with(|_| {});
         head[512 + 16] ^= 1;
-        let e = read_table(&head).unwrap_err().to_string();
-        assert!(e.contains("header CRC"), "{e}");
+        let e = HeadTable::from_head(&head).unwrap_err().to_string();
+        assert!(e.contains("CRC"), "{e}");
         // A damaged entry array too.
         let mut head = head_with(|_| {});
         head[1024 + 3] ^= 1;
-        let e = read_table(&head).unwrap_err().to_string();
+        let e = HeadTable::from_head(&head).unwrap_err().to_string();
         assert!(e.contains("entry array CRC"), "{e}");
+        // A head cut anywhere is an answer, never a panic.
+        let head = head_with(|_| {});
+        for cut in [0, 1, 511, 512, 600, 1023, 1024, 5000] {
+            let _ = HeadTable::from_head(&head[..cut]);
+        }
     }
 }

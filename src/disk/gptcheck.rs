@@ -2,20 +2,8 @@
 //! signature, size and CRC, their own and alternate LBAs, both entry arrays' CRCs, and that the
 //! primary and the backup agree. Each problem is one line naming it.
 
+use crate::disk::gpt::{Header, HeaderProblem};
 use std::io::{Read, Seek, SeekFrom};
-
-struct Header {
-    bytes: Vec<u8>,
-}
-
-impl Header {
-    fn u32(&self, o: usize) -> u32 {
-        u32::from_le_bytes(self.bytes[o..o + 4].try_into().expect("4 bytes"))
-    }
-    fn u64(&self, o: usize) -> u64 {
-        u64::from_le_bytes(self.bytes[o..o + 8].try_into().expect("8 bytes"))
-    }
-}
 
 fn read_at<R: Read + Seek>(disk: &mut R, off: u64, len: usize) -> std::io::Result<Vec<u8>> {
     let mut b = vec![0u8; len];
@@ -43,59 +31,34 @@ fn header<R: Read + Seek>(
             return None;
         }
     };
-    if &bytes[..8] != b"EFI PART" {
-        out.push(format!(
-            "{which} GPT header: no signature at LBA {lba} (missing or wiped)"
-        ));
-        return None;
+    match Header::parse(&bytes, ss, lba) {
+        Ok(h) => Some(h),
+        Err(HeaderProblem::Missing) => {
+            out.push(format!(
+                "{which} GPT header: no signature at LBA {lba} (missing or wiped)"
+            ));
+            None
+        }
+        Err(HeaderProblem::Damaged(why)) => {
+            out.push(format!("{which} GPT header: {why}"));
+            None
+        }
     }
-    let h = Header { bytes };
-    let size = h.u32(12) as usize;
-    if !(92..=ss as usize).contains(&size) {
-        out.push(format!(
-            "{which} GPT header: size {size} is not between 92 and {ss}"
-        ));
-        return None;
-    }
-    let mut copy = h.bytes[..size].to_vec();
-    copy[16..20].fill(0);
-    let crc = crc32fast::hash(&copy);
-    if crc != h.u32(16) {
-        out.push(format!(
-            "{which} GPT header: CRC {:#010x} does not match its contents ({crc:#010x})",
-            h.u32(16)
-        ));
-        return None;
-    }
-    if h.u64(24) != lba {
-        out.push(format!(
-            "{which} GPT header: says it lies at LBA {}, found at {lba}",
-            h.u64(24)
-        ));
-    }
-    Some(h)
 }
 
 /// Reads the entry array a header describes and checks its CRC; returns it.
 fn entries<R: Read + Seek>(
     disk: &mut R,
-    ss: u64,
     h: &Header,
     which: &str,
     out: &mut Vec<String>,
 ) -> Option<Vec<u8>> {
-    let (lba, n, esize) = (h.u64(72), h.u32(80) as u64, h.u32(84) as u64);
-    if !(128..=4096).contains(&esize) || !esize.is_multiple_of(8) || n == 0 || n > 1024 {
-        out.push(format!(
-            "{which} GPT header: {n} entries of {esize} bytes is not a valid entry array"
-        ));
-        return None;
-    }
-    let Some(off) = lba.checked_mul(ss) else {
+    let lba = h.entries_lba;
+    let Some(off) = h.entries_offset() else {
         out.push(format!("{which} GPT entries: LBA {lba} is past any disk"));
         return None;
     };
-    let a = match read_at(disk, off, (n * esize) as usize) {
+    let a = match read_at(disk, off, h.entry_bytes() as usize) {
         Ok(a) => a,
         Err(e) => {
             out.push(format!(
@@ -104,11 +67,11 @@ fn entries<R: Read + Seek>(
             return None;
         }
     };
-    let crc = crc32fast::hash(&a);
-    if crc != h.u32(88) {
+    if !h.entries_crc_ok(&a) {
         out.push(format!(
-            "{which} GPT entries: CRC {:#010x} in the header, computed {crc:#010x}",
-            h.u32(88)
+            "{which} GPT entries: CRC {:#010x} in the header, computed {:#010x}",
+            h.entries_crc,
+            crc32fast::hash(&a)
         ));
     }
     Some(a)
@@ -121,36 +84,36 @@ pub fn check<R: Read + Seek>(disk: &mut R, size: u64, ss: u64) -> Vec<String> {
     let primary = header(disk, ss, 1, "primary", &mut out);
     let primary_entries = primary
         .as_ref()
-        .and_then(|h| entries(disk, ss, h, "primary", &mut out));
+        .and_then(|h| entries(disk, h, "primary", &mut out));
     if let Some(h) = &primary {
-        if h.u64(32) != last {
+        if h.alternate_lba != last {
             out.push(format!(
                 "primary GPT header: the backup header should be at the last sector {last}, it says {}",
-                h.u64(32)
+                h.alternate_lba
             ));
         }
     }
     let backup = header(disk, ss, last, "backup", &mut out);
     let backup_entries = backup
         .as_ref()
-        .and_then(|h| entries(disk, ss, h, "backup", &mut out));
+        .and_then(|h| entries(disk, h, "backup", &mut out));
     if let Some(b) = &backup {
-        if b.u64(32) != 1 {
+        if b.alternate_lba != 1 {
             out.push(format!(
                 "backup GPT header: its alternate should be LBA 1, it says {}",
-                b.u64(32)
+                b.alternate_lba
             ));
         }
     }
     if let (Some(p), Some(b)) = (&primary, &backup) {
-        for (what, o, len) in [
-            ("disk GUID", 56, 16),
-            ("first usable LBA", 40, 8),
-            ("last usable LBA", 48, 8),
-            ("entry count", 80, 4),
-            ("entry size", 84, 4),
+        for (what, same) in [
+            ("disk GUID", p.disk_guid == b.disk_guid),
+            ("first usable LBA", p.first_usable == b.first_usable),
+            ("last usable LBA", p.last_usable == b.last_usable),
+            ("entry count", p.entry_count == b.entry_count),
+            ("entry size", p.entry_size == b.entry_size),
         ] {
-            if p.bytes[o..o + len] != b.bytes[o..o + len] {
+            if !same {
                 out.push(format!(
                     "primary and backup GPT headers disagree on the {what}"
                 ));

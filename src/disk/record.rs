@@ -319,6 +319,30 @@ mod tests {
         }
     }
 
+    /// The record's bytes are a format other tools and older cards depend on: a fixture pins
+    /// them, named by the format version, so a change fails here until the version and the
+    /// fixture move together (PI_BURN_UPDATE_FIXTURES=1 writes the fixture anew).
+    #[test]
+    fn the_record_format_is_pinned_by_a_fixture_of_its_version() {
+        let path = format!(
+            "{}/fixtures/formats/card-record-v{FORMAT}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bytes = sample().to_bytes();
+        if std::env::var("PI_BURN_UPDATE_FIXTURES").as_deref() == Ok("1") {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let pinned = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!("{path}: {e}: a new record format needs its fixture (PI_BURN_UPDATE_FIXTURES=1)")
+        });
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            String::from_utf8_lossy(&pinned),
+            "the record's bytes changed: bump FORMAT and add its fixture"
+        );
+        assert_eq!(CardRecord::parse(&pinned, "fixture").unwrap(), sample());
+    }
+
     #[test]
     fn round_trips_and_refuses_what_is_not_a_record() {
         let r = sample();

@@ -2,6 +2,8 @@
 //! from a [`DiskPlan`], and read back from any disk for verification.
 
 use crate::disk::geometry::{DiskPlan, MbrEntry, PartType, PartitionPlan, TableKind};
+use crate::disk::gpt::{entries, mbr_entries, Header, HeaderProblem};
+use crate::util::le::u32_at;
 use anyhow::{bail, Context, Result};
 use gpt::disk::LogicalBlockSize;
 use gpt::partition_types::{OperatingSystem, Type};
@@ -175,10 +177,12 @@ fn read_at<R: Read + Seek>(disk: &mut R, offset: u64, len: usize) -> io::Result<
     Ok(buf)
 }
 
-/// Reads the partition table of `disk`. A GPT is looked for at 512- and 4096-byte sectors
-/// (`sector_size` first when given); without one, a plain MBR is read.
-pub fn read_table<R: Read + Seek + std::fmt::Debug>(
+/// Reads the partition table of `disk` (of `size` bytes). A GPT is looked for at 512- and
+/// 4096-byte sectors (`sector_size` first when given): its primary header, or the backup at the
+/// disk's last sector when the primary is damaged; without one, a plain MBR is read.
+pub fn read_table<R: Read + Seek>(
     disk: &mut R,
+    size: u64,
     sector_size: Option<u64>,
 ) -> Result<FoundTable> {
     let mut sizes = vec![512u64, 4096];
@@ -190,70 +194,105 @@ pub fn read_table<R: Read + Seek + std::fmt::Debug>(
     if mbr[510..512] != [0x55, 0xAA] {
         bail!("no partition table: sector 0 has no MBR signature");
     }
-    let protective = (0..4).any(|i| mbr[446 + 16 * i + 4] == 0xEE);
-    if protective {
+    let entries = mbr_entries(&mbr);
+    if entries.iter().any(|e| e.0 == 0xEE) {
         for ss in sizes {
-            let hdr = match read_at(disk, ss, 8) {
-                Ok(h) => h,
-                Err(_) => continue,
-            };
-            if hdr != b"EFI PART" {
-                continue;
+            if let Some(t) = read_gpt(disk, size, ss)? {
+                return Ok(t);
             }
-            let gdisk = gpt::GptConfig::new()
-                .writable(false)
-                .logical_block_size(lb_size(ss)?)
-                .open_from_device(ReadOnly(&mut *disk))
-                .with_context(|| format!("reading the GPT ({ss}-byte sectors)"))?;
-            let mut partitions = Vec::new();
-            for (n, p) in gdisk.partitions() {
-                if !p.is_used() {
-                    continue;
-                }
-                partitions.push(PartitionPlan {
-                    number: *n,
-                    first_lba: p.first_lba,
-                    last_lba: p.last_lba,
-                    part_type: PartType::Gpt(p.part_type_guid.guid),
-                    name: p.name.clone(),
-                    guid: p.part_guid,
-                    attributes: p.flags,
-                });
-            }
-            return Ok(FoundTable {
-                table: TableKind::Gpt,
-                sector_size: ss,
-                disk_guid: *gdisk.guid(),
-                partitions,
-            });
         }
         bail!("sector 0 holds a protective MBR but no GPT header was found");
     }
     let ss = sector_size.unwrap_or(512);
-    let mut partitions = Vec::new();
-    for i in 0..4 {
-        let e = &mbr[446 + 16 * i..446 + 16 * (i + 1)];
-        let start = u32::from_le_bytes(e[8..12].try_into().unwrap()) as u64;
-        let len = u32::from_le_bytes(e[12..16].try_into().unwrap()) as u64;
-        if e[4] == 0 || len == 0 {
-            continue;
-        }
-        partitions.push(PartitionPlan {
-            number: i as u32 + 1,
-            first_lba: start,
-            last_lba: start + len - 1,
-            part_type: PartType::Mbr(e[4]),
-            name: String::new(),
-            guid: Uuid::nil(),
-            attributes: 0,
-        });
-    }
+    let partitions = (0..4u32)
+        .zip(mbr_slots(&mbr))
+        .filter_map(|(i, e)| {
+            let (t, start, len) = e?;
+            Some(PartitionPlan {
+                number: i + 1,
+                first_lba: start,
+                last_lba: start + len - 1,
+                part_type: PartType::Mbr(t),
+                name: String::new(),
+                guid: Uuid::nil(),
+                attributes: 0,
+            })
+        })
+        .collect();
     Ok(FoundTable {
         table: TableKind::Mbr,
         sector_size: ss,
         disk_guid: Uuid::nil(),
         partitions,
     })
+}
+
+/// The four MBR slots, each (type, first LBA, sectors) when used.
+fn mbr_slots(sector: &[u8]) -> [Option<(u8, u64, u64)>; 4] {
+    std::array::from_fn(|i| {
+        let e = sector.get(446 + 16 * i..462 + 16 * i)?;
+        let (start, len) = (u32_at(e, 8)? as u64, u32_at(e, 12)? as u64);
+        (e[4] != 0 && len > 0).then_some((e[4], start, len))
+    })
+}
+
+/// The GPT at `ss`-byte sectors: the primary header, else the backup; `None` when neither
+/// has a signature.
+fn read_gpt<R: Read + Seek>(disk: &mut R, size: u64, ss: u64) -> Result<Option<FoundTable>> {
+    let last = (size / ss).saturating_sub(1);
+    let mut damage = None;
+    for lba in [1, last] {
+        let Ok(sector) = read_at(disk, lba * ss, ss as usize) else {
+            continue;
+        };
+        let h = match Header::parse(&sector, ss, lba) {
+            Ok(h) => h,
+            Err(HeaderProblem::Missing) => continue,
+            Err(HeaderProblem::Damaged(why)) => {
+                damage.get_or_insert(format!("the GPT header at LBA {lba}: {why}"));
+                continue;
+            }
+        };
+        let Some(off) = h.entries_offset() else {
+            damage.get_or_insert(format!(
+                "the GPT header at LBA {lba}: its entries at LBA {} are past any disk",
+                h.entries_lba
+            ));
+            continue;
+        };
+        let array = read_at(disk, off, h.entry_bytes() as usize)
+            .with_context(|| format!("reading the GPT entries at LBA {}", h.entries_lba))?;
+        if !h.entries_crc_ok(&array) {
+            damage.get_or_insert(format!(
+                "the GPT entries at LBA {} fail their CRC",
+                h.entries_lba
+            ));
+            continue;
+        }
+        let partitions = entries(&array, &h, size / ss)
+            .with_context(|| format!("the GPT at LBA {lba}"))?
+            .into_iter()
+            .map(|e| PartitionPlan {
+                number: e.number,
+                first_lba: e.first_lba,
+                last_lba: e.last_lba,
+                part_type: PartType::Gpt(e.type_guid),
+                name: e.name,
+                guid: e.part_guid,
+                attributes: e.attributes,
+            })
+            .collect();
+        return Ok(Some(FoundTable {
+            table: TableKind::Gpt,
+            sector_size: ss,
+            disk_guid: h.disk_guid,
+            partitions,
+        }));
+    }
+    match damage {
+        Some(d) => bail!("{d}"),
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -281,7 +320,7 @@ mod tests {
             let plan = layout(TableKind::Gpt, ss).plan(514 * MIB).unwrap();
             let mut img = SparseImage::new(plan.size);
             write_table(&plan, &mut img).unwrap();
-            let found = read_table(&mut img, None).unwrap();
+            let found = read_table(&mut img, plan.size, None).unwrap();
             assert_eq!(found.sector_size, ss);
             assert_eq!(found.table, TableKind::Gpt);
             assert_eq!(found.disk_guid, plan.disk_guid);
@@ -298,7 +337,7 @@ mod tests {
         let plan = layout(TableKind::Mbr, 512).plan(514 * MIB).unwrap();
         let mut img = SparseImage::new(plan.size);
         write_table(&plan, &mut img).unwrap();
-        let found = read_table(&mut img, None).unwrap();
+        let found = read_table(&mut img, plan.size, None).unwrap();
         assert_eq!(found.table, TableKind::Mbr);
         assert_eq!(found.partitions, plan.partitions);
         assert_eq!(found.partitions[0].part_type, PartType::Mbr(0x0c));
@@ -307,7 +346,7 @@ mod tests {
     #[test]
     fn a_blank_disk_has_no_table() {
         let mut img = SparseImage::new(MIB);
-        assert!(read_table(&mut img, None)
+        assert!(read_table(&mut img, MIB, None)
             .unwrap_err()
             .to_string()
             .contains("no partition table"));

@@ -13,13 +13,22 @@ use std::io::{Read, Seek};
 
 /// Compares the table of `disk` with `plan` and the FAT of its partition `fat_partition`
 /// (1-based) with `files` and `label`. Returns the differences (empty: all good).
-pub fn verify_card<R: Read + Seek + std::fmt::Debug>(
+pub fn verify_card<R: Read + Seek>(
     disk: &mut R,
     plan: &DiskPlan,
     fat_partition: u32,
     files: &FileSet,
     label: &str,
 ) -> Result<Vec<String>> {
+    let out = table_differences(disk, plan)?;
+    if !out.is_empty() {
+        return Ok(out);
+    }
+    files_differences(disk, plan, fat_partition, files, label)
+}
+
+/// The table of `disk` against `plan`, one line per difference.
+fn table_differences<R: Read + Seek>(disk: &mut R, plan: &DiskPlan) -> Result<Vec<String>> {
     let mut out = vec![];
     if plan.table == TableKind::Gpt {
         // As sgdisk -v: a damaged header or a missing backup is a mismatch, even when the
@@ -29,7 +38,7 @@ pub fn verify_card<R: Read + Seek + std::fmt::Debug>(
             return Ok(problems);
         }
     }
-    let found = match read_table(disk, Some(plan.sector_size)) {
+    let found = match read_table(disk, plan.size, Some(plan.sector_size)) {
         Ok(t) => t,
         Err(e) => return Ok(vec![format!("partition table: {e:#}")]),
     };
@@ -83,9 +92,18 @@ pub fn verify_card<R: Read + Seek + std::fmt::Debug>(
             ));
         }
     }
-    if !out.is_empty() {
-        return Ok(out);
-    }
+    Ok(out)
+}
+
+/// Partition `fat_partition`'s FAT against `files` and `label`, one line per difference.
+fn files_differences<R: Read + Seek>(
+    disk: &mut R,
+    plan: &DiskPlan,
+    fat_partition: u32,
+    files: &FileSet,
+    label: &str,
+) -> Result<Vec<String>> {
+    let mut out = vec![];
     let part = plan
         .partitions
         .iter()

@@ -1,4 +1,4 @@
-//! SHA-256 digests: a newtype that prints as hex or as a Nix SRI string, and a hashing reader.
+//! SHA-256 digests: a newtype that prints as hex or as a Nix SRI string, parsed from either.
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
@@ -93,7 +93,7 @@ mod tests {
 
     #[test]
     fn sri_and_hex_round_trip() {
-        // v1.35: the zip hash in hex and the same value as a Nix fetchurl SRI (FACTS.md §1).
+        // v1.35: the zip hash in hex and the same value as a Nix fetchurl SRI (as JoshVanL/nixos apps/install.nix pins it).
         let hex = "3ea16d6bc4f8f122527ad6a84c0fe84ad80d85fd43a868d99c360ad9e93d3f6e";
         let d = Sha256Digest::from_hex(hex).unwrap();
         assert_eq!(

@@ -211,28 +211,18 @@ fn transient(e: &reqwest::Error) -> bool {
     e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() || e.is_decode()
 }
 
-fn try_once(
-    client: &reqwest::blocking::Client,
+/// Whether the answer continues the `have` bytes already downloaded (206 with a
+/// Content-Range from there), starts over (200), or is a failure.
+fn resumes(
+    resp: &reqwest::blocking::Response,
     url: &str,
+    have: u64,
     partial: &Path,
-    opts: &FetchOptions,
-    progress: &dyn Progress,
-) -> std::result::Result<Downloaded, Failure> {
-    let fatal = |e: anyhow::Error| Failure::Fatal(e);
-    // What an earlier attempt left.
-    let mut bytes = fs::read(partial).unwrap_or_default();
-    let mut req = client.get(url);
-    if !bytes.is_empty() {
-        req = req.header(reqwest::header::RANGE, format!("bytes={}-", bytes.len()));
-    }
-    let mut resp = match req.send() {
-        Ok(r) => r,
-        Err(e) => return Err(send_failure(e, url)),
-    };
+) -> std::result::Result<bool, Failure> {
     let status = resp.status();
     let final_url = resp.url().to_string();
-    let append = match status.as_u16() {
-        206 if !bytes.is_empty() => {
+    match status.as_u16() {
+        206 if have > 0 => {
             // Only a range that continues the partial download is appended; a server that
             // answers 206 with something else (the whole body, another offset) starts over.
             let continues = resp
@@ -242,38 +232,60 @@ fn try_once(
                 .and_then(|v| v.strip_prefix("bytes "))
                 .and_then(|v| v.split('-').next())
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                == Some(bytes.len() as u64);
+                == Some(have);
             if !continues {
                 let _ = fs::remove_file(partial);
                 return Err(Failure::Transient(anyhow::anyhow!(
-                    "{url}: the server's Content-Range does not continue the {} bytes already here; starting again",
-                    bytes.len()
+                    "{url}: the server's Content-Range does not continue the {have} bytes already here; starting again"
                 )));
             }
-            true
+            Ok(true)
         }
-        200 => false,
+        200 => Ok(false),
         416 => {
             // The partial is no prefix of what the server has: start again.
             let _ = fs::remove_file(partial);
-            return Err(Failure::Transient(anyhow::anyhow!(
+            Err(Failure::Transient(anyhow::anyhow!(
                 "{url}: the server refused to resume; starting again"
-            )));
-        }
-        s if (500..600).contains(&s) || s == 429 || s == 408 => {
-            return Err(Failure::Transient(anyhow::anyhow!("{url}: HTTP {status}")));
-        }
-        _ => {
-            return Err(fatal(anyhow::anyhow!(
-                "{url}: HTTP {status}{}",
-                if final_url != url {
-                    format!(" (from {final_url})")
-                } else {
-                    String::new()
-                }
             )))
         }
+        s if (500..600).contains(&s) || s == 429 || s == 408 => {
+            Err(Failure::Transient(anyhow::anyhow!("{url}: HTTP {status}")))
+        }
+        _ => Err(Failure::Fatal(anyhow::anyhow!(
+            "{url}: HTTP {status}{}",
+            if final_url != url {
+                format!(" (from {final_url})")
+            } else {
+                String::new()
+            }
+        ))),
+    }
+}
+
+fn try_once(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    partial: &Path,
+    opts: &FetchOptions,
+    progress: &dyn Progress,
+) -> std::result::Result<Downloaded, Failure> {
+    let fatal = |e: anyhow::Error| Failure::Fatal(e);
+    // What an earlier attempt left (a partial larger than the limit is no download of ours).
+    let mut bytes = crate::util::read_limited(partial, opts.max_bytes, "a partial download")
+        .unwrap_or_else(|_| {
+            let _ = fs::remove_file(partial);
+            vec![]
+        });
+    let mut req = client.get(url);
+    if !bytes.is_empty() {
+        req = req.header(reqwest::header::RANGE, format!("bytes={}-", bytes.len()));
+    }
+    let mut resp = match req.send() {
+        Ok(r) => r,
+        Err(e) => return Err(send_failure(e, url)),
     };
+    let append = resumes(&resp, url, bytes.len() as u64, partial)?;
     if !append {
         bytes.clear();
     }

@@ -205,38 +205,7 @@ pub fn verify_zip(
                 .into())
             }
         },
-        None => {
-            let mut found = None;
-            for r in &board.releases {
-                if let Ok(kinds) = check_pins(r, &zip_sha, &nar)? {
-                    found = Some((Some(r), kinds.into_iter().chain(user_kind).collect()));
-                    break;
-                }
-            }
-            match (found, user_kind) {
-                (Some(f), _) => f,
-                (None, Some(k)) => (None, vec![k]),
-                (None, None) => {
-                    let d = board.default_release();
-                    let pins = d.pins()?;
-                    let expected: Vec<String> = [
-                        pins.zip.map(|p| format!("sha256 {p}")),
-                        pins.nar.map(|p| format!("NAR {}", p.sri())),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                    return Err(HashMismatch(format!(
-                        "{origin} matches no pinned {} release: computed sha256 {zip_sha} and NAR {}; the default {} expects {}. Name the release with --firmware VERSION, or pin a custom build with --sha256",
-                        req.board,
-                        nar.sri(),
-                        d.version,
-                        expected.join(" and ")
-                    ))
-                    .into())
-                }
-            }
-        }
+        None => identify(board, req, &zip_sha, &nar, user_kind, origin)?,
     };
     Ok(Firmware {
         board: req.board.clone(),
@@ -251,6 +220,48 @@ pub fn verify_zip(
         gpt_boot_warning: chosen.is_some_and(|r| r.gpt_boot_warning),
         source,
     })
+}
+
+/// A zip named by no version: the board's pinned release it matches, the user's pin, or a
+/// mismatch naming the default release's pins.
+fn identify<'b>(
+    board: &'b Board,
+    req: &Request,
+    zip_sha: &Sha256Digest,
+    nar: &Sha256Digest,
+    user_kind: Option<HashKind>,
+    origin: &str,
+) -> Result<(Option<&'b Release>, Vec<HashKind>)> {
+    let mut found = None;
+    for r in &board.releases {
+        if let Ok(kinds) = check_pins(r, zip_sha, nar)? {
+            found = Some((Some(r), kinds.into_iter().chain(user_kind).collect()));
+            break;
+        }
+    }
+    match (found, user_kind) {
+        (Some(f), _) => Ok(f),
+        (None, Some(k)) => Ok((None, vec![k])),
+        (None, None) => {
+            let d = board.default_release();
+            let pins = d.pins()?;
+            let expected: Vec<String> = [
+                pins.zip.map(|p| format!("sha256 {p}")),
+                pins.nar.map(|p| format!("NAR {}", p.sri())),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            Err(HashMismatch(format!(
+                "{origin} matches no pinned {} release: computed sha256 {zip_sha} and NAR {}; the default {} expects {}. Name the release with --firmware VERSION, or pin a custom build with --sha256",
+                req.board,
+                nar.sri(),
+                d.version,
+                expected.join(" and ")
+            ))
+            .into())
+        }
+    }
 }
 
 /// Where to get the zip from.

@@ -91,7 +91,17 @@ pub struct NodeConfig {
 /// What `--apply` keeps of `disko.devices`: plain values only (disko's `_create`, `_pkgs` and
 /// `_config` hold scripts, functions and derivations), and the option names of each partition
 /// and table, so that an option pi-burn does not know is refused rather than dropped.
-pub const NIX_APPLY: &str = r#"devices: let pick = names: a: builtins.listToAttrs (builtins.concatMap (n: if builtins.hasAttr n a then [ { name = n; value = builtins.getAttr n a; } ] else [ ]) names); part = p: pick [ "type" "attributes" "priority" "name" "uuid" "label" "size" "alignment" "start" "end" "_index" ] p // { hybrid = if (p.hybrid or null) == null then null else pick [ "mbrPartitionType" "mbrBootableFlag" ] p.hybrid; content = if (p.content or null) == null then null else pick [ "type" "format" "mountpoint" "extraArgs" ] p.content; _options = builtins.attrNames p; }; table = c: pick [ "type" "efiGptPartitionFirst" "preCreateHook" "postCreateHook" ] c // (if (c.type or null) == "gpt" then { partitions = builtins.mapAttrs (_: part) (c.partitions or { }); _options = builtins.attrNames c; } else { }); disk = d: pick [ "type" "device" "name" "imageSize" "preCreateHook" "postCreateHook" ] d // { content = if (d.content or null) == null then null else table d.content; }; in { disk = builtins.mapAttrs (_: disk) (devices.disk or { }); }"#;
+const APPLY_NIX: &str = include_str!("apply.nix");
+
+/// The `--apply` function for `nix eval` (ssd/apply.nix without its comments, on one line).
+pub fn nix_apply() -> String {
+    APPLY_NIX
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// Options of a disko partition and table that hold no layout (scripts, derived device paths,
 /// module plumbing): the flake evaluation lists them and they are fine to leave.
@@ -236,7 +246,7 @@ pub fn eval_flake(flake: &Path, node: &str) -> Result<Value> {
             "nix-command flakes",
             &installable,
             "--apply",
-            NIX_APPLY,
+            &nix_apply(),
         ])
         .output()
         .context("running nix (install Nix, or use --disko-json FILE)")?;
@@ -339,8 +349,9 @@ pub fn nodes(flake: &Path) -> Vec<String> {
 /// The command that makes a `--disko-json` file on a machine with Nix.
 pub fn json_command(flake: &Path, node: &str) -> String {
     format!(
-        "nix eval --json --extra-experimental-features 'nix-command flakes' '{}#nixosConfigurations.\"{node}\".config.disko.devices' --apply '{NIX_APPLY}' > {node}-disko.json",
-        flake.display()
+        "nix eval --json --extra-experimental-features 'nix-command flakes' '{}#nixosConfigurations.\"{node}\".config.disko.devices' --apply '{}' > {node}-disko.json",
+        flake.display(),
+        nix_apply()
     )
 }
 

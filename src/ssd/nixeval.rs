@@ -9,6 +9,21 @@ use rowan::ast::AstNode;
 use serde_json::{Map, Value};
 
 /// Something the built-in evaluator does not do.
+/// At most 40 characters of `node`'s text, for messages (a 250 KB expression is not quoted).
+fn excerpt(node: &rnix::SyntaxNode) -> String {
+    let mut out: String = node
+        .text()
+        .to_string()
+        .chars()
+        .take(41)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if out.chars().count() > 40 {
+        out = out.chars().take(40).collect::<String>() + "...";
+    }
+    out
+}
+
 #[derive(Debug)]
 pub struct Unsupported {
     pub origin: String,
@@ -48,6 +63,72 @@ impl Eval<'_> {
         .into()
     }
 
+    fn attr_set(&self, set: &ast::AttrSet) -> Result<Value> {
+        let node = set.syntax();
+        if set.rec_token().is_some() {
+            return Err(self.unsupported(node, "'rec'"));
+        }
+        if let Some(i) = set.inherits().next() {
+            return Err(self.unsupported(i.syntax(), "'inherit'"));
+        }
+        let mut out = Map::new();
+        for apv in set.attrpath_values() {
+            let path = apv
+                .attrpath()
+                .ok_or_else(|| self.unsupported(apv.syntax(), "an attribute without a name"))?;
+            let mut names = vec![];
+            for a in path.attrs() {
+                names.push(self.attr_name(&a)?);
+            }
+            let value =
+                self.expr(&apv.value().ok_or_else(|| {
+                    self.unsupported(apv.syntax(), "an attribute without a value")
+                })?)?;
+            self.insert(&mut out, &names, value, apv.syntax())?;
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn literal(&self, l: &ast::Literal) -> Result<Value> {
+        let node = l.syntax();
+        match l.kind() {
+            ast::LiteralKind::Integer(i) => {
+                Ok(Value::from(i.value().map_err(|_| {
+                    self.unsupported(node, "an integer out of range")
+                })?))
+            }
+            ast::LiteralKind::Float(f) => {
+                let v = f
+                    .value()
+                    .map_err(|_| self.unsupported(node, "a malformed float"))?;
+                serde_json::Number::from_f64(v)
+                    .map(Value::Number)
+                    .ok_or_else(|| self.unsupported(node, "a non-finite float"))
+            }
+            ast::LiteralKind::Uri(u) => Ok(Value::String(u.syntax().text().to_string())),
+        }
+    }
+
+    fn negate(&self, u: &ast::UnaryOp) -> Result<Value> {
+        let node = u.syntax();
+        let operand = u
+            .expr()
+            .ok_or_else(|| self.unsupported(node, "'-' without an operand"))?;
+        match self.expr(&operand)? {
+            Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => i
+                    .checked_neg()
+                    .map(Value::from)
+                    .ok_or_else(|| self.unsupported(node, "an integer out of range")),
+                (None, Some(f)) => Ok(serde_json::Number::from_f64(-f)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null)),
+                _ => Err(self.unsupported(node, "an integer out of range")),
+            },
+            _ => Err(self.unsupported(node, "'-' on something other than a number")),
+        }
+    }
+
     fn expr(&self, e: &ast::Expr) -> Result<Value> {
         use ast::Expr::*;
         let node = e.syntax();
@@ -67,46 +148,9 @@ impl Eval<'_> {
                 ),
                 _ => Err(self.unsupported(node, "a function with a plain parameter")),
             },
-            AttrSet(set) => {
-                if set.rec_token().is_some() {
-                    return Err(self.unsupported(node, "'rec'"));
-                }
-                if let Some(i) = set.inherits().next() {
-                    return Err(self.unsupported(i.syntax(), "'inherit'"));
-                }
-                let mut out = Map::new();
-                for apv in set.attrpath_values() {
-                    let path = apv.attrpath().ok_or_else(|| {
-                        self.unsupported(apv.syntax(), "an attribute without a name")
-                    })?;
-                    let mut names = vec![];
-                    for a in path.attrs() {
-                        names.push(self.attr_name(&a)?);
-                    }
-                    let value = self.expr(&apv.value().ok_or_else(|| {
-                        self.unsupported(apv.syntax(), "an attribute without a value")
-                    })?)?;
-                    self.insert(&mut out, &names, value, apv.syntax())?;
-                }
-                Ok(Value::Object(out))
-            }
+            AttrSet(set) => self.attr_set(set),
             Str(s) => self.string(s),
-            Literal(l) => match l.kind() {
-                ast::LiteralKind::Integer(i) => {
-                    Ok(Value::from(i.value().map_err(|_| {
-                        self.unsupported(node, "an integer out of range")
-                    })?))
-                }
-                ast::LiteralKind::Float(f) => {
-                    let v = f
-                        .value()
-                        .map_err(|_| self.unsupported(node, "a malformed float"))?;
-                    serde_json::Number::from_f64(v)
-                        .map(Value::Number)
-                        .ok_or_else(|| self.unsupported(node, "a non-finite float"))
-                }
-                ast::LiteralKind::Uri(u) => Ok(Value::String(u.syntax().text().to_string())),
-            },
+            Literal(l) => self.literal(l),
             List(l) => l
                 .items()
                 .map(|i| self.expr(&i))
@@ -121,40 +165,23 @@ impl Eval<'_> {
                     _ => Err(self.unsupported(node, format!("the variable '{name}'"))),
                 }
             }
-            UnaryOp(u) if u.operator() == Some(ast::UnaryOpKind::Negate) => {
-                match self.expr(
-                    &u.expr()
-                        .ok_or_else(|| self.unsupported(node, "'-' without an operand"))?,
-                )? {
-                    Value::Number(n) if n.is_i64() => Ok(Value::from(-n.as_i64().unwrap())),
-                    Value::Number(n) => Ok(serde_json::Number::from_f64(-n.as_f64().unwrap())
-                        .map(Value::Number)
-                        .unwrap_or(Value::Null)),
-                    _ => Err(self.unsupported(node, "'-' on something other than a number")),
-                }
-            }
+            UnaryOp(u) if u.operator() == Some(ast::UnaryOpKind::Negate) => self.negate(u),
             Apply(a) => self.apply(a),
             LetIn(_) | LegacyLet(_) => Err(self.unsupported(node, "'let'")),
             With(_) => Err(self.unsupported(node, "'with'")),
             IfElse(_) => Err(self.unsupported(node, "'if'")),
             Assert(_) => Err(self.unsupported(node, "'assert'")),
             BinOp(b) => {
-                Err(self.unsupported(node, format!("the operator in '{}'", b.syntax().text())))
+                Err(self.unsupported(node, format!("the operator in '{}'", excerpt(b.syntax()))))
             }
             Select(_) => {
-                Err(self.unsupported(node, format!("the attribute selection '{}'", node.text())))
+                Err(self.unsupported(node, format!("the attribute selection '{}'", excerpt(node))))
             }
             PathAbs(_) | PathRel(_) | PathHome(_) | PathSearch(_) => {
-                Err(self.unsupported(node, format!("the path '{}'", node.text())))
+                Err(self.unsupported(node, format!("the path '{}'", excerpt(node))))
             }
             HasAttr(_) => Err(self.unsupported(node, "the '?' operator")),
-            _ => Err(self.unsupported(
-                node,
-                format!(
-                    "'{}'",
-                    node.text().to_string().chars().take(40).collect::<String>()
-                ),
-            )),
+            _ => Err(self.unsupported(node, format!("'{}'", excerpt(node)))),
         }
     }
 

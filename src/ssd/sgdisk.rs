@@ -416,7 +416,7 @@ mod tests {
 
     #[test]
     fn the_seed_config_on_a_500gb_ssd_matches_facts() {
-        // FACTS.md 5: 976773168 sectors: BOOT 2048-2099199, zfs 2099200-976773119.
+        // disko's sgdisk on a 500 GB SSD of 976773168 sectors: BOOT 2048-2099199, zfs 2099200-976773119.
         let text = include_str!("../../fixtures/flake/hosts/pi-alpha/disk-config.nix");
         let v = crate::ssd::nixeval::eval(text, "seed").unwrap();
         let devices = &v["disko"]["devices"];

@@ -2,6 +2,7 @@
 //! name in the same directory and renamed into place only when complete, so a failure never
 //! leaves a partial image and never touches an existing file.
 
+use crate::blockdev::sys::{pwrite_all, IOV_BATCH};
 use crate::disk::sparse::SparseImage;
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
@@ -75,7 +76,7 @@ fn temp_path(dest: &Path) -> Result<(PathBuf, PathBuf, String)> {
     Ok((dir, tmp, name))
 }
 
-/// Removes `.NAME.pi-burn-PID.tmp` files left by runs that no longer exist.
+/// Removes `.NAME.pi-burn-PID.tmp` files and directories left by runs that no longer exist.
 fn remove_stale(dir: &Path, name: &str) {
     let prefix = format!(".{name}.pi-burn-");
     let Ok(entries) = fs::read_dir(dir) else {
@@ -85,13 +86,106 @@ fn remove_stale(dir: &Path, name: &str) {
         let file = e.file_name().to_string_lossy().into_owned();
         let Some(pid) = file
             .strip_prefix(&prefix)
-            .and_then(|r| r.strip_suffix(".tmp"))
+            .and_then(|r| r.strip_suffix(".tmp").or_else(|| r.strip_suffix(".old")))
             .and_then(|p| p.parse::<u32>().ok())
         else {
             continue;
         };
         if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = fs::remove_file(e.path());
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                let _ = fs::remove_dir_all(p);
+            } else {
+                let _ = fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// A directory filled under a temporary name beside its destination (`.NAME.pi-burn-PID.tmp`)
+/// and put in place as one; removed with everything in it when dropped uncommitted. A run
+/// killed before the commit leaves it for the next run to remove.
+pub struct StagedDir {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl StagedDir {
+    /// Creates `path` (a `.NAME.pi-burn-PID.tmp` name), removing dead runs' leftovers first.
+    pub fn create(path: &Path) -> Result<Self> {
+        let parent = path.parent().unwrap_or(Path::new("."));
+        if let Some(dest) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix('.'))
+            .and_then(|n| n.split(".pi-burn-").next())
+        {
+            remove_stale(parent, dest);
+        }
+        let _ = fs::remove_dir_all(path);
+        fs::create_dir(path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(StagedDir {
+            path: path.to_path_buf(),
+            committed: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Puts the directory in place of `dest`: a missing or empty `dest` is replaced; a full
+    /// one only when `replace` (moved aside first, removed once the new one is in place, so
+    /// that at every moment one whole set is there).
+    pub fn commit(mut self, dest: &Path, replace: bool) -> Result<()> {
+        let empty = match fs::read_dir(dest) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", dest.display())),
+            Ok(mut entries) => Some(entries.next().is_none()),
+        };
+        let old = match empty {
+            None => None,
+            Some(true) => {
+                fs::remove_dir(dest).with_context(|| format!("replacing {}", dest.display()))?;
+                None
+            }
+            Some(false) if !replace => bail!(
+                "{} is not empty (it was filled while pi-burn worked); nothing was replaced",
+                dest.display()
+            ),
+            Some(false) => {
+                let name = dest
+                    .file_name()
+                    .context("the directory has no name")?
+                    .to_string_lossy()
+                    .into_owned();
+                let aside = dest
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join(format!(".{name}.pi-burn-{}.old", std::process::id()));
+                fs::rename(dest, &aside)
+                    .with_context(|| format!("moving {} aside", dest.display()))?;
+                Some(aside)
+            }
+        };
+        if let Err(e) = fs::rename(&self.path, dest) {
+            if let Some(a) = &old {
+                let _ = fs::rename(a, dest);
+            }
+            return Err(e).with_context(|| format!("moving the new set into {}", dest.display()));
+        }
+        self.committed = true;
+        if let Some(a) = old {
+            let _ = fs::remove_dir_all(a);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StagedDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.path);
         }
     }
 }
@@ -215,88 +309,37 @@ pub fn stage_image(
     ))
 }
 
-/// Slices per vectored write (Linux's IOV_MAX is 1024).
-pub const IOV_BATCH: usize = 1024;
-
-/// Writes `bufs` back to back at `offset` of `f`, resuming after short writes. Returns the
-/// bytes written.
-pub fn pwrite_all(f: &File, offset: u64, bufs: &[&[u8]]) -> std::io::Result<u64> {
-    let total: u64 = bufs.iter().map(|b| b.len() as u64).sum();
-    let mut done = 0u64;
-    let mut first = 0usize;
-    let mut skip = 0usize;
-    while first < bufs.len() && bufs[first].is_empty() {
-        first += 1;
+/// Writes `img` as a sparse image file at `image` and its block map beside it; the map's
+/// hashes are computed on a second thread while the image is written. Both are complete under
+/// temporary names before either replaces what is there, and the old map is removed before
+/// the new image takes its place: a run killed between the renames leaves an image with no
+/// map (flash writes it whole), never an image beside another image's map.
+pub fn write_image_and_map(
+    image: &Path,
+    img: &SparseImage,
+    progress: &dyn Progress,
+) -> Result<(WriteStats, PathBuf)> {
+    let (staged, map) = std::thread::scope(|s| {
+        let map = s.spawn(|| crate::disk::bmap::from_image(img));
+        let staged = stage_image(image, img, progress);
+        (staged, map.join().expect("block map thread"))
+    });
+    let (staged_image, stats) = staged?;
+    let path = crate::disk::bmap::sidecar(image);
+    check_image_path(&path)?;
+    let staged_map = stage_bytes(&path, crate::disk::bmap::to_xml(&map).as_bytes())?;
+    match fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing the old {}", path.display())),
     }
-    while first < bufs.len() {
-        let batch: Vec<&[u8]> = bufs[first..]
-            .iter()
-            .take(IOV_BATCH)
-            .enumerate()
-            .map(|(i, b)| if i == 0 { &b[skip..] } else { *b })
-            .collect();
-        let n = match crate::blockdev::sys::pwritev(f, &batch, offset + done) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::WriteZero,
-                "the target accepted no more bytes",
-            ));
-        }
-        let mut n = n as usize;
-        done += n as u64;
-        // Step past what was written, and past empty slices.
-        while first < bufs.len() {
-            let left = bufs[first].len() - skip;
-            if n >= left {
-                n -= left;
-                first += 1;
-                skip = 0;
-            } else {
-                skip += n;
-                break;
-            }
-        }
-    }
-    debug_assert_eq!(done, total);
-    Ok(done)
+    commit(vec![staged_image, staged_map])?;
+    Ok((stats, path))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pwrite_all_writes_every_slice_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&p)
-            .unwrap();
-        let a = vec![1u8; 5000];
-        let b = [2u8; 3];
-        let c: Vec<u8> = vec![];
-        let d = vec![3u8; 70000];
-        let slices: Vec<&[u8]> = (0..1500)
-            .map(|i| if i % 2 == 0 { &b[..] } else { &c[..] })
-            .chain([&a[..], &d[..]])
-            .collect();
-        let n = pwrite_all(&f, 10, &slices).unwrap();
-        assert_eq!(n, 750 * 3 + 5000 + 70000);
-        let back = std::fs::read(&p).unwrap();
-        assert_eq!(back.len() as u64, 10 + n);
-        assert!(back[..10].iter().all(|x| *x == 0));
-        assert!(back[10..10 + 2250].iter().all(|x| *x == 2));
-        assert!(back[10 + 2250..10 + 2250 + 5000].iter().all(|x| *x == 1));
-        assert!(back[10 + 7250..].iter().all(|x| *x == 3));
-    }
 
     #[test]
     fn an_image_is_replaced_only_with_its_block_map_and_stale_temps_are_removed() {
@@ -312,11 +355,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("card.img.bmap")).unwrap();
         let mut img = SparseImage::new(1 << 20);
         img.write_at(0, &[7u8; 4096]).unwrap();
-        let r = crate::disk::bmap::write_image_and_map(
-            &image,
-            &img,
-            &crate::progress::Recorder::default(),
-        );
+        let r = write_image_and_map(&image, &img, &crate::progress::Recorder::default());
         assert!(r.is_err());
         assert_eq!(std::fs::read(&image).unwrap(), b"the old image");
         assert!(!stale.exists(), "a dead run's temp file is removed");
@@ -329,8 +368,7 @@ mod tests {
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
         std::fs::remove_dir(dir.path().join("card.img.bmap")).unwrap();
-        crate::disk::bmap::write_image_and_map(&image, &img, &crate::progress::Recorder::default())
-            .unwrap();
+        write_image_and_map(&image, &img, &crate::progress::Recorder::default()).unwrap();
         assert_eq!(std::fs::metadata(&image).unwrap().len(), 1 << 20);
         assert!(dir.path().join("card.img.bmap").is_file());
     }

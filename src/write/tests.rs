@@ -1,22 +1,49 @@
-//! The flash engine against in-memory targets: every write recorded, failures injected.
+//! The engine against in-memory targets: every write logged in order, failures injected.
 
+use super::engine::{table_areas, Sink, TargetError, TargetOutcome, TABLE_AREA};
 use super::*;
-use crate::disk::geometry::{esp_type, SdLayout, TableKind};
+use crate::disk::geometry::{esp_type, SdLayout, TableKind, HEAD};
+use crate::disk::gpt::{misfit, HeadTable};
 use crate::disk::sparse::SparseImage;
 use crate::disk::table::read_table as read_disk_table;
 use crate::progress::Recorder;
 use crate::util::units::MIB;
-use std::sync::Mutex;
+use std::io;
+use std::sync::{Arc, Mutex};
 
+/// One operation a target saw, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    /// (offset, length, every byte zero)
+    Write(u64, u64, bool),
+    Sync,
+    Read(u64, u64),
+}
+
+/// A target in memory that logs every operation.
 struct Mem {
     name: String,
     data: Arc<Mutex<Vec<u8>>>,
+    log: Arc<Mutex<Vec<Op>>>,
     ss: u64,
     /// Fail every write after this many bytes.
     fail_after: Option<u64>,
+    /// Fail the writes that cover this byte (a bad block; the rest of the medium works).
+    fail_at: Option<u64>,
     written: u64,
     /// Flip a bit of every read-back at this byte (a medium that does not keep what it got).
     flip_on_read: Option<u64>,
+    /// Every address modulo this (a wrap-around counterfeit).
+    wrap: Option<u64>,
+}
+
+impl Mem {
+    fn at(&self, off: u64) -> usize {
+        (match self.wrap {
+            Some(w) => off % w,
+            None => off,
+        }) as usize
+    }
 }
 
 impl Sink for Mem {
@@ -24,7 +51,10 @@ impl Sink for Mem {
         self.name.clone()
     }
     fn size(&self) -> u64 {
-        self.data.lock().unwrap().len() as u64
+        match self.wrap {
+            Some(_) => self.data.lock().unwrap().len() as u64 * 4,
+            None => self.data.lock().unwrap().len() as u64,
+        }
     }
     fn sector_size(&self) -> u64 {
         self.ss
@@ -35,15 +65,36 @@ impl Sink for Mem {
                 return Err(io::Error::other("no space left on device"));
             }
         }
+        if let Some(at) = self.fail_at {
+            if (off..off + d.len() as u64).contains(&at) {
+                return Err(io::Error::other("input/output error"));
+            }
+        }
         self.written += d.len() as u64;
-        self.data.lock().unwrap()[off as usize..off as usize + d.len()].copy_from_slice(d);
+        self.log
+            .lock()
+            .unwrap()
+            .push(Op::Write(off, d.len() as u64, d.iter().all(|b| *b == 0)));
+        let mut data = self.data.lock().unwrap();
+        for (i, b) in d.iter().enumerate() {
+            let a = self.at(off + i as u64);
+            data[a] = *b;
+        }
         Ok(())
     }
     fn sync(&mut self) -> io::Result<()> {
+        self.log.lock().unwrap().push(Op::Sync);
         Ok(())
     }
     fn read_back(&mut self, off: u64, buf: &mut [u8]) -> io::Result<()> {
-        buf.copy_from_slice(&self.data.lock().unwrap()[off as usize..off as usize + buf.len()]);
+        self.log
+            .lock()
+            .unwrap()
+            .push(Op::Read(off, buf.len() as u64));
+        let data = self.data.lock().unwrap();
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = data[self.at(off + i as u64)];
+        }
         if let Some(at) = self.flip_on_read {
             if at >= off && at < off + buf.len() as u64 {
                 buf[(at - off) as usize] ^= 1;
@@ -53,19 +104,32 @@ impl Sink for Mem {
     }
 }
 
-fn mem(name: &str, size: u64, fill: u8) -> (Box<dyn Sink>, Arc<Mutex<Vec<u8>>>) {
+type Shared<T> = Arc<Mutex<T>>;
+
+/// A logging target: the sink, its bytes, its log.
+type Logged = (Box<dyn Sink>, Shared<Vec<u8>>, Shared<Vec<Op>>);
+
+fn mem_with(name: &str, size: u64, fill: u8, f: impl FnOnce(&mut Mem)) -> Logged {
     let data = Arc::new(Mutex::new(vec![fill; size as usize]));
-    (
-        Box::new(Mem {
-            name: name.into(),
-            data: data.clone(),
-            ss: 512,
-            fail_after: None,
-            written: 0,
-            flip_on_read: None,
-        }),
-        data,
-    )
+    let log = Arc::new(Mutex::new(vec![]));
+    let mut m = Mem {
+        name: name.into(),
+        data: data.clone(),
+        log: log.clone(),
+        ss: 512,
+        fail_after: None,
+        fail_at: None,
+        written: 0,
+        flip_on_read: None,
+        wrap: None,
+    };
+    f(&mut m);
+    (Box::new(m), data, log)
+}
+
+fn mem(name: &str, size: u64, fill: u8) -> (Box<dyn Sink>, Shared<Vec<u8>>) {
+    let (s, d, _) = mem_with(name, size, fill, |_| {});
+    (s, d)
 }
 
 /// A 20 MiB GPT image with a 16 MiB partition holding a recognisable pattern.
@@ -83,7 +147,8 @@ fn image() -> SparseImage {
     let mut img = SparseImage::new(plan.size);
     img.write_at(MIB, &[0xAB; 8192]).unwrap();
     img.zero_range(3 * MIB, 4096).unwrap();
-    img.write_at(10 * MIB + 17, b"middle").unwrap();
+    let pattern: Vec<u8> = (0..65536u32).map(|i| (i * 7 % 251) as u8 + 1).collect();
+    img.write_at(10 * MIB + 17, &pattern).unwrap();
     crate::disk::table::write_table(&plan, &mut img).unwrap();
     img
 }
@@ -102,20 +167,24 @@ fn stream(bytes: Vec<u8>) -> Input<'static> {
     Input::Stream(Box::new(io::Cursor::new(bytes)))
 }
 
+fn verify() -> Options {
+    Options { verify: true }
+}
+
+fn run(input: Input<'_>, plan: &Plan, sinks: Vec<Box<dyn Sink>>) -> Vec<TargetOutcome> {
+    flash(input, plan, sinks, &verify(), &Recorder::default())
+}
+
+fn err(o: &TargetOutcome) -> String {
+    o.error_text().unwrap_or_default()
+}
+
 #[test]
 fn a_bmap_flash_writes_exactly_the_mapped_ranges_and_verifies() {
     let img = image();
     let (sink, data) = mem("a", 20 * MIB, 0x55);
-    let out = flash(
-        stream(whole(&img)),
-        &bmap_plan(&img),
-        vec![sink],
-        true,
-        &Recorder::default(),
-        vec![],
-    )
-    .unwrap();
-    assert!(out[0].ok, "{:?}", out[0]);
+    let out = run(stream(whole(&img)), &bmap_plan(&img), vec![sink]);
+    assert!(out[0].ok(), "{:?}", out[0]);
     let got = data.lock().unwrap().clone();
     // Mapped blocks are the image's; the rest keeps the old 0x55, except the wiped table areas.
     let want = whole(&img);
@@ -131,33 +200,117 @@ fn a_bmap_flash_writes_exactly_the_mapped_ranges_and_verifies() {
         "an unmapped block is not written"
     );
     assert_eq!(got[MIB as usize - 1], 0x55, "nor one in the first MiB");
+    let s = out[0].stats();
     assert_eq!(
-        out[0].bytes_written,
-        img.written_bytes() + 65536,
+        s.bytes_written,
+        img.written_bytes() + 2 * TABLE_AREA,
         "mapped data plus the wiped table areas (32 KiB at each end)"
     );
-    assert_eq!(out[0].bytes_read_back, img.written_bytes());
-    assert!(!out[0].gpt_relocated);
+    assert_eq!(s.bytes_read_back, img.written_bytes());
+    assert!(!s.gpt_relocated);
+}
+
+/// The engine's promise, from the write log: the table areas are zeroed before any data, the
+/// head (the first MiB, with the table) is written last, after a flush, and flushed.
+#[test]
+fn the_table_areas_are_wiped_first_and_the_head_is_written_last() {
+    let img = image();
+    let size = 20 * MIB;
+    for plan in [bmap_plan(&img), Plan::whole_stream()] {
+        let (sink, _, log) = mem_with("a", size, 0x55, |_| {});
+        let out = run(stream(whole(&img)), &plan, vec![sink]);
+        assert!(out[0].ok(), "{:?}", out[0]);
+        let log = log.lock().unwrap().clone();
+        let writes: Vec<(usize, u64, u64, bool)> = log
+            .iter()
+            .enumerate()
+            .filter_map(|(i, op)| match op {
+                Op::Write(o, l, z) => Some((i, *o, *l, *z)),
+                _ => None,
+            })
+            .collect();
+        let areas = table_areas(size);
+        // The first writes are exactly the table areas, zeros.
+        for (k, (o, l)) in areas.iter().enumerate() {
+            assert_eq!(
+                (writes[k].1, writes[k].2, writes[k].3),
+                (*o, *l, true),
+                "write {k} wipes a table area: {writes:?}"
+            );
+        }
+        // Then data, a flush, and after it only the backup GPT and the head, the head last.
+        let data_end = log
+            .iter()
+            .position(|o| *o == Op::Sync)
+            .expect("a flush after the data");
+        let backup = (size - 33 * 512, 33 * 512);
+        let after: Vec<&(usize, u64, u64, bool)> =
+            writes.iter().filter(|w| w.0 > data_end).collect();
+        assert!(!after.is_empty());
+        let first_head = after
+            .iter()
+            .position(|w| w.1 < HEAD)
+            .expect("the head is written after the flush");
+        assert!(
+            after[..first_head].iter().all(|w| (w.1, w.2) == backup),
+            "{after:?}"
+        );
+        assert!(after[first_head..].iter().all(|w| w.1 < HEAD), "{after:?}");
+        assert!(
+            writes
+                .iter()
+                .filter(|w| w.0 < data_end)
+                .all(|w| w.1 >= HEAD || w.3),
+            "nothing but the wipe touches the first MiB before the flush"
+        );
+        let last_write = writes.last().unwrap().0;
+        assert_eq!(log[last_write + 1], Op::Sync, "a flush after the head");
+        // The read-back comes after all of it.
+        assert!(log[last_write..].iter().any(|o| matches!(o, Op::Read(..))));
+    }
+}
+
+#[test]
+fn a_failure_or_a_read_back_difference_wipes_the_table_areas_again() {
+    let img = image();
+    let size = 20 * MIB;
+    // A write that fails midway, and a medium that gives back another bit.
+    let at = crate::disk::bmap::from_image(&img).byte_ranges()[1].0 + 7;
+    type Case = Box<dyn Fn(&mut Mem)>;
+    let cases: Vec<Case> = vec![
+        Box::new(|m: &mut Mem| m.fail_at = Some(3 * MIB)),
+        Box::new(move |m: &mut Mem| m.flip_on_read = Some(at)),
+    ];
+    for case in cases {
+        let (sink, data, log) = mem_with("a", size, 0x55, |m| case(m));
+        let out = run(stream(whole(&img)), &bmap_plan(&img), vec![sink]);
+        assert!(!out[0].ok());
+        let log = log.lock().unwrap().clone();
+        // The last writes are the table areas, zeros again, then a flush.
+        let tail: Vec<&Op> = log
+            .iter()
+            .rev()
+            .filter(|o| !matches!(o, Op::Read(..)))
+            .take(3)
+            .collect();
+        let areas = table_areas(size);
+        assert_eq!(tail[0], &Op::Sync, "{log:?}");
+        assert_eq!(tail[1], &Op::Write(areas[1].0, areas[1].1, true));
+        assert_eq!(tail[2], &Op::Write(areas[0].0, areas[0].1, true));
+        let got = data.lock().unwrap();
+        for (o, l) in areas {
+            assert!(got[o as usize..(o + l) as usize].iter().all(|b| *b == 0));
+        }
+        assert!(err(&out[0]).contains("burn it again"), "{}", err(&out[0]));
+    }
 }
 
 #[test]
 fn a_bigger_target_gets_its_backup_gpt_moved_to_its_end() {
     let img = image();
     let (sink, data) = mem("big", 64 * MIB, 0);
-    let out = flash(
-        stream(whole(&img)),
-        &Plan {
-            image_size: None,
-            ranges: None,
-            require_table: true,
-        },
-        vec![sink],
-        true,
-        &Recorder::default(),
-        vec![],
-    )
-    .unwrap();
-    assert!(out[0].ok && out[0].gpt_relocated, "{:?}", out[0]);
+    let out = run(stream(whole(&img)), &Plan::whole_stream(), vec![sink]);
+    assert!(out[0].ok() && out[0].stats().gpt_relocated, "{:?}", out[0]);
     let bytes = data.lock().unwrap().clone();
     let mut disk = io::Cursor::new(bytes);
     // The gpt crate reads both headers and checks their CRCs.
@@ -170,7 +323,7 @@ fn a_bigger_target_gets_its_backup_gpt_moved_to_its_end() {
     assert_eq!(primary.backup_lba, 64 * 2048 - 1);
     assert_eq!(backup.current_lba, 64 * 2048 - 1);
     assert_eq!(primary.last_usable, 64 * 2048 - 34);
-    let t = read_disk_table(&mut disk, Some(512)).unwrap();
+    let t = read_disk_table(&mut disk, 64 * MIB, Some(512)).unwrap();
     assert_eq!(t.partitions[0].name, "disk-sdcard-FIRMWARE");
     assert_eq!(
         (t.partitions[0].first_lba, t.partitions[0].last_lba),
@@ -183,42 +336,23 @@ fn a_failing_target_stops_only_itself_and_a_too_small_one_is_untouched() {
     let img = image();
     let (good, gdata) = mem("good", 20 * MIB, 0);
     let (small, sdata) = mem("small", 8 * MIB, 0x77);
-    let data = Arc::new(Mutex::new(vec![0x11u8; 32 << 20]));
-    let failing: Box<dyn Sink> = Box::new(Mem {
-        name: "failing".into(),
-        data: data.clone(),
-        ss: 512,
-        fail_after: Some(2 * MIB + 4096),
-        written: 0,
-        flip_on_read: None,
+    let (failing, fdata, _) = mem_with("failing", 32 * MIB, 0x11, |m| {
+        m.fail_after = Some(2 * MIB + 4096)
     });
-    let out = flash(
+    let out = run(
         stream(whole(&img)),
-        &Plan {
-            image_size: None,
-            ranges: None,
-            require_table: true,
-        },
+        &Plan::whole_stream(),
         vec![good, small, failing],
-        true,
-        &Recorder::default(),
-        vec![],
-    )
-    .unwrap();
-    assert!(out[0].ok, "{:?}", out[0]);
+    );
+    assert!(out[0].ok(), "{:?}", out[0]);
     assert_eq!(*gdata.lock().unwrap(), whole(&img));
+    let e = err(&out[1]);
     assert!(
-        !out[1].ok
-            && out[1]
-                .error
-                .as_ref()
-                .unwrap()
-                .contains("larger than the device")
-            && out[1]
-                .error
-                .as_ref()
-                .unwrap()
-                .contains("nothing was written"),
+        e.contains("larger than the device") && e.contains("nothing was written"),
+        "{e}"
+    );
+    assert!(
+        matches!(&out[1].result, Err(f) if matches!(f.error, TargetError::Refused(_))),
         "{:?}",
         out[1]
     );
@@ -226,43 +360,24 @@ fn a_failing_target_stops_only_itself_and_a_too_small_one_is_untouched() {
         sdata.lock().unwrap().iter().all(|b| *b == 0x77),
         "the small target was not touched"
     );
-    assert!(
-        !out[2].ok && out[2].error.as_ref().unwrap().contains("burn it again"),
-        "{:?}",
-        out[2]
-    );
-    let d = data.lock().unwrap();
+    assert!(err(&out[2]).contains("burn it again"), "{:?}", out[2]);
+    let d = fdata.lock().unwrap();
     assert!(
         d[..512].iter().all(|b| *b == 0),
         "the failed target's table area is wiped"
     );
-    assert!(d[510..512] != [0x55, 0xAA]);
 }
 
 #[test]
 fn a_source_that_does_not_match_its_map_aborts_every_target() {
     let img = image();
-    let mut plan = bmap_plan(&img);
+    let plan = bmap_plan(&img);
     let mut bytes = whole(&img);
     bytes[10 * MIB as usize + 17] ^= 1;
-    plan.image_size = Some(img.size());
     let (sink, data) = mem("a", 20 * MIB, 0x55);
-    let out = flash(
-        stream(bytes),
-        &plan,
-        vec![sink],
-        true,
-        &Recorder::default(),
-        vec![],
-    )
-    .unwrap();
-    assert!(!out[0].ok);
+    let out = run(stream(bytes), &plan, vec![sink]);
     assert!(
-        out[0]
-            .error
-            .as_ref()
-            .unwrap()
-            .contains("does not match its block map"),
+        err(&out[0]).contains("does not match its block map"),
         "{:?}",
         out[0]
     );
@@ -277,8 +392,8 @@ fn reads_the_table_of_gpt_and_mbr_heads() {
     let img = image();
     let mut head = vec![0u8; HEAD as usize];
     img.read_at(0, &mut head);
-    match read_table(&head).unwrap() {
-        Table::Gpt(g) => {
+    match HeadTable::from_head(&head).unwrap() {
+        HeadTable::Gpt(g) => {
             assert_eq!(g.sector_size, 512);
             assert_eq!(g.alternate_lba, 20 * 2048 - 1);
             assert_eq!(g.max_end_lba, 2048 + 32768 - 1);
@@ -286,12 +401,15 @@ fn reads_the_table_of_gpt_and_mbr_heads() {
         }
         t => panic!("{t:?}"),
     }
-    assert!(
-        misfit(&read_table(&head).unwrap(), Some(20 * MIB), 20 * MIB, 4096)
-            .unwrap()
-            .contains("512-byte sectors")
-    );
-    assert_eq!(read_table(&vec![0u8; 4096]).unwrap(), Table::None);
+    assert!(misfit(
+        &HeadTable::from_head(&head).unwrap(),
+        Some(20 * MIB),
+        20 * MIB,
+        4096
+    )
+    .unwrap()
+    .contains("512-byte sectors"));
+    assert_eq!(HeadTable::from_head(&[0u8; 4096]).unwrap(), HeadTable::None);
 }
 
 /// A stream that yields `good` bytes, then fails.
@@ -321,64 +439,70 @@ fn a_stream_that_fails_within_its_first_mib_touches_no_device() {
     let img = image();
     let mut good = whole(&img);
     good.truncate(300 * 1024);
-    let (sink, data) = mem("card", 20 * MIB, 0x5A);
-    let out = flash(
+    let (sink, data, log) = mem_with("card", 20 * MIB, 0x5A, |_| {});
+    let out = run(
         Input::Stream(Box::new(Failing { good, pos: 0 })),
-        &Plan {
-            image_size: None,
-            ranges: None,
-            require_table: true,
-        },
+        &Plan::whole_stream(),
         vec![sink],
-        true,
-        &Recorder::default(),
-        vec![],
-    )
-    .unwrap();
-    assert!(!out[0].ok);
-    let e = out[0].error.clone().unwrap_or_default();
+    );
+    let e = err(&out[0]);
     assert!(
         e.contains("corrupt block") && e.contains("nothing was written"),
         "{e}"
     );
-    assert!(
-        data.lock().unwrap().iter().all(|b| *b == 0x5A),
-        "the card is as it was"
-    );
+    assert!(log.lock().unwrap().is_empty(), "the card saw nothing");
+    assert!(data.lock().unwrap().iter().all(|b| *b == 0x5A));
 }
 
 #[test]
-fn a_read_back_difference_wipes_the_table_again() {
-    // Regression (issue 11): a card whose read-back differed kept a valid GPT.
+fn a_raw_image_shorter_than_its_table_is_refused_untouched() {
+    // Regression (issue 24): a GPT image cut short (a partial download) was flashed "ok".
     let img = image();
-    let at = crate::disk::bmap::from_image(&img).byte_ranges()[1].0 + 7;
-    let data = Arc::new(Mutex::new(vec![0u8; 20 * MIB as usize]));
-    let sink = Box::new(Mem {
-        name: "flaky".into(),
-        data: data.clone(),
-        ss: 512,
-        fail_after: None,
-        written: 0,
-        flip_on_read: Some(at),
-    });
-    let out = flash(
-        stream(whole(&img)),
-        &bmap_plan(&img),
+    let mut cut = whole(&img);
+    cut.truncate(12 * MIB as usize);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("cut.img");
+    std::fs::write(&p, &cut).unwrap();
+    let (sink, _, log) = mem_with("card", 20 * MIB, 0x5A, |_| {});
+    let out = run(
+        Input::File(std::fs::File::open(&p).unwrap()),
+        &Plan::whole_file(cut.len() as u64),
         vec![sink],
+    );
+    let e = err(&out[0]);
+    assert!(
+        e.contains("truncated") && e.contains("nothing was written"),
+        "{e}"
+    );
+    assert!(log.lock().unwrap().is_empty(), "the card saw nothing");
+    // The dry run's checks say the same.
+    let p = head_problems(
+        &cut[..HEAD as usize],
+        Some(cut.len() as u64),
         true,
-        &Recorder::default(),
-        vec![],
-    )
-    .unwrap();
-    assert!(!out[0].ok && out[0].read_back_differs, "{:?}", out[0]);
-    let e = out[0].error.clone().unwrap();
-    assert!(e.contains("differs") && e.contains("wiped"), "{e}");
-    let got = data.lock().unwrap().clone();
-    for (o, l) in table_areas(got.len() as u64) {
-        assert!(
-            got[o as usize..(o + l) as usize].iter().all(|b| *b == 0),
-            "table area at {o} is wiped"
-        );
+        [("d".to_string(), 20 * MIB, 512)].into_iter(),
+    );
+    assert!(p[0].contains("truncated"), "{p:?}");
+}
+
+#[test]
+fn a_read_back_difference_names_its_range_and_a_wrap_around_medium() {
+    let img = image();
+    // A medium of 16 MiB that claims 64 MiB, every address modulo 16 MiB: the pattern at
+    // 10 MiB lands at 10 MiB, but what was written above 16 MiB lands lower.
+    let (sink, _, _) = mem_with("fake", 16 * MIB, 0, |m| m.wrap = Some(16 * MIB));
+    // Written at 26 MiB + 17: the same pattern as at 10 MiB + 17, 16 MiB lower; the image's
+    // own pattern at 10 MiB is overwritten by it, so its read-back differs.
+    let mut big = SparseImage::new(64 * MIB);
+    for (off, data) in img.blocks() {
+        big.write_at(off, data).unwrap();
     }
-    assert!(read_disk_table(&mut io::Cursor::new(got), Some(512)).is_err());
+    let other: Vec<u8> = (0..65536u32).map(|i| (i * 13 % 241) as u8 + 3).collect();
+    big.write_at(26 * MIB + 17, &other).unwrap();
+    let out = run(Input::Sparse(&big), &Plan::from_sparse(&big), vec![sink]);
+    let e = err(&out[0]);
+    assert!(
+        e.contains("read back differs") && e.contains("wraps around every 16 MiB"),
+        "{e}"
+    );
 }

@@ -414,14 +414,19 @@ fn inspect(t: &TestDir, img: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// pi-gamma's card, as an image in `t`.
+fn gamma_card(t: &TestDir) -> std::path::PathBuf {
+    let o = sdcard_node(t, Path::new(FLAKE), "pi-gamma", "g.img", &[]);
+    assert_success(&o);
+    t.path("g.img")
+}
+
 fn inspect_checks_a_card_against_its_record_without_the_zip() {
     if !can_run() {
         return;
     }
     let t = TestDir::new();
-    let o = sdcard_node(&t, Path::new(FLAKE), "pi-gamma", "g.img", &[]);
-    assert_success(&o);
-    let img = t.path("g.img");
+    let img = gamma_card(&t);
     let o = inspect(&t, &img);
     assert_success(&o);
     let text = stdout(&o);
@@ -468,7 +473,14 @@ fn inspect_checks_a_card_against_its_record_without_the_zip() {
     ] {
         assert!(stdout(&o).contains(want), "{want}: {}", stdout(&o));
     }
+}
 
+fn inspect_names_every_change_to_a_card_and_what_is_no_card() {
+    if !can_run() {
+        return;
+    }
+    let t = TestDir::new();
+    let img = gamma_card(&t);
     // One changed byte in start4.elf's data, found in the raw image.
     let start4 = zip_files(&fixture_zip("rpi4", None))
         .into_iter()
@@ -649,7 +661,7 @@ fn devices_names_the_node_and_firmware_of_a_pi_burn_card() {
     let o = t.pi_burn().args(["--json", "devices"]).output().unwrap();
     assert_success(&o);
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let row = j
+    let row = j["devices"]
         .as_array()
         .unwrap()
         .iter()
@@ -861,46 +873,17 @@ fn a_second_file_of_the_same_name_is_named_not_hidden() {
     );
 }
 
-/// This module's tests, for the runner in main.rs.
-pub const TESTS: &[(&str, fn())] = &[
-    (
-        "a_second_file_of_the_same_name_is_named_not_hidden",
-        a_second_file_of_the_same_name_is_named_not_hidden,
-    ),
-    (
-        "hostile_boot_sectors_are_errors_for_inspect_and_settings_not_panics",
-        hostile_boot_sectors_are_errors_for_inspect_and_settings_not_panics,
-    ),
-    (
-        "every_setting_reads_back_from_a_burned_card_and_inspect_checks_the_card",
-        every_setting_reads_back_from_a_burned_card_and_inspect_checks_the_card,
-    ),
-    (
-        "every_setting_reads_back_with_virt_fw_vars_from_an_image_an_export_and_the_listing",
-        every_setting_reads_back_with_virt_fw_vars_from_an_image_an_export_and_the_listing,
-    ),
-    (
-        "every_setting_edits_a_store_at_either_offset_and_ovmf_s_own_store",
-        every_setting_edits_a_store_at_either_offset_and_ovmf_s_own_store,
-    ),
-    (
-        "config_txt_edits_keep_every_other_line_and_verify_expects_them",
-        config_txt_edits_keep_every_other_line_and_verify_expects_them,
-    ),
-    (
-        "pi_burn_toml_gives_each_node_its_settings_and_flags_override_them",
-        pi_burn_toml_gives_each_node_its_settings_and_flags_override_them,
-    ),
-    (
-        "inspect_checks_a_card_against_its_record_without_the_zip",
-        inspect_checks_a_card_against_its_record_without_the_zip,
-    ),
-    (
-        "images_makes_every_node_s_pair_reproducibly",
-        images_makes_every_node_s_pair_reproducibly,
-    ),
-    (
-        "devices_names_the_node_and_firmware_of_a_pi_burn_card",
-        devices_names_the_node_and_firmware_of_a_pi_burn_card,
-    ),
+// This module's tests, for the runner in main.rs.
+crate::tests![
+    a_second_file_of_the_same_name_is_named_not_hidden,
+    hostile_boot_sectors_are_errors_for_inspect_and_settings_not_panics,
+    every_setting_reads_back_from_a_burned_card_and_inspect_checks_the_card,
+    every_setting_reads_back_with_virt_fw_vars_from_an_image_an_export_and_the_listing,
+    every_setting_edits_a_store_at_either_offset_and_ovmf_s_own_store,
+    config_txt_edits_keep_every_other_line_and_verify_expects_them,
+    pi_burn_toml_gives_each_node_its_settings_and_flags_override_them,
+    inspect_checks_a_card_against_its_record_without_the_zip,
+    inspect_names_every_change_to_a_card_and_what_is_no_card,
+    images_makes_every_node_s_pair_reproducibly,
+    devices_names_the_node_and_firmware_of_a_pi_burn_card,
 ];

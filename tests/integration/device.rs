@@ -305,7 +305,7 @@ fn a_loop_device_whose_file_was_deleted_is_in_use_and_refused() {
     let o = t.pi_burn().args(["--json", "devices"]).output().unwrap();
     assert_success(&o);
     let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let row = rows
+    let row = rows["devices"]
         .as_array()
         .unwrap()
         .iter()
@@ -321,30 +321,12 @@ fn a_loop_device_whose_file_was_deleted_is_in_use_and_refused() {
     assert_fails_with(&o, 4, &["deleted file"]);
 }
 
-/// This module's tests, for the runner in main.rs.
-pub const TESTS: &[(&str, fn())] = &[
-    (
-        "burns_and_verifies_512_and_4096_byte_sector_loop_devices",
-        burns_and_verifies_512_and_4096_byte_sector_loop_devices,
-    ),
-    (
-        "a_mounted_loop_device_is_refused",
-        a_mounted_loop_device_is_refused,
-    ),
-    (
-        "a_too_small_device_is_refused_and_left_alone",
-        a_too_small_device_is_refused_and_left_alone,
-    ),
-    (
-        "dry_run_and_missing_confirmation_write_nothing",
-        dry_run_and_missing_confirmation_write_nothing,
-    ),
-    (
-        "a_write_that_fails_partway_leaves_no_partition_table",
-        a_write_that_fails_partway_leaves_no_partition_table,
-    ),
-    (
-        "a_loop_device_whose_file_was_deleted_is_in_use_and_refused",
-        a_loop_device_whose_file_was_deleted_is_in_use_and_refused,
-    ),
+// This module's tests, for the runner in main.rs.
+crate::tests![
+    burns_and_verifies_512_and_4096_byte_sector_loop_devices,
+    a_mounted_loop_device_is_refused,
+    a_too_small_device_is_refused_and_left_alone,
+    dry_run_and_missing_confirmation_write_nothing,
+    a_write_that_fails_partway_leaves_no_partition_table,
+    a_loop_device_whose_file_was_deleted_is_in_use_and_refused,
 ];

@@ -392,7 +392,7 @@ fn no_silent_defaults_for_a_missing_flake_or_node() {
 }
 
 fn configs_beyond_the_single_file_are_refused_there_and_exact_from_the_flake() {
-    if !have_tool("nix") || !have_tool("nix-instantiate") || !have_tool("sfdisk") {
+    if !have_nix() || !have_tool("sfdisk") {
         return;
     }
     let t = TestDir::new();
@@ -484,26 +484,11 @@ fn disko_computed_values_are_cross_checked_and_unknown_options_refused() {
     }
 }
 
-/// This module's tests, for the runner in main.rs.
-pub const TESTS: &[(&str, fn())] = &[
-    (
-        "tables_equal_disko_and_sgdisk_byte_for_byte_at_512_byte_sectors",
-        tables_equal_disko_and_sgdisk_byte_for_byte_at_512_byte_sectors,
-    ),
-    (
-        "tables_equal_disko_and_sgdisk_byte_for_byte_at_4096_byte_sectors",
-        tables_equal_disko_and_sgdisk_byte_for_byte_at_4096_byte_sectors,
-    ),
-    (
-        "no_silent_defaults_for_a_missing_flake_or_node",
-        no_silent_defaults_for_a_missing_flake_or_node,
-    ),
-    (
-        "configs_beyond_the_single_file_are_refused_there_and_exact_from_the_flake",
-        configs_beyond_the_single_file_are_refused_there_and_exact_from_the_flake,
-    ),
-    (
-        "disko_computed_values_are_cross_checked_and_unknown_options_refused",
-        disko_computed_values_are_cross_checked_and_unknown_options_refused,
-    ),
+// This module's tests, for the runner in main.rs.
+crate::tests![
+    tables_equal_disko_and_sgdisk_byte_for_byte_at_512_byte_sectors,
+    tables_equal_disko_and_sgdisk_byte_for_byte_at_4096_byte_sectors,
+    no_silent_defaults_for_a_missing_flake_or_node,
+    configs_beyond_the_single_file_are_refused_there_and_exact_from_the_flake,
+    disko_computed_values_are_cross_checked_and_unknown_options_refused,
 ];

@@ -444,64 +444,22 @@ fn max_time_bounds_the_whole_download() {
     );
 }
 
-/// This module's tests, for the runner in main.rs.
-pub const TESTS: &[(&str, fn())] = &[
-    (
-        "cold_run_downloads_verifies_caches_and_builds_then_warm_run_needs_no_network",
-        cold_run_downloads_verifies_caches_and_builds_then_warm_run_needs_no_network,
-    ),
-    (
-        "a_corrupt_cached_zip_is_replaced_by_the_next_verified_download",
-        a_corrupt_cached_zip_is_replaced_by_the_next_verified_download,
-    ),
-    (
-        "a_206_that_does_not_continue_the_partial_download_starts_over",
-        a_206_that_does_not_continue_the_partial_download_starts_over,
-    ),
-    ("follows_a_redirect_chain", follows_a_redirect_chain),
-    (
-        "a_404_names_the_url_and_status_and_is_not_retried",
-        a_404_names_the_url_and_status_and_is_not_retried,
-    ),
-    (
-        "a_dropped_connection_is_resumed_with_a_range_request",
-        a_dropped_connection_is_resumed_with_a_range_request,
-    ),
-    (
-        "a_server_without_range_support_restarts_the_download",
-        a_server_without_range_support_restarts_the_download,
-    ),
-    ("transient_5xx_is_retried", transient_5xx_is_retried),
-    (
-        "wrong_bytes_are_refused_and_nothing_is_cached",
-        wrong_bytes_are_refused_and_nothing_is_cached,
-    ),
-    (
-        "a_stalled_server_hits_the_read_timeout",
-        a_stalled_server_hits_the_read_timeout,
-    ),
-    (
-        "offline_with_an_empty_cache_names_what_to_fetch",
-        offline_with_an_empty_cache_names_what_to_fetch,
-    ),
-    (
-        "firmware_fetch_and_url_pinned_by_the_user",
-        firmware_fetch_and_url_pinned_by_the_user,
-    ),
-    (
-        "concurrent_runs_share_the_cache_without_corrupting_it",
-        concurrent_runs_share_the_cache_without_corrupting_it,
-    ),
-    (
-        "a_zip_fetched_by_hand_is_imported_and_later_runs_work_offline",
-        a_zip_fetched_by_hand_is_imported_and_later_runs_work_offline,
-    ),
-    (
-        "with_no_network_a_first_run_fails_at_once_and_names_the_ways_on",
-        with_no_network_a_first_run_fails_at_once_and_names_the_ways_on,
-    ),
-    (
-        "max_time_bounds_the_whole_download",
-        max_time_bounds_the_whole_download,
-    ),
+// This module's tests, for the runner in main.rs.
+crate::tests![
+    cold_run_downloads_verifies_caches_and_builds_then_warm_run_needs_no_network,
+    a_corrupt_cached_zip_is_replaced_by_the_next_verified_download,
+    a_206_that_does_not_continue_the_partial_download_starts_over,
+    follows_a_redirect_chain,
+    a_404_names_the_url_and_status_and_is_not_retried,
+    a_dropped_connection_is_resumed_with_a_range_request,
+    a_server_without_range_support_restarts_the_download,
+    transient_5xx_is_retried,
+    wrong_bytes_are_refused_and_nothing_is_cached,
+    a_stalled_server_hits_the_read_timeout,
+    offline_with_an_empty_cache_names_what_to_fetch,
+    firmware_fetch_and_url_pinned_by_the_user,
+    concurrent_runs_share_the_cache_without_corrupting_it,
+    a_zip_fetched_by_hand_is_imported_and_later_runs_work_offline,
+    with_no_network_a_first_run_fails_at_once_and_names_the_ways_on,
+    max_time_bounds_the_whole_download,
 ];

@@ -499,38 +499,14 @@ fn sfdisk_json_or_none(dev: &str) -> Option<serde_json::Value> {
         .then(|| serde_json::from_slice(&o.stdout).unwrap())
 }
 
-/// This module's tests, for the runner in main.rs.
-pub const TESTS: &[(&str, fn())] = &[
-    (
-        "images_from_pi_burn_and_the_shell_recipe_land_on_bigger_devices",
-        images_from_pi_burn_and_the_shell_recipe_land_on_bigger_devices,
-    ),
-    (
-        "zstd_xz_and_gzip_images_with_and_without_their_block_map",
-        zstd_xz_and_gzip_images_with_and_without_their_block_map,
-    ),
-    (
-        "three_targets_where_one_is_too_small",
-        three_targets_where_one_is_too_small,
-    ),
-    (
-        "what_is_not_a_disk_image_and_what_does_not_fit_leave_the_device_untouched",
-        what_is_not_a_disk_image_and_what_does_not_fit_leave_the_device_untouched,
-    ),
-    (
-        "ctrl_c_while_writing_wipes_the_table_says_so_and_exits_130",
-        ctrl_c_while_writing_wipes_the_table_says_so_and_exits_130,
-    ),
-    (
-        "ctrl_c_before_any_write_exits_130_and_says_nothing_was_written",
-        ctrl_c_before_any_write_exits_130_and_says_nothing_was_written,
-    ),
-    (
-        "a_stream_that_ends_before_its_gpt_says_is_refused_as_truncated",
-        a_stream_that_ends_before_its_gpt_says_is_refused_as_truncated,
-    ),
-    (
-        "with_the_image_on_stdin_the_confirmation_is_asked_on_the_terminal",
-        with_the_image_on_stdin_the_confirmation_is_asked_on_the_terminal,
-    ),
+// This module's tests, for the runner in main.rs.
+crate::tests![
+    images_from_pi_burn_and_the_shell_recipe_land_on_bigger_devices,
+    zstd_xz_and_gzip_images_with_and_without_their_block_map,
+    three_targets_where_one_is_too_small,
+    what_is_not_a_disk_image_and_what_does_not_fit_leave_the_device_untouched,
+    ctrl_c_while_writing_wipes_the_table_says_so_and_exits_130,
+    ctrl_c_before_any_write_exits_130_and_says_nothing_was_written,
+    a_stream_that_ends_before_its_gpt_says_is_refused_as_truncated,
+    with_the_image_on_stdin_the_confirmation_is_asked_on_the_terminal,
 ];

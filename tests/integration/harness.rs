@@ -54,6 +54,42 @@ pub fn have_tool(name: &str) -> bool {
     found || skip(&format!("{name} is not installed"))
 }
 
+/// Whether Nix can evaluate here, for this user: `nix --version` runs and a trivial flake-less
+/// evaluation succeeds (nix on PATH is not enough: a user without a writable store or daemon
+/// fails every evaluation).
+pub fn have_nix() -> bool {
+    static OK: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = OK.get_or_init(|| {
+        let ran = |c: &mut Command| c.output().map(|o| o.status.success()).unwrap_or(false);
+        if !ran(Command::new("nix").arg("--version")) {
+            return Err("nix is not installed".into());
+        }
+        let eval = ran(Command::new("nix-instantiate").args([
+            "--store",
+            "dummy://",
+            "--readonly-mode",
+            "--eval",
+            "-E",
+            "1 + 1",
+        ]));
+        let flake = ran(Command::new("nix").args([
+            "eval",
+            "--extra-experimental-features",
+            "nix-command flakes",
+            "--expr",
+            "1 + 1",
+        ]));
+        match (eval, flake) {
+            (true, true) => Ok(()),
+            _ => Err("nix cannot evaluate for this user (no usable store)".into()),
+        }
+    });
+    match r {
+        Ok(()) => true,
+        Err(why) => skip(why),
+    }
+}
+
 pub fn is_root() -> bool {
     // The effective uid, from /proc/self/status ("Uid: real effective saved fs").
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -171,14 +171,8 @@ fn flash_and_its_dry_run_are_one_object_with_the_same_target_shape() {
     assert!(j["targets"][0]["bytes_written"].as_u64().unwrap() > 0);
 }
 
-/// This module's tests, for the runner in main.rs.
-pub const TESTS: &[(&str, fn())] = &[
-    (
-        "successes_and_failures_are_one_object_each",
-        successes_and_failures_are_one_object_each,
-    ),
-    (
-        "flash_and_its_dry_run_are_one_object_with_the_same_target_shape",
-        flash_and_its_dry_run_are_one_object_with_the_same_target_shape,
-    ),
+// This module's tests, for the runner in main.rs.
+crate::tests![
+    successes_and_failures_are_one_object_each,
+    flash_and_its_dry_run_are_one_object_with_the_same_target_shape,
 ];

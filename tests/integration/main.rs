@@ -12,6 +12,7 @@ mod download;
 mod flash;
 mod harness;
 mod json;
+mod library;
 mod nar;
 mod readme;
 mod sdcard;
@@ -22,6 +23,14 @@ mod uefi;
 /// A module's name and its tests (name, function).
 type Module = (&'static str, &'static [(&'static str, fn())]);
 
+/// A module's list of tests: each function named once, its name taken from it.
+#[macro_export]
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        pub const TESTS: &[(&str, fn())] = &[$((stringify!($name), $name)),*];
+    };
+}
+
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
     let modules: &[Module] = &[
@@ -31,6 +40,7 @@ fn main() {
         ("download", download::TESTS),
         ("flash", flash::TESTS),
         ("json", json::TESTS),
+        ("library", library::TESTS),
         ("nar", nar::TESTS),
         ("readme", readme::TESTS),
         ("sdcard", sdcard::TESTS),

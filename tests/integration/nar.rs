@@ -131,8 +131,5 @@ fn nar_hash_matches_nix_store_dump_and_nix_hash() {
     );
 }
 
-/// This module's tests, for the runner in main.rs.
-pub const TESTS: &[(&str, fn())] = &[(
-    "nar_hash_matches_nix_store_dump_and_nix_hash",
-    nar_hash_matches_nix_store_dump_and_nix_hash,
-)];
+// This module's tests, for the runner in main.rs.
+crate::tests![nar_hash_matches_nix_store_dump_and_nix_hash,];

@@ -118,7 +118,7 @@ fn readme_examples_run_as_written() {
             eprintln!("README example not run ({why}): {cmd}");
             continue;
         }
-        if cmd.contains("--eval flake") && !have_tool("nix") {
+        if cmd.contains("--eval flake") && !have_nix() {
             continue;
         }
         let mut args: Vec<String> = cmd.split_whitespace().skip(1).map(str::to_string).collect();
@@ -159,8 +159,5 @@ fn readme_examples_run_as_written() {
     assert!(Path::new(&t.path("out/pi-beta-sdcard.img")).is_file());
 }
 
-/// This module's tests, for the runner in main.rs.
-pub const TESTS: &[(&str, fn())] = &[(
-    "readme_examples_run_as_written",
-    readme_examples_run_as_written,
-)];
+// This module's tests, for the runner in main.rs.
+crate::tests![readme_examples_run_as_written,];

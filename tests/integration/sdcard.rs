@@ -388,16 +388,55 @@ fn release_with_old_start4_warns_on_gpt() {
 }
 
 /// Each bad input: a clear one-line error, a non-zero exit, no image, an existing file untouched.
-fn bad_inputs_are_refused_and_nothing_is_written() {
+type Case<'a> = (Vec<String>, i32, Vec<&'a str>);
+
+/// Each case fails with its code and message, and touches neither an existing image (it has
+/// an MBR signature) nor leaves a new one or a temporary file behind.
+fn refused_and_nothing_written(cases: Vec<Case>) {
     let t = TestDir::new();
     let existing = t.path("existing.img");
-    // An existing image (it has an MBR signature), which no failed run may touch.
     let mut precious = b"precious".to_vec();
     precious.resize(512, 0);
     precious[510] = 0x55;
     precious[511] = 0xAA;
     std::fs::write(&existing, &precious).unwrap();
-    let cases: Vec<(Vec<String>, i32, Vec<&str>)> = vec![
+    for (args, code, needles) in cases {
+        let o = t
+            .pi_burn()
+            .args(["sdcard", "--manifest", MANIFEST, "--image"])
+            .arg(&existing)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_fails_with(&o, code, &needles);
+        assert_eq!(
+            std::fs::read(&existing).unwrap(),
+            precious,
+            "{args:?} touched the existing image"
+        );
+        let o = t
+            .pi_burn()
+            .args(["sdcard", "--manifest", MANIFEST, "--image"])
+            .arg(t.path("new.img"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_fails_with(&o, code, &needles);
+        assert!(!t.path("new.img").exists(), "{args:?} left an image behind");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(t.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "temporary files left behind: {leftovers:?}"
+    );
+}
+
+fn bad_firmware_is_refused_and_nothing_is_written() {
+    refused_and_nothing_written(vec![
         (
             zip_args("traversal"),
             1,
@@ -468,6 +507,17 @@ fn bad_inputs_are_refused_and_nothing_is_written() {
             vec!["lacks the required file 'bcm2712-rpi-5-b.dtb'"],
         ),
         (
+            s(&["--firmware-zip", "/nonexistent/fw.zip"]),
+            1,
+            vec!["/nonexistent/fw.zip"],
+        ),
+        (s(&["--offline"]), 1, vec!["not in the cache", "--offline"]),
+    ]);
+}
+
+fn bad_layouts_are_refused_before_any_download_and_nothing_is_written() {
+    refused_and_nothing_written(vec![
+        (
             [zip_args("good"), s(&["--size", "100M"])].concat(),
             1,
             vec!["too small", "514 MiB"],
@@ -506,12 +556,18 @@ fn bad_inputs_are_refused_and_nothing_is_written() {
             2,
             vec!["--sector-size"],
         ),
+        // Layout mistakes are named before the firmware step, offline too (issue 23).
         (
-            s(&["--firmware-zip", "/nonexistent/fw.zip"]),
-            1,
-            vec!["/nonexistent/fw.zip"],
+            s(&["--offline", "--mbr-type", "0x0c"]),
+            2,
+            vec!["--mbr-type applies to --table mbr only"],
         ),
-        (s(&["--offline"]), 1, vec!["not in the cache", "--offline"]),
+        (
+            s(&["--offline", "--label", "A_26_CHARACTER_LABEL_XXXXX"]),
+            2,
+            vec!["--label"],
+        ),
+        (s(&["--offline", "--gpt-type", "8300"]), 2, vec!["8300"]),
         // The partition-type guard and options that do not apply (issue 12).
         (
             [zip_args("good"), s(&["--gpt-type", "8300"])].concat(),
@@ -541,40 +597,7 @@ fn bad_inputs_are_refused_and_nothing_is_written() {
             2,
             vec!["--gpt-type applies to --table gpt only"],
         ),
-    ];
-    for (args, code, needles) in cases {
-        let o = t
-            .pi_burn()
-            .args(["sdcard", "--manifest", MANIFEST, "--image"])
-            .arg(&existing)
-            .args(&args)
-            .output()
-            .unwrap();
-        assert_fails_with(&o, code, &needles);
-        assert_eq!(
-            std::fs::read(&existing).unwrap(),
-            precious,
-            "{args:?} touched the existing image"
-        );
-        let o = t
-            .pi_burn()
-            .args(["sdcard", "--manifest", MANIFEST, "--image"])
-            .arg(t.path("new.img"))
-            .args(&args)
-            .output()
-            .unwrap();
-        assert_fails_with(&o, code, &needles);
-        assert!(!t.path("new.img").exists(), "{args:?} left an image behind");
-    }
-    let leftovers: Vec<_> = std::fs::read_dir(t.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(
-        leftovers.len(),
-        1,
-        "temporary files left behind: {leftovers:?}"
-    );
+    ]);
 }
 
 fn s(a: &[&str]) -> Vec<String> {
@@ -952,91 +975,29 @@ fn an_existing_file_that_is_not_an_image_is_not_replaced_without_force() {
     assert_success(&t.sdcard("notes.txt", &[]));
 }
 
-/// This module's tests, for the runner in main.rs.
-pub const TESTS: &[(&str, fn())] = &[
-    (
-        "gpt_image_passes_sfdisk_sgdisk_fsck_and_mtools",
-        gpt_image_passes_sfdisk_sgdisk_fsck_and_mtools,
-    ),
-    ("image_is_sparse", image_is_sparse),
-    (
-        "builds_are_byte_identical_whatever_the_clock_tz_umask_or_cwd",
-        builds_are_byte_identical_whatever_the_clock_tz_umask_or_cwd,
-    ),
-    (
-        "mbr_mode_writes_type_ef_or_0c",
-        mbr_mode_writes_type_ef_or_0c,
-    ),
-    (
-        "sector_size_4096_image_checks_out_on_a_4k_loop_device",
-        sector_size_4096_image_checks_out_on_a_4k_loop_device,
-    ),
-    (
-        "verify_passes_a_good_image_and_names_a_flipped_byte",
-        verify_passes_a_good_image_and_names_a_flipped_byte,
-    ),
-    (
-        "json_report_describes_the_image",
-        json_report_describes_the_image,
-    ),
-    (
-        "release_with_old_start4_warns_on_gpt",
-        release_with_old_start4_warns_on_gpt,
-    ),
-    (
-        "bad_inputs_are_refused_and_nothing_is_written",
-        bad_inputs_are_refused_and_nothing_is_written,
-    ),
-    (
-        "an_unpinned_release_is_accepted_with_the_users_sha256",
-        an_unpinned_release_is_accepted_with_the_users_sha256,
-    ),
-    (
-        "rpi5_firmware_builds_its_own_card",
-        rpi5_firmware_builds_its_own_card,
-    ),
-    (
-        "completions_and_man_page_are_generated",
-        completions_and_man_page_are_generated,
-    ),
-    (
-        "bash_completes_options_after_a_subcommand",
-        bash_completes_options_after_a_subcommand,
-    ),
-    (
-        "fish_completes_options_after_a_subcommand",
-        fish_completes_options_after_a_subcommand,
-    ),
-    (
-        "zsh_completes_options_after_a_subcommand",
-        zsh_completes_options_after_a_subcommand,
-    ),
-    (
-        "man_pages_per_subcommand_with_exit_status_environment_and_examples",
-        man_pages_per_subcommand_with_exit_status_environment_and_examples,
-    ),
-    (
-        "help_ends_with_examples_and_groups_the_global_options",
-        help_ends_with_examples_and_groups_the_global_options,
-    ),
-    (
-        "verify_fails_a_damaged_primary_gpt_header_or_a_missing_backup_as_sgdisk_does",
-        verify_fails_a_damaged_primary_gpt_header_or_a_missing_backup_as_sgdisk_does,
-    ),
-    (
-        "firmware_verify_exits_3_only_for_a_wrong_hash_and_checks_the_pin_before_inflating",
-        firmware_verify_exits_3_only_for_a_wrong_hash_and_checks_the_pin_before_inflating,
-    ),
-    (
-        "verify_names_a_root_directory_whose_chain_loops",
-        verify_names_a_root_directory_whose_chain_loops,
-    ),
-    (
-        "an_unbootable_partition_type_needs_saying_so",
-        an_unbootable_partition_type_needs_saying_so,
-    ),
-    (
-        "an_existing_file_that_is_not_an_image_is_not_replaced_without_force",
-        an_existing_file_that_is_not_an_image_is_not_replaced_without_force,
-    ),
+// This module's tests, for the runner in main.rs.
+crate::tests![
+    gpt_image_passes_sfdisk_sgdisk_fsck_and_mtools,
+    image_is_sparse,
+    builds_are_byte_identical_whatever_the_clock_tz_umask_or_cwd,
+    mbr_mode_writes_type_ef_or_0c,
+    sector_size_4096_image_checks_out_on_a_4k_loop_device,
+    verify_passes_a_good_image_and_names_a_flipped_byte,
+    json_report_describes_the_image,
+    release_with_old_start4_warns_on_gpt,
+    bad_firmware_is_refused_and_nothing_is_written,
+    bad_layouts_are_refused_before_any_download_and_nothing_is_written,
+    an_unpinned_release_is_accepted_with_the_users_sha256,
+    rpi5_firmware_builds_its_own_card,
+    completions_and_man_page_are_generated,
+    bash_completes_options_after_a_subcommand,
+    fish_completes_options_after_a_subcommand,
+    zsh_completes_options_after_a_subcommand,
+    man_pages_per_subcommand_with_exit_status_environment_and_examples,
+    help_ends_with_examples_and_groups_the_global_options,
+    verify_fails_a_damaged_primary_gpt_header_or_a_missing_backup_as_sgdisk_does,
+    firmware_verify_exits_3_only_for_a_wrong_hash_and_checks_the_pin_before_inflating,
+    verify_names_a_root_directory_whose_chain_loops,
+    an_unbootable_partition_type_needs_saying_so,
+    an_existing_file_that_is_not_an_image_is_not_replaced_without_force,
 ];

@@ -108,7 +108,7 @@ fn the_built_in_evaluator_gives_the_expected_json_and_agrees_with_nix_instantiat
             "{node}: built-in evaluation differs from fixtures/eval/{node}.json"
         );
     }
-    if !have_tool("nix-instantiate") {
+    if !have_nix() {
         return;
     }
     for node in ["pi-alpha", "multi", "swap", "hashed", "needs-nix"] {
@@ -338,7 +338,9 @@ fn refusals_and_dry_run() {
         &[
             "/dev/disk/by-id/usb-Samsung_T7_SERIAL",
             "not attached here",
-            "pi-burn ssd --node pi-alpha /dev/sdX",
+            // The hint keeps the flake the user gave (issue 23).
+            "pi-burn ssd --node pi-alpha --flake ",
+            "flake-edge /dev/sdX",
         ],
     );
     let o = ssd(&t, "mbr", &["--image", "x.img", "--size", "32G"]);
@@ -452,31 +454,13 @@ fn the_next_step_names_the_flake_only_for_a_node_of_a_flake() {
     assert!(!out.contains("--flake"), "{out}");
 }
 
-/// This module's tests, for the runner in main.rs.
-pub const TESTS: &[(&str, fn())] = &[
-    (
-        "the_next_step_names_the_flake_only_for_a_node_of_a_flake",
-        the_next_step_names_the_flake_only_for_a_node_of_a_flake,
-    ),
-    (
-        "the_built_in_evaluator_gives_the_expected_json_and_agrees_with_nix_instantiate",
-        the_built_in_evaluator_gives_the_expected_json_and_agrees_with_nix_instantiate,
-    ),
-    (
-        "the_table_equals_disko_s_sgdisk_commands_on_32g_500g_and_2t_disks",
-        the_table_equals_disko_s_sgdisk_commands_on_32g_500g_and_2t_disks,
-    ),
-    (
-        "the_table_equals_disko_s_on_a_4096_byte_sector_loop_device",
-        the_table_equals_disko_s_on_a_4096_byte_sector_loop_device,
-    ),
-    (
-        "stale_zfs_luks_and_ext4_signatures_are_wiped",
-        stale_zfs_luks_and_ext4_signatures_are_wiped,
-    ),
-    ("refusals_and_dry_run", refusals_and_dry_run),
-    (
-        "sdcard_takes_its_layout_from_the_node_config",
-        sdcard_takes_its_layout_from_the_node_config,
-    ),
+// This module's tests, for the runner in main.rs.
+crate::tests![
+    the_next_step_names_the_flake_only_for_a_node_of_a_flake,
+    the_built_in_evaluator_gives_the_expected_json_and_agrees_with_nix_instantiate,
+    the_table_equals_disko_s_sgdisk_commands_on_32g_500g_and_2t_disks,
+    the_table_equals_disko_s_on_a_4096_byte_sector_loop_device,
+    stale_zfs_luks_and_ext4_signatures_are_wiped,
+    refusals_and_dry_run,
+    sdcard_takes_its_layout_from_the_node_config,
 ];

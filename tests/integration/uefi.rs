@@ -375,22 +375,10 @@ fn edk2_boots_the_edited_store_and_its_shell_lists_every_setting() {
     );
 }
 
-/// This module's tests, for the runner in main.rs.
-pub const TESTS: &[(&str, fn())] = &[
-    (
-        "edk2_boots_the_edited_store_and_its_shell_lists_every_setting",
-        edk2_boots_the_edited_store_and_its_shell_lists_every_setting,
-    ),
-    (
-        "settings_are_baked_into_the_card_and_verify_expects_them",
-        settings_are_baked_into_the_card_and_verify_expects_them,
-    ),
-    (
-        "settings_are_refused_where_no_store_or_variables_are_known",
-        settings_are_refused_where_no_store_or_variables_are_known,
-    ),
-    (
-        "edits_a_real_edk2_store_ovmf_vars",
-        edits_a_real_edk2_store_ovmf_vars,
-    ),
+// This module's tests, for the runner in main.rs.
+crate::tests![
+    edk2_boots_the_edited_store_and_its_shell_lists_every_setting,
+    settings_are_baked_into_the_card_and_verify_expects_them,
+    settings_are_refused_where_no_store_or_variables_are_known,
+    edits_a_real_edk2_store_ovmf_vars,
 ];

@@ -1,7 +1,9 @@
-//! A FAT32 volume's geometry read from its boot sector, and the corrections fatfs 0.3.6's
+//! A FAT32 volume being built, patched in place: the corrections fatfs 0.3.6's
 //! format needs, made in place: each says what `fsck.fat -n` would otherwise report.
 
+use super::bpb::Bpb;
 use crate::disk::sparse::SparseImage;
+use crate::util::le::u32_at;
 use anyhow::{bail, Context, Result};
 
 /// Just enough of a FAT32 volume's geometry to walk and patch it in place.
@@ -19,13 +21,6 @@ pub struct RawFat {
     pub clusters: u32,
 }
 
-pub(super) fn le16(b: &[u8], o: usize) -> u64 {
-    u16::from_le_bytes([b[o], b[o + 1]]) as u64
-}
-pub(super) fn le32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
-
 impl RawFat {
     pub fn open(disk: &SparseImage, offset: u64) -> Result<Self> {
         let mut bs = [0u8; 512];
@@ -33,25 +28,20 @@ impl RawFat {
         if bs[510..512] != [0x55, 0xAA] || &bs[82..90] != b"FAT32   " {
             bail!("no FAT32 boot sector at offset {offset}");
         }
-        let bytes_per_sector = le16(&bs, 11);
-        let spc = bs[13] as u64;
-        let reserved = le16(&bs, 14);
-        let nfats = bs[16] as u64;
-        let total = le32(&bs, 32) as u64;
-        let fat_sectors = le32(&bs, 36) as u64;
-        let data_sector = reserved + nfats * fat_sectors;
+        let b = Bpb::parse(&bs, disk.size().saturating_sub(offset))
+            .map_err(|e| anyhow::anyhow!("the FAT32 volume at offset {offset}: {e}"))?;
         Ok(RawFat {
             offset,
-            bytes_per_sector,
-            cluster_size: spc * bytes_per_sector,
-            fat_start: reserved * bytes_per_sector,
-            fat_bytes: fat_sectors * bytes_per_sector,
-            nfats,
-            data_start: data_sector * bytes_per_sector,
-            root_cluster: le32(&bs, 44),
-            fsinfo_sector: le16(&bs, 48),
-            backup_boot_sector: le16(&bs, 50),
-            clusters: ((total - data_sector) / spc) as u32,
+            bytes_per_sector: b.bytes_per_sector,
+            cluster_size: b.cluster_size(),
+            fat_start: b.fat_start(),
+            fat_bytes: b.fat_bytes(),
+            nfats: b.nfats,
+            data_start: b.data_start(),
+            root_cluster: b.root_cluster,
+            fsinfo_sector: b.fsinfo_sector,
+            backup_boot_sector: b.backup_boot_sector,
+            clusters: b.clusters(),
         })
     }
 
@@ -63,7 +53,7 @@ impl RawFat {
         let mut free = 0u32;
         let mut first_free = None;
         for c in 2..max {
-            if le32(&fat, 4 * c as usize) & 0x0FFF_FFFF == 0 {
+            if u32_at(&fat, 4 * c as usize).unwrap_or(0) & 0x0FFF_FFFF == 0 {
                 free += 1;
                 first_free.get_or_insert(c);
             }

@@ -8,12 +8,12 @@
 use crate::disk::sparse::SparseImage;
 use crate::firmware::fileset::{FileSet, Node};
 use anyhow::{bail, Context, Result};
+pub mod bpb;
 mod fixups;
 mod time;
 mod tree;
 
 pub use fixups::RawFat;
-use fixups::{le16, le32};
 pub use time::Timestamp;
 
 /// What to build.
@@ -159,12 +159,15 @@ pub fn build_fat32(
 fn align_data_area(disk: &mut SparseImage, offset: u64) -> Result<()> {
     let mut bs = vec![0u8; 512];
     disk.read_at(offset, &mut bs);
-    let ss = le16(&bs, 11);
-    let spc = bs[13] as u64;
-    let reserved = le16(&bs, 14);
-    let nfats = bs[16] as u64;
-    let total = le32(&bs, 32) as u64;
-    let fat_sectors = le32(&bs, 36) as u64;
+    let b = bpb::Bpb::parse(&bs, disk.size().saturating_sub(offset))
+        .map_err(|e| anyhow::anyhow!("the FAT32 volume fatfs formatted: {e}"))?;
+    let (ss, spc, reserved, nfats) = (
+        b.bytes_per_sector,
+        b.sectors_per_cluster,
+        b.reserved_sectors,
+        b.nfats,
+    );
+    let (total, fat_sectors) = (b.total_sectors, b.fat_sectors);
     let mut new_reserved = reserved.max(32);
     while !(new_reserved + nfats * fat_sectors).is_multiple_of(spc) {
         new_reserved += 1;
@@ -191,7 +194,7 @@ fn align_data_area(disk: &mut SparseImage, offset: u64) -> Result<()> {
     }
     let r = u16::try_from(new_reserved).context("reserved sectors")?;
     disk.write_at(offset + 14, &r.to_le_bytes())?;
-    let backup = le16(&bs, 50);
+    let backup = b.backup_boot_sector;
     disk.write_at(offset + backup * ss + 14, &r.to_le_bytes())?;
     Ok(())
 }

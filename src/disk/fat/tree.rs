@@ -199,16 +199,29 @@ impl Alloc {
     }
 }
 
-/// Writes `files` (and the volume label) into the empty volume `vol` of `disk`.
-pub(super) fn write_tree(
-    disk: &mut SparseImage,
-    vol: &RawFat,
-    files: &FileSet,
-    label: Option<&[u8; 11]>,
-    ts: Timestamp,
-) -> Result<()> {
-    let cs = vol.cluster_size;
-    // Children per directory in one pass (the root is "").
+/// One entry of a directory being written, its short name chosen.
+struct Pending<'a> {
+    name: &'a str,
+    sfn: [u8; 11],
+    lfn: Vec<[u8; 32]>,
+    path: &'a str,
+    node: &'a Node,
+}
+
+/// Entry slots of a directory: its entries with their long names, and the label (the root)
+/// or `.` and `..` (any other).
+fn slots(dir: &str, pend: &[Pending], label: bool) -> usize {
+    pend.iter().map(|p| 1 + p.lfn.len()).sum::<usize>()
+        + if dir.is_empty() {
+            usize::from(label)
+        } else {
+            2
+        }
+}
+
+/// Every directory's entries (the root is ""), with short names, counted before any cluster
+/// is handed out; a directory over FAT's slots is refused by name.
+fn listings<'a>(files: &'a FileSet, label: bool) -> Result<BTreeMap<&'a str, Vec<Pending<'a>>>> {
     let mut children: BTreeMap<&str, Vec<(&str, &str, &Node)>> = BTreeMap::new();
     children.entry("").or_default();
     for (path, node) in files.iter() {
@@ -221,16 +234,8 @@ pub(super) fn write_tree(
             children.entry(path).or_default();
         }
     }
-    // Each directory's entries, with short names, counted before any cluster is handed out.
-    struct Pending<'a> {
-        name: &'a str,
-        sfn: [u8; 11],
-        lfn: Vec<[u8; 32]>,
-        path: &'a str,
-        node: &'a Node,
-    }
-    let mut listing: BTreeMap<&str, Vec<Pending>> = BTreeMap::new();
-    for (dir, kids) in &children {
+    let mut listing = BTreeMap::new();
+    for (dir, kids) in children {
         let mut used = ShortNames::default();
         let mut pend = vec![];
         for (path, name, node) in kids {
@@ -248,28 +253,71 @@ pub(super) fn write_tree(
                 node,
             });
         }
-        let slots = pend.iter().map(|p| 1 + p.lfn.len()).sum::<usize>()
-            + if dir.is_empty() {
-                usize::from(label.is_some())
-            } else {
-                2
-            };
-        if slots > MAX_DIR_SLOTS {
+        let n = slots(dir, &pend, label);
+        if n > MAX_DIR_SLOTS {
             bail!(
-                "directory '/{dir}' needs {slots} entry slots; FAT allows {MAX_DIR_SLOTS} in one directory"
+                "directory '/{dir}' needs {n} entry slots; FAT allows {MAX_DIR_SLOTS} in one directory"
             );
         }
         listing.insert(dir, pend);
     }
+    Ok(listing)
+}
+
+/// A directory's entries as written: the label or `.`/`..` first, then each entry.
+fn dir_entries(
+    dir: &str,
+    pend: &[Pending],
+    label: Option<&[u8; 11]>,
+    first: &BTreeMap<&str, u32>,
+    ts: Timestamp,
+) -> Result<Vec<u8>> {
+    let mut bytes: Vec<u8> = vec![];
+    if dir.is_empty() {
+        if let Some(l) = label {
+            bytes.extend_from_slice(&short_entry(l, ATTR_VOLUME, 0, 0, ts));
+        }
+    } else {
+        let parent = dir.rfind('/').map_or("", |i| &dir[..i]);
+        // `..` of a top-level directory points at cluster 0, not the root's cluster.
+        let up = if parent.is_empty() { 0 } else { first[parent] };
+        bytes.extend_from_slice(&short_entry(b".          ", ATTR_DIR, first[dir], 0, ts));
+        bytes.extend_from_slice(&short_entry(b"..         ", ATTR_DIR, up, 0, ts));
+    }
+    for p in pend {
+        for e in &p.lfn {
+            bytes.extend_from_slice(e);
+        }
+        let (attr, size) = match p.node {
+            Node::Dir => (ATTR_DIR, 0u32),
+            Node::File { data, .. } => (
+                ATTR_ARCHIVE,
+                u32::try_from(data.len()).map_err(|_| {
+                    anyhow::anyhow!(
+                        "/{}: {} is larger than FAT's 4 GiB file limit",
+                        p.path,
+                        p.name
+                    )
+                })?,
+            ),
+        };
+        bytes.extend_from_slice(&short_entry(&p.sfn, attr, first[p.path], size, ts));
+    }
+    Ok(bytes)
+}
+
+/// Writes `files` (and the volume label) into the empty volume `vol` of `disk`.
+pub(super) fn write_tree(
+    disk: &mut SparseImage,
+    vol: &RawFat,
+    files: &FileSet,
+    label: Option<&[u8; 11]>,
+    ts: Timestamp,
+) -> Result<()> {
+    let cs = vol.cluster_size;
+    let listing = listings(files, label.is_some())?;
     let slots_of = |dir: &str| -> u64 {
-        let p = &listing[dir];
-        let n = p.iter().map(|p| 1 + p.lfn.len()).sum::<usize>()
-            + if dir.is_empty() {
-                usize::from(label.is_some())
-            } else {
-                2
-            };
-        ((n as u64 * 32).div_ceil(cs)).max(1)
+        ((slots(dir, &listing[dir], label.is_some()) as u64 * 32).div_ceil(cs)).max(1)
     };
     // Clusters in path order: the root first (at the formatted root cluster), then each
     // directory followed by its files.
@@ -280,8 +328,8 @@ pub(super) fn write_tree(
         end: vol.clusters + 2,
         fat: vec![0u32; vol.clusters as usize + 2],
     };
-    alloc.fat[0] = super::fixups::le32(&fat_bytes, 0);
-    alloc.fat[1] = super::fixups::le32(&fat_bytes, 4);
+    alloc.fat[0] = crate::util::le::u32_at(&fat_bytes, 0).unwrap_or(0);
+    alloc.fat[1] = crate::util::le::u32_at(&fat_bytes, 4).unwrap_or(0);
     let mut first: BTreeMap<&str, u32> = BTreeMap::new();
     first.insert("", alloc.chain(slots_of(""), "the root directory")?);
     for (path, node) in files.iter() {
@@ -304,37 +352,7 @@ pub(super) fn write_tree(
     }
     // Directories: their entries, written once, zeros after the last.
     for (dir, pend) in &listing {
-        let mut bytes: Vec<u8> = Vec::with_capacity(slots_of(dir) as usize * cs as usize);
-        if dir.is_empty() {
-            if let Some(l) = label {
-                bytes.extend_from_slice(&short_entry(l, ATTR_VOLUME, 0, 0, ts));
-            }
-        } else {
-            let parent = dir.rfind('/').map_or("", |i| &dir[..i]);
-            // `..` of a top-level directory points at cluster 0, not the root's cluster.
-            let up = if parent.is_empty() { 0 } else { first[parent] };
-            bytes.extend_from_slice(&short_entry(b".          ", ATTR_DIR, first[dir], 0, ts));
-            bytes.extend_from_slice(&short_entry(b"..         ", ATTR_DIR, up, 0, ts));
-        }
-        for p in pend {
-            for e in &p.lfn {
-                bytes.extend_from_slice(e);
-            }
-            let (attr, size) = match p.node {
-                Node::Dir => (ATTR_DIR, 0u32),
-                Node::File { data, .. } => (
-                    ATTR_ARCHIVE,
-                    u32::try_from(data.len()).map_err(|_| {
-                        anyhow::anyhow!(
-                            "/{}: {} is larger than FAT's 4 GiB file limit",
-                            p.path,
-                            p.name
-                        )
-                    })?,
-                ),
-            };
-            bytes.extend_from_slice(&short_entry(&p.sfn, attr, first[p.path], size, ts));
-        }
+        let mut bytes = dir_entries(dir, pend, label, &first, ts)?;
         bytes.resize(slots_of(dir) as usize * cs as usize, 0);
         let mut c = first[dir];
         for piece in bytes.chunks(cs as usize) {

@@ -19,8 +19,6 @@ pub const NV_DATA_FV: Uuid = uuid::uuid!("FFF12B8D-7696-4C8B-A985-2747075B4F50")
 pub const AUTH_VARIABLES: Uuid = uuid::uuid!("AAF32C78-947B-439A-A180-2E144EC37792");
 /// gEfiVariableGuid: the older, unauthenticated format.
 pub const PLAIN_VARIABLES: Uuid = uuid::uuid!("DDCF3616-3275-4164-98B6-FE85707FFE7D");
-/// ConfigDxe's variables (gConfigDxeFormSetGuid): most of the Pi firmware's settings.
-pub const RPI_VENDOR: Uuid = settings::CONFIG_DXE;
 
 const HDR: usize = 60;
 const START_ID: u16 = 0x55AA;

@@ -1,6 +1,6 @@
 //! Every setting the Raspberry Pi 4 UEFI firmware reads from its variable store, by name: which
 //! vendor GUID, which width, which values the firmware's own setup form allows, and the default
-//! it uses when the variable is absent (edk2-platforms RPi4.dsc and ConfigDxe's form; FACTS 4b).
+//! it uses when the variable is absent (edk2-platforms RPi4.dsc and ConfigDxe's form).
 
 use crate::error::usage;
 use anyhow::{bail, Result};

@@ -44,7 +44,7 @@ pub fn synthetic_fd(size: usize, fv_offset: usize, vars: &[(&str, u8, &[u8])]) -
         rec[4..8].copy_from_slice(&ATTRS_NV_BS_RT.to_le_bytes());
         rec[36..40].copy_from_slice(&(name16.len() as u32).to_le_bytes());
         rec[40..44].copy_from_slice(&(data.len() as u32).to_le_bytes());
-        rec[44..60].copy_from_slice(&RPI_VENDOR.to_bytes_le());
+        rec[44..60].copy_from_slice(&settings::CONFIG_DXE.to_bytes_le());
         rec.extend_from_slice(&name16);
         rec.extend_from_slice(data);
         fv[at..at + rec.len()].copy_from_slice(&rec);
@@ -83,7 +83,7 @@ fn finds_the_store_at_both_known_offsets() {
         let v = live(&fd, "RamLimitTo3GB");
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].data, 1u32.to_le_bytes());
-        assert_eq!(v[0].guid, RPI_VENDOR);
+        assert_eq!(v[0].guid, settings::CONFIG_DXE);
         assert_eq!(v[0].attributes, 7);
     }
 }

@@ -1,5 +1,6 @@
 //! A disko GPT disk read from evaluated config JSON, with disko's own defaults applied (disko
-//! 878ec37 `lib/types/disk.nix` and `lib/types/gpt.nix`, measured in FACTS.md 5b):
+//! 878ec37 `lib/types/disk.nix` and `lib/types/gpt.nix`, measured by running the
+//! scripts it generates with sgdisk 1.0.9 on image files):
 //!
 //! - labels `disk-<disk.name>-<part.name>` (disk `name` defaults to the attribute name with `/`
 //!   as `_`), hashed when longer than 36 BYTES; an explicit `label` is cut to 36 characters as
@@ -430,6 +431,48 @@ pub(crate) const GPT_KEYS: &[&str] = &[
     "postUnmountHook",
 ];
 
+/// Partitions (in disko's order) that disko could not tell apart, or that a flake evaluation
+/// numbers otherwise than pi-burn: refused.
+fn check_distinct(partitions: &[DiskoPart], parts: &Map<String, Value>, what: &str) -> Result<()> {
+    for (i, p) in partitions.iter().enumerate() {
+        for q in &partitions[..i] {
+            if p.name == q.name {
+                bail!(
+                    "{what}: partitions '{}' and '{}' share the name '{}': disko numbers partitions by name and would write only one of them",
+                    short(&q.attr), short(&p.attr), short(&p.name)
+                );
+            }
+            if p.label == q.label {
+                bail!(
+                    "{what}: partitions '{}' and '{}' would both be labelled '{}': NixOS could not tell them apart",
+                    short(&q.attr), short(&p.attr), short(&p.label)
+                );
+            }
+            if p.uuid.is_some() && p.uuid == q.uuid {
+                bail!(
+                    "{what}: partitions '{}' and '{}' have the same uuid",
+                    short(&q.attr),
+                    short(&p.attr)
+                );
+            }
+        }
+    }
+    // A flake evaluation carries disko's own computed values: they must agree with ours.
+    for (i, p) in partitions.iter().enumerate() {
+        let raw = &parts[&p.attr];
+        if let Some(idx) = raw.get("_index").and_then(Value::as_i64) {
+            if idx != i as i64 + 1 {
+                bail!(
+                    "{what}, partition '{}': disko numbers it {idx}, pi-burn computed {}; refusing a table that could differ from disko's",
+                    short(&p.attr),
+                    i + 1
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 impl DiskoDisk {
     /// Reads disk `attr` of `devices` (`disko.devices`), named `origin` in errors.
     pub fn from_devices(devices: &Value, attr: &str, origin: &str) -> Result<Self> {
@@ -493,42 +536,7 @@ impl DiskoDisk {
         }
         // lib.sort is stable: ties keep attribute-name order.
         partitions.sort_by_key(|p| p.priority);
-        for (i, p) in partitions.iter().enumerate() {
-            for q in &partitions[..i] {
-                if p.name == q.name {
-                    bail!(
-                        "{what}: partitions '{}' and '{}' share the name '{}': disko numbers partitions by name and would write only one of them",
-                        short(&q.attr), short(&p.attr), short(&p.name)
-                    );
-                }
-                if p.label == q.label {
-                    bail!(
-                        "{what}: partitions '{}' and '{}' would both be labelled '{}': NixOS could not tell them apart",
-                        short(&q.attr), short(&p.attr), short(&p.label)
-                    );
-                }
-                if p.uuid.is_some() && p.uuid == q.uuid {
-                    bail!(
-                        "{what}: partitions '{}' and '{}' have the same uuid",
-                        short(&q.attr),
-                        short(&p.attr)
-                    );
-                }
-            }
-        }
-        // A flake evaluation carries disko's own computed values: they must agree with ours.
-        for (i, p) in partitions.iter().enumerate() {
-            let raw = &parts[&p.attr];
-            if let Some(idx) = raw.get("_index").and_then(Value::as_i64) {
-                if idx != i as i64 + 1 {
-                    bail!(
-                        "{what}, partition '{}': disko numbers it {idx}, pi-burn computed {}; refusing a table that could differ from disko's",
-                        short(&p.attr),
-                        i + 1
-                    );
-                }
-            }
-        }
+        check_distinct(&partitions, &parts, &what)?;
         let hybrids = partitions.iter().filter(|p| p.hybrid.is_some()).count();
         if hybrids > 3 {
             bail!("{what}: {hybrids} partitions ask for a hybrid MBR entry; an MBR holds at most 3 besides the protective one");
@@ -541,12 +549,6 @@ impl DiskoDisk {
             efi_gpt_partition_first,
             partitions,
         })
-    }
-
-    pub fn mounts(&self, mountpoint: &str) -> bool {
-        self.partitions
-            .iter()
-            .any(|p| p.content.mountpoint.as_deref() == Some(mountpoint))
     }
 }
 

@@ -1,0 +1,427 @@
+//! The firmware SD card as a job: its target, firmware, layout, settings and node, every
+//! option checked once; then the card built in memory for the target it goes to.
+
+use super::custom::{customise, Customised};
+use super::firmware::FirmwareJob;
+use super::target::{DeviceOpts, TargetSpec};
+use crate::cli::{LayoutArgs, SdcardArgs};
+use crate::cluster::Custom;
+use crate::disk::geometry::{gpt_type, DiskPlan, SdLayout, TableKind};
+use crate::disk::record::{self, CardRecord, Inputs};
+use crate::error::usage;
+use crate::firmware::Firmware;
+use crate::progress::Progress;
+use crate::report::{FileReport, Report};
+use crate::ssd::{choose_disk, NodeConfig};
+use crate::util::units::{human, parse_size};
+use crate::write::Target;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+/// The card's layout, every option checked; only the seed's default waits for the firmware.
+#[derive(Debug, Clone)]
+pub struct CardLayout {
+    pub table: TableKind,
+    pub mbr_type: u8,
+    pub gpt_type: Uuid,
+    /// An image's sector size (a device's own is always used).
+    pub sector_size: Option<u64>,
+    /// An image's size (a device is used whole).
+    pub size: Option<u64>,
+    pub partition_size: u64,
+    pub partition_name: String,
+    pub label: String,
+    pub seed: Option<String>,
+}
+
+/// The node a card is for: its name and the flake holding its config and pi-burn.toml.
+#[derive(Debug, Clone)]
+pub struct NodeRef {
+    pub name: String,
+    pub flake: PathBuf,
+}
+
+/// The one partition of a node's SD card disk: (label, size, type code). The card's layout
+/// is one partition at 1 MiB: exactly what disko's sgdisk makes of `start = "0"`,
+/// `end = "+SIZE"`, and nothing else set.
+fn node_partition(cfg: &NodeConfig) -> Result<(String, u64, String)> {
+    let node = &cfg.node;
+    let disk = choose_disk(&cfg.devices, None, true, &cfg.source.describe())?;
+    let [p] = disk.partitions.as_slice() else {
+        bail!(
+            "disk '{}' of {node}'s config has {} partitions; the firmware card has exactly one",
+            disk.attr,
+            disk.partitions.len()
+        );
+    };
+    let unsupported = [
+        (p.start != "0", "start"),
+        (p.alignment != 0, "alignment"),
+        (p.attributes != 0, "attributes"),
+        (p.hybrid.is_some(), "hybrid"),
+        (p.uuid.is_some(), "uuid"),
+    ];
+    if let Some((_, opt)) = unsupported.iter().find(|(set, _)| *set) {
+        bail!(
+            "the SD card partition '{}' of {node}'s config sets '{opt}', which pi-burn's firmware card layout does not reproduce",
+            crate::ssd::model::short(&p.attr)
+        );
+    }
+    // A bare number is sectors to sgdisk but bytes to --partition-size: a unit is needed.
+    let Some(size) = p.end.strip_prefix('+').filter(|s| {
+        let digits = s.trim_end_matches(['K', 'M', 'G', 'T']);
+        !digits.is_empty()
+            && s.len() == digits.len() + 1
+            && digits.chars().all(|c| c.is_ascii_digit())
+    }) else {
+        bail!(
+            "the SD card partition '{}' of {node}'s config has no fixed size (end '{}')",
+            p.label,
+            p.end
+        );
+    };
+    let size = parse_size(size)
+        .with_context(|| format!("the SD card partition '{}' of {node}'s config", p.label))?;
+    Ok((p.label.clone(), size, p.type_code.clone()))
+}
+
+impl CardLayout {
+    /// The layout the options describe, with the node's partition (`cfg`) when given.
+    pub fn new(l: &LayoutArgs, cfg: Option<&NodeConfig>) -> Result<Self> {
+        // An option that does not apply to the chosen table is a mistake, not a no-op.
+        match l.table {
+            TableKind::Gpt if l.mbr_type.is_some() => {
+                bail!(usage("--mbr-type applies to --table mbr only"))
+            }
+            TableKind::Mbr if l.gpt_type.is_some() => {
+                bail!(usage("--gpt-type applies to --table gpt only"))
+            }
+            _ => {}
+        }
+        if let (Some(cfg), TableKind::Mbr) = (cfg, l.table) {
+            bail!(usage(format!(
+                "--table mbr with --node {}: the node's config describes a GPT card and NixOS mounts /boot/firmware by its GPT partition name, which an MBR card does not have; leave --node out for an MBR card",
+                cfg.node
+            )));
+        }
+        let (name, partition_size, code) = match cfg {
+            Some(cfg) => node_partition(cfg)?,
+            None => (
+                l.partition_name
+                    .clone()
+                    .unwrap_or_else(|| "disk-sdcard-FIRMWARE".into()),
+                l.partition_size.map_or(512 << 20, |s| s.0),
+                l.gpt_type.clone().unwrap_or_else(|| "EF00".into()),
+            ),
+        };
+        let layout = CardLayout {
+            table: l.table,
+            mbr_type: l.mbr_type.map_or(0xef, |t| t.0),
+            gpt_type: gpt_type(&code).map_err(|e| usage(format!("--gpt-type: {e:#}")))?,
+            sector_size: l.sector_size.map(|s| s.0),
+            size: l.size.map(|s| s.0),
+            partition_size,
+            partition_name: name,
+            label: l.label.clone(),
+            seed: l.seed.clone(),
+        };
+        layout.check(&code, l.allow_unbootable_type)?;
+        Ok(layout)
+    }
+
+    /// A node's card as `images` makes it: its config's partition, every other option at its
+    /// default.
+    pub fn for_node(cfg: &NodeConfig) -> Result<Self> {
+        let (name, partition_size, code) = node_partition(cfg)?;
+        let layout = CardLayout {
+            table: TableKind::Gpt,
+            mbr_type: 0xef,
+            gpt_type: gpt_type(&code).map_err(|e| usage(format!("--gpt-type: {e:#}")))?,
+            sector_size: None,
+            size: None,
+            partition_size,
+            partition_name: name,
+            label: "FIRMWARE".into(),
+            seed: None,
+        };
+        layout.check(&code, false)?;
+        Ok(layout)
+    }
+
+    /// What every layout must be: a FAT label, a GPT name, a partition type the Pi's boot
+    /// loader reads its firmware from (unless `allow_unbootable`), whole sectors.
+    fn check(&self, type_code: &str, allow_unbootable: bool) -> Result<()> {
+        crate::disk::fat::label_bytes(&self.label).map_err(|e| usage(format!("--label: {e:#}")))?;
+        let name = &self.partition_name;
+        if name.encode_utf16().count() > 36 {
+            bail!(usage(format!(
+                "--partition-name: '{name}' is longer than GPT's 36 characters"
+            )));
+        }
+        let mbr_type = self.mbr_type;
+        match self.table {
+            _ if allow_unbootable => {}
+            TableKind::Mbr if !matches!(mbr_type, 0xef | 0x0c | 0x0e | 0x0b) => bail!(usage(format!(
+                "--mbr-type 0x{mbr_type:02x}: the Pi boots its firmware from a FAT partition of type 0xef, 0x0c, 0x0e or 0x0b; pass --allow-unbootable-type if you mean it"
+            ))),
+            TableKind::Gpt if self.gpt_type != gpt_type("EF00")? && self.gpt_type != gpt_type("0700")? => bail!(usage(format!(
+                "partition type {type_code}: the Pi boots its firmware from an EFI System (EF00) or Microsoft basic data (0700) partition under GPT (a Linux type did not boot, pftf/RPi4 #259); pass --allow-unbootable-type if you mean it"
+            ))),
+            _ => {}
+        }
+        if let Some(ss) = self.sector_size {
+            if !self.partition_size.is_multiple_of(ss) {
+                bail!(usage(format!(
+                    "--partition-size {} is not a multiple of the {ss}-byte sector size",
+                    self.partition_size
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The layout on a disk with `sector_size`-byte sectors, for this firmware and node: the
+    /// default seed names the board, the release, the partition and the node, so two nodes'
+    /// cards never share a GUID or volume id.
+    pub fn sd_layout(&self, fw: &Firmware, sector_size: u64, node: Option<&str>) -> SdLayout {
+        let seed = self.seed.clone().unwrap_or_else(|| {
+            let base = format!("{}/{}/{}", fw.board, fw.version, self.partition_name);
+            match node {
+                Some(n) => format!("{base}/{n}"),
+                None => base,
+            }
+        });
+        SdLayout {
+            sector_size,
+            table: self.table,
+            mbr_type: self.mbr_type,
+            gpt_type: self.gpt_type,
+            partition_size: self.partition_size,
+            partition_name: self.partition_name.clone(),
+            seed,
+        }
+    }
+}
+
+/// The firmware card to make.
+#[derive(Debug, Clone)]
+pub struct CardJob {
+    pub target: TargetSpec,
+    pub firmware: FirmwareJob,
+    pub layout: CardLayout,
+    pub custom: Custom,
+    pub node: Option<NodeRef>,
+    pub device: DeviceOpts,
+}
+
+/// A node's disko config, as the options say to read it.
+pub fn load_disko(node: &str, a: &crate::cli::DiskoArgs) -> Result<NodeConfig> {
+    crate::ssd::load(
+        &a.flake,
+        node,
+        a.eval,
+        a.disko_json.as_deref(),
+        a.builtin_layout.is_some(),
+    )
+}
+
+impl CardJob {
+    pub fn from_args(a: &SdcardArgs) -> Result<Self> {
+        let target = TargetSpec::from_args(a.device.as_deref(), a.image.as_deref(), a.force)?;
+        if target.is_device() && a.layout.size.is_some() {
+            bail!(usage("--size is for image files; a device is used whole"));
+        }
+        let firmware = FirmwareJob::from_args(&a.firmware)?;
+        let cfg = match &a.layout.node {
+            Some(n) => Some(load_disko(n, &a.layout.config)?),
+            None => None,
+        };
+        let layout = CardLayout::new(&a.layout, cfg.as_ref())?;
+        let node = a.layout.node.as_ref().map(|n| NodeRef {
+            name: n.clone(),
+            flake: a.layout.config.flake.clone(),
+        });
+        let custom = super::custom::custom(
+            &a.custom,
+            node.as_ref().map(|n| (n.flake.as_path(), n.name.as_str())),
+        )?;
+        Ok(CardJob {
+            target,
+            firmware,
+            layout,
+            custom,
+            node,
+            device: DeviceOpts::from_args(&a.device_opts),
+        })
+    }
+
+    pub fn node_name(&self) -> Option<&str> {
+        self.node.as_ref().map(|n| n.name.as_str())
+    }
+
+    /// The disk's size and sector size on `target`: a device's own (an explicit, different
+    /// `--sector-size` is a usage error), or the image's.
+    pub fn geometry(&self, target: &Target) -> Result<(u64, u64)> {
+        match target.device_geometry() {
+            Some((size, ss)) => {
+                if let Some(s) = self.layout.sector_size.filter(|s| *s != ss) {
+                    bail!(usage(format!(
+                        "--sector-size {s} does not match {}'s {ss}-byte sectors (a device's own sector size is always used)",
+                        target.path().display()
+                    )));
+                }
+                Ok((size, ss))
+            }
+            None => {
+                let ss = self.layout.sector_size.unwrap_or(512);
+                let size = self.layout.size.unwrap_or(
+                    crate::disk::geometry::PARTITION_START
+                        + self.layout.partition_size
+                        + crate::util::units::MIB,
+                );
+                Ok((size, ss))
+            }
+        }
+    }
+
+    /// Customises `fw` and builds the card for `target` in memory (nothing is written); the
+    /// card's record joins the firmware's files.
+    pub fn build(
+        &self,
+        fw: &mut Firmware,
+        target: &Target,
+        progress: &dyn Progress,
+    ) -> Result<Card> {
+        let (size, ss) = self.geometry(target)?;
+        let customised = customise(fw, &self.custom, progress)?;
+        let layout = self.layout.sd_layout(fw, ss, self.node_name());
+        let plan = layout
+            .plan(size)
+            .with_context(|| target.path().display().to_string())?;
+        if fw.gpt_boot_warning && plan.table == TableKind::Gpt {
+            progress.notice(&format!(
+                "warning: {} {}'s start4.elf predates the EEPROM 2025-02-11 GPT fix: with that EEPROM or newer a GPT card does not boot (rpi-eeprom #668); use v1.42+ or --table mbr",
+                fw.board, fw.version
+            ));
+        }
+        let rec = CardRecord::new(
+            &Inputs {
+                fw,
+                node: self.node_name(),
+                uefi: &customised.uefi,
+                config_txt: &customised.config_txt,
+                label: &self.layout.label,
+            },
+            &plan,
+            &fw.files,
+        );
+        record::add_to(&mut fw.files, &rec)?;
+        // The files as the report lists them: the record's hashes, and the record itself.
+        let mut files: Vec<FileReport> = rec
+            .files
+            .iter()
+            .map(|f| FileReport {
+                path: f.path.clone(),
+                size: f.bytes,
+                sha256: f.sha256.clone(),
+            })
+            .collect();
+        let bytes = rec.to_bytes();
+        files.push(FileReport {
+            path: record::PATH.into(),
+            size: bytes.len() as u64,
+            sha256: crate::firmware::digest::Sha256Digest::of(&bytes).hex(),
+        });
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let card = Card {
+            plan,
+            layout,
+            label: self.layout.label.clone(),
+            built: None,
+            files,
+            customised,
+        };
+        progress.phase(&format!("building {}", card.plan_line()));
+        let built = crate::disk::card::build_sdcard(
+            &card.plan,
+            &fw.files,
+            &self.layout.label,
+            &card.layout.seed,
+            super::timestamp(fw.date)?,
+        )?;
+        Ok(Card {
+            built: Some(built),
+            ..card
+        })
+    }
+}
+
+/// A card built in memory, with what the report and the plan say of it.
+pub struct Card {
+    pub plan: DiskPlan,
+    pub layout: SdLayout,
+    pub label: String,
+    built: Option<crate::disk::card::BuiltCard>,
+    pub files: Vec<FileReport>,
+    pub customised: Customised,
+}
+
+pub use crate::disk::card::BuiltCard;
+
+impl Card {
+    pub fn built(&self) -> &BuiltCard {
+        self.built.as_ref().expect("a card is returned built")
+    }
+
+    /// "514 MiB gpt table; partition 1 at sector 2048, 512 MiB, name '...', FAT32 'FIRMWARE'".
+    pub fn plan_line(&self) -> String {
+        let plan = &self.plan;
+        format!(
+            "{} {} table; partition 1 at sector {}, {}, {}FAT32 '{}'",
+            human(plan.size),
+            plan.table.name(),
+            plan.partitions[0].first_lba,
+            human(self.layout.partition_size),
+            if plan.table == TableKind::Gpt {
+                format!("name '{}', ", self.layout.partition_name)
+            } else {
+                String::new()
+            },
+            self.label.to_ascii_uppercase()
+        )
+    }
+
+    /// The report of this card on `target` (bytes written to be filled in).
+    pub fn report(&self, fw: &Firmware, target: &Target) -> Report {
+        let mut r = Report::new(target.report(self.plan.size), &self.plan)
+            .with_firmware_files(fw, self.files.clone());
+        r.filesystem = Some(self.built().fat.clone());
+        r.uefi_settings = self.customised.uefi.clone();
+        r.config_txt = self.customised.config_txt.clone();
+        r
+    }
+}
+
+/// The card job `images` makes for a node: the node's layout and settings, defaults for the
+/// rest, into `image`.
+pub fn for_node(
+    cfg: &NodeConfig,
+    flake: &Path,
+    custom: Custom,
+    firmware: FirmwareJob,
+    image: PathBuf,
+    force: bool,
+) -> Result<CardJob> {
+    Ok(CardJob {
+        target: TargetSpec::Image { path: image, force },
+        firmware,
+        layout: CardLayout::for_node(cfg)?,
+        custom,
+        node: Some(NodeRef {
+            name: cfg.node.clone(),
+            flake: flake.to_path_buf(),
+        }),
+        device: DeviceOpts::default(),
+    })
+}

@@ -1,0 +1,126 @@
+//! What a card's firmware gets besides the release: UEFI settings and config.txt edits, from
+//! pi-burn.toml and the command line, each value with where it came from.
+
+use crate::cli::{CustomArgs, OnOff, SystemTable};
+use crate::cluster::Custom;
+use crate::error::usage;
+use crate::firmware::configtxt::{EditApplied, EditChange};
+use crate::firmware::uefivars::settings::{def, Value};
+use crate::firmware::uefivars::{Applied, Setting};
+use crate::firmware::Firmware;
+use crate::progress::Progress;
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+/// The settings and config.txt edits a card gets: `FLAKE/pi-burn.toml`'s for `node` (when
+/// given), overridden by the command line's. Checked before any download.
+pub fn custom(a: &CustomArgs, node: Option<(&Path, &str)>) -> Result<Custom> {
+    let mut cli = Custom::default();
+    let mut friendly = |flag: &str, name: &str, v: u32| -> Result<()> {
+        let d = def(name)?;
+        if let Some(s) = a
+            .set
+            .iter()
+            .find(|s| s.def.name == name && s.value != Value::Num(v))
+        {
+            bail!(usage(format!(
+                "{flag} and --set {name}={} disagree",
+                s.value
+            )));
+        }
+        cli.settings.push(Setting {
+            def: d,
+            value: Value::Num(v),
+            from: flag.into(),
+        });
+        Ok(())
+    };
+    if let Some(v) = a.ram_limit_3gb {
+        friendly("--ram-limit-3gb", "RamLimitTo3GB", (v == OnOff::On) as u32)?;
+    }
+    if let Some(m) = a.system_table {
+        let v = match m {
+            SystemTable::Acpi => 0,
+            SystemTable::AcpiDevicetree => 1,
+            SystemTable::Devicetree => 2,
+        };
+        friendly("--system-table", "SystemTableMode", v)?;
+    }
+    cli.settings.extend(a.set.iter().cloned());
+    cli.edits = a.config_txt.clone();
+    let base = match node {
+        Some((flake, node)) => {
+            crate::cluster::for_node(flake, node, &crate::ssd::config::nodes(flake))?
+        }
+        None => Custom::default(),
+    };
+    Ok(base.then(cli))
+}
+
+/// Whether the command line asks for any setting or edit.
+pub fn names_any(a: &CustomArgs) -> bool {
+    !a.set.is_empty()
+        || !a.config_txt.is_empty()
+        || a.ram_limit_3gb.is_some()
+        || a.system_table.is_some()
+}
+
+/// What was changed in the firmware, for the report and the card record.
+#[derive(Debug, Clone, Default)]
+pub struct Customised {
+    pub uefi: Vec<Applied>,
+    pub config_txt: Vec<EditApplied>,
+}
+
+/// Applies `c` to the firmware's RPI_EFI.fd and config.txt (before anything is built).
+pub fn customise(fw: &mut Firmware, c: &Custom, progress: &dyn Progress) -> Result<Customised> {
+    let mut out = Customised::default();
+    if !c.settings.is_empty() {
+        if fw.board != "rpi4" {
+            bail!(usage(format!(
+                "UEFI settings ({}) are Raspberry Pi 4 firmware variables; pi-burn knows none for board {}",
+                c.settings[0].from, fw.board
+            )));
+        }
+        let fd = fw
+            .files
+            .file("RPI_EFI.fd")
+            .context("the firmware has no RPI_EFI.fd")?;
+        let (patched, applied) = crate::firmware::uefivars::apply(
+            fd,
+            &c.settings,
+            &format!("RPI_EFI.fd of {} {}", fw.board, fw.version),
+        )?;
+        fw.files.replace("RPI_EFI.fd", patched)?;
+        for s in &c.settings {
+            progress.phase(&format!(
+                "UEFI setting {} = {} ({}; from {})",
+                s.def.name, s.value, s.def.meaning, s.from
+            ));
+        }
+        out.uefi = applied;
+    }
+    if !c.edits.is_empty() {
+        let origin = format!("config.txt of {} {}", fw.board, fw.version);
+        let text = fw.files.file("config.txt").with_context(|| {
+            format!("the firmware {} {} has no config.txt", fw.board, fw.version)
+        })?;
+        let text =
+            std::str::from_utf8(text).with_context(|| format!("{origin} is not UTF-8 text"))?;
+        let (edited, applied) = crate::firmware::configtxt::apply(text, &c.edits, &origin)?;
+        fw.files.replace("config.txt", edited.into_bytes())?;
+        for e in &applied {
+            let what = match e.change {
+                EditChange::Added => "added",
+                EditChange::Replaced => "replaced",
+                EditChange::Unchanged => "already so",
+            };
+            progress.phase(&format!(
+                "config.txt {}={} ({what}; from {})",
+                e.key, e.value, e.from
+            ));
+        }
+        out.config_txt = applied;
+    }
+    Ok(out)
+}

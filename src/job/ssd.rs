@@ -1,0 +1,283 @@
+//! A node's USB SSD as a job: its config read, its disk chosen, every option checked; then
+//! the disk built in memory as disko's own commands make it (the build that knows disko).
+
+use super::target::{DeviceOpts, TargetSpec};
+use crate::cli::SsdArgs;
+use crate::disk::card::{Formatted, FAT32_MIN, PARTITION_WIPE};
+use crate::disk::fat::{build_fat32, FatSpec, Timestamp};
+use crate::disk::geometry::{DiskPlan, PartitionPlan};
+use crate::disk::sparse::SparseImage;
+use crate::disk::table::write_table;
+use crate::error::usage;
+use crate::firmware::fileset::FileSet;
+use crate::ssd::{choose_disk, ConfigSource, DiskoDisk, DiskoPart, NodeConfig};
+use crate::util::ids::derive_u32;
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+
+/// The SSD to prepare.
+#[derive(Debug, Clone)]
+pub struct SsdJob {
+    pub node: String,
+    pub flake: PathBuf,
+    pub source: ConfigSource,
+    pub disk: DiskoDisk,
+    pub seed: String,
+    /// Format the vfat partitions disko's mkfs.vfat would make FAT32.
+    pub format: bool,
+    pub target: TargetSpec,
+    /// An image's size and sector size.
+    pub image_size: Option<u64>,
+    pub sector_size: u64,
+    pub device: DeviceOpts,
+}
+
+impl SsdJob {
+    pub fn from_args(a: &SsdArgs) -> Result<Self> {
+        let cfg = super::card::load_disko(&a.node, &a.config)?;
+        let disk = choose_disk(
+            &cfg.devices,
+            a.disk.as_deref(),
+            false,
+            &cfg.source.describe(),
+        )?;
+        let target = match (&a.device, &a.image) {
+            (_, Some(image)) => TargetSpec::Image {
+                path: image.clone(),
+                force: a.force,
+            },
+            (Some(d), None) => TargetSpec::Device(d.clone()),
+            (None, None) => TargetSpec::Device(configured_device(&disk, &cfg, a)?),
+        };
+        let sector_size = a.sector_size.map_or(512, |s| s.0);
+        if let (TargetSpec::Image { .. }, Some(size)) = (&target, a.size) {
+            if !size.0.is_multiple_of(sector_size) {
+                bail!(usage(format!(
+                    "--size: {} is not a multiple of the {sector_size}-byte sector size",
+                    size.0
+                )));
+            }
+        }
+        Ok(SsdJob {
+            seed: a
+                .seed
+                .clone()
+                .unwrap_or_else(|| format!("{}/{}", a.node, disk.name)),
+            node: a.node.clone(),
+            flake: a.config.flake.clone(),
+            source: cfg.source,
+            disk,
+            format: !a.no_format,
+            target,
+            image_size: a.size.map(|s| s.0),
+            sector_size,
+            device: DeviceOpts::from_args(&a.device_opts),
+        })
+    }
+
+    /// The SSD job `images` makes for a node: its image of `size` bytes at `image`.
+    pub fn for_node(
+        cfg: &NodeConfig,
+        flake: &std::path::Path,
+        size: Option<u64>,
+        image: PathBuf,
+        force: bool,
+    ) -> Result<Self> {
+        let origin = cfg.source.describe();
+        let disk = choose_disk(&cfg.devices, None, false, &origin)?;
+        let size = match (size, &disk.image_size) {
+            (Some(s), _) => s,
+            (None, Some(s)) => crate::util::units::parse_size(s)
+                .with_context(|| format!("imageSize '{s}' of disk '{}' in {origin}", disk.name))?,
+            (None, None) => 2 << 30,
+        };
+        if !size.is_multiple_of(512) {
+            bail!(usage(format!(
+                "{}: SSD image size {size} is not a multiple of 512 bytes",
+                cfg.node
+            )));
+        }
+        Ok(SsdJob {
+            seed: format!("{}/{}", cfg.node, disk.name),
+            node: cfg.node.clone(),
+            flake: flake.to_path_buf(),
+            source: cfg.source.clone(),
+            disk,
+            format: true,
+            target: TargetSpec::Image { path: image, force },
+            image_size: Some(size),
+            sector_size: 512,
+            device: DeviceOpts::default(),
+        })
+    }
+
+    /// The disk's size and sector size on `target`.
+    pub fn geometry(&self, target: &crate::write::Target) -> (u64, u64) {
+        target
+            .device_geometry()
+            .unwrap_or((self.image_size.unwrap_or(0), self.sector_size))
+    }
+
+    /// The plan on `target` and the disk built in memory (nothing is written).
+    pub fn build(&self, target: &crate::write::Target) -> Result<BuiltSsd> {
+        let (size, ss) = self.geometry(target);
+        let plan = crate::ssd::plan(&self.disk, size, ss, &self.seed)
+            .with_context(|| target.path().display().to_string())?;
+        let (img, formatted, left) = build_ssd(
+            &plan,
+            &self.disk,
+            self.format,
+            &self.seed,
+            super::timestamp(None)?,
+        )?;
+        Ok(BuiltSsd {
+            plan,
+            img,
+            formatted,
+            left,
+        })
+    }
+}
+
+/// The configured device of the disk when it exists here; otherwise a refusal that lists the
+/// candidates and the command to name one (with the flags given).
+fn configured_device(disk: &DiskoDisk, cfg: &NodeConfig, a: &SsdArgs) -> Result<PathBuf> {
+    let again = format!(
+        "name the disk: pi-burn ssd --node {}{} /dev/sdX",
+        a.node,
+        if a.config.flake.as_os_str() == "." {
+            String::new()
+        } else {
+            format!(" --flake {}", a.config.flake.display())
+        }
+    );
+    match &disk.device {
+        Some(d) if std::path::Path::new(d).exists() => Ok(d.into()),
+        Some(d) => bail!(
+            "the configured device {d} of disk '{}' is not attached here; {}; {again}",
+            disk.name,
+            candidates()
+        ),
+        None => bail!(
+            "disk '{}' of {}'s config names no device; {}; {again}",
+            disk.name,
+            cfg.node,
+            candidates()
+        ),
+    }
+}
+
+/// Candidate disks, for an error when the configured device is not here.
+fn candidates() -> String {
+    use crate::blockdev::sysfs;
+    let t = crate::blockdev::sysfs::SysTree::system();
+    let mut out = vec![];
+    for dev in sysfs::list_disks(&t) {
+        let Ok(d) = sysfs::inspect(&t, dev) else {
+            continue;
+        };
+        let free = crate::blockdev::blockers(&t, &d, crate::blockdev::Allow::default())
+            .is_ok_and(|b| b.is_empty());
+        if free {
+            out.push(format!(
+                "/dev/{} ({}, {}, {})",
+                d.name,
+                d.model_text(),
+                crate::util::units::human(d.size),
+                d.transport
+            ));
+        }
+    }
+    if out.is_empty() {
+        "no disk here is free to write".into()
+    } else {
+        format!("candidates: {}", out.join(", "))
+    }
+}
+
+/// An SSD built in memory.
+pub struct BuiltSsd {
+    pub plan: DiskPlan,
+    pub img: SparseImage,
+    pub formatted: Vec<Formatted>,
+    /// Why a vfat partition was left for disko to format.
+    pub left: Vec<String>,
+}
+
+/// Whether pi-burn formats a partition as disko would, or why it leaves it for disko.
+pub fn format_decision(p: &PartitionPlan, part: &DiskoPart, ss: u64) -> Option<Result<(), String>> {
+    let c = &part.content;
+    if c.kind.as_deref() != Some("filesystem") || c.format.as_deref() != Some("vfat") {
+        return None;
+    }
+    if !c.extra_args.is_empty() {
+        return Some(Err(format!(
+            "partition {} ({}) left unformatted: disko formats it with mkfs.vfat {}",
+            p.number,
+            p.name,
+            c.extra_args.join(" ")
+        )));
+    }
+    if p.sectors() * ss < FAT32_MIN {
+        return Some(Err(format!(
+            "partition {} ({}) left unformatted: below 512 MiB mkfs.vfat makes FAT16, which disko will do",
+            p.number, p.name
+        )));
+    }
+    Some(Ok(()))
+}
+
+/// The SSD in memory: every partition's ends wiped, FAT32 on the vfat partitions that disko's
+/// mkfs.vfat would make FAT32 (unless `format` is false), the GPT. Also returns why any vfat
+/// partition was left for disko.
+pub fn build_ssd(
+    plan: &DiskPlan,
+    disk: &DiskoDisk,
+    format: bool,
+    seed: &str,
+    timestamp: Timestamp,
+) -> Result<(SparseImage, Vec<Formatted>, Vec<String>)> {
+    let mut img = SparseImage::new(plan.size);
+    let ss = plan.sector_size;
+    for p in &plan.partitions {
+        let start = p.first_lba * ss;
+        let len = p.sectors() * ss;
+        let w = PARTITION_WIPE.min(len);
+        img.zero_range(start, w)?;
+        img.zero_range(start + len - w, w)?;
+    }
+    let mut formatted = vec![];
+    let mut left = vec![];
+    if format {
+        for (p, d) in plan.partitions.iter().zip(&disk.partitions) {
+            match format_decision(p, d, ss) {
+                None => {}
+                Some(Err(why)) => left.push(why),
+                Some(Ok(())) => {
+                    let spec = FatSpec {
+                        label: None,
+                        volume_id: derive_u32(seed, &format!("fat-volume-id-{}", p.name)),
+                        timestamp,
+                        sector_size: ss,
+                        hidden_sectors: p.first_lba,
+                    };
+                    let fat = build_fat32(
+                        &mut img,
+                        p.first_lba * ss,
+                        p.sectors() * ss,
+                        &FileSet::new(),
+                        &spec,
+                    )
+                    .with_context(|| format!("partition {} ({})", p.number, p.name))?;
+                    formatted.push(Formatted {
+                        partition: p.number,
+                        label: p.name.clone(),
+                        fat,
+                    });
+                }
+            }
+        }
+    }
+    write_table(plan, &mut img)?;
+    Ok((img, formatted, left))
+}

@@ -1,0 +1,137 @@
+//! `verify` as a job: what the card is checked against, decided once from the flags. With no
+//! firmware, setting or node named, a card that carries a record is checked against it (and
+//! against every layout option given); otherwise against the firmware and layout named.
+
+use super::card::{load_disko, CardLayout, NodeRef};
+use super::firmware::FirmwareJob;
+use crate::cli::VerifyArgs;
+use crate::cluster::Custom;
+use crate::disk::geometry::{gpt_type, TableKind};
+use crate::disk::record::CardRecord;
+use crate::error::usage;
+use anyhow::Result;
+use std::path::PathBuf;
+
+/// The layout options given, each compared with a card's record.
+#[derive(Debug, Clone)]
+pub struct RecordChecks {
+    pub table: TableKind,
+    pub label: String,
+    pub sector_size: Option<u64>,
+    pub partition_size: Option<u64>,
+    pub partition_name: Option<String>,
+    pub part_type: Option<String>,
+    pub size: Option<u64>,
+}
+
+pub struct VerifyJob {
+    pub device: Option<PathBuf>,
+    pub image: Option<PathBuf>,
+    /// Set when nothing names a firmware: a record on the card is what it is checked against.
+    pub by_record: Option<RecordChecks>,
+    pub firmware: FirmwareJob,
+    pub layout: CardLayout,
+    pub custom: Custom,
+    pub node: Option<NodeRef>,
+}
+
+impl VerifyJob {
+    pub fn from_args(a: &VerifyArgs) -> Result<Self> {
+        let firmware = FirmwareJob::from_args(&a.firmware)?;
+        let l = &a.layout;
+        let cfg = match &l.node {
+            Some(n) => Some(load_disko(n, &l.config)?),
+            None => None,
+        };
+        let layout = CardLayout::new(l, cfg.as_ref())?;
+        let node = l.node.as_ref().map(|n| NodeRef {
+            name: n.clone(),
+            flake: l.config.flake.clone(),
+        });
+        let custom = super::custom::custom(
+            &a.custom,
+            node.as_ref().map(|n| (n.flake.as_path(), n.name.as_str())),
+        )?;
+        let names_nothing =
+            !firmware.names_one() && !super::custom::names_any(&a.custom) && node.is_none();
+        let by_record = if names_nothing {
+            Some(RecordChecks {
+                table: l.table,
+                label: l.label.clone(),
+                sector_size: l.sector_size.map(|s| s.0),
+                partition_size: l.partition_size.map(|s| s.0),
+                partition_name: l.partition_name.clone(),
+                part_type: match (&l.gpt_type, l.mbr_type) {
+                    (Some(code), _) => Some(
+                        gpt_type(code)
+                            .map_err(|e| usage(format!("--gpt-type: {e:#}")))?
+                            .to_string()
+                            .to_uppercase(),
+                    ),
+                    (None, Some(b)) => Some(format!("0x{:02x}", b.0)),
+                    (None, None) => None,
+                },
+                size: l.size.map(|s| s.0),
+            })
+        } else {
+            None
+        };
+        Ok(VerifyJob {
+            device: a.device.clone(),
+            image: a.image.clone(),
+            by_record,
+            firmware,
+            layout,
+            custom,
+            node,
+        })
+    }
+}
+
+impl RecordChecks {
+    /// The options against a card's record (of a disk of `size` bytes), one line per
+    /// difference.
+    pub fn against(&self, rec: &CardRecord, size: u64) -> Vec<String> {
+        let t = &rec.table;
+        let mut out = vec![];
+        let mut differs = |what: &str, want: String, got: String| {
+            if want != got {
+                out.push(format!(
+                    "{what}: expected {want}, the card's record says {got}"
+                ));
+            }
+        };
+        differs("partition table", self.table.name().into(), t.kind.clone());
+        differs(
+            "filesystem label",
+            format!("'{}'", self.label.to_ascii_uppercase()),
+            format!("'{}'", t.label),
+        );
+        if let Some(ss) = self.sector_size {
+            differs("sector size", ss.to_string(), t.sector_size.to_string());
+        }
+        if let Some(p) = self.partition_size {
+            // The record is read from the card: checked arithmetic.
+            let got = t
+                .last_lba
+                .checked_sub(t.first_lba)
+                .and_then(|n| n.checked_add(1))
+                .and_then(|n| n.checked_mul(t.sector_size))
+                .map_or("an impossible range".to_string(), |b| b.to_string());
+            differs("partition size", p.to_string(), got);
+        }
+        if let Some(n) = &self.partition_name {
+            differs("partition name", format!("'{n}'"), format!("'{}'", t.name));
+        }
+        if let Some(pt) = &self.part_type {
+            differs("partition type", pt.clone(), t.part_type.clone());
+        }
+        if let Some(s) = self.size {
+            // The message a firmware verify gives for the same difference.
+            if s != size {
+                out.push(format!("image size: expected {s}, found {size}"));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,375 @@
+//! One target of a write, as a type: its table areas wiped first, the data, the table last,
+//! then everything read back. Each step returns a typed error; a target that failed after it
+//! was touched has its table areas wiped again, so that it never looks bootable.
+
+use crate::progress::{Progress, TargetPhase, TargetStep};
+use crate::util::units::human;
+use std::io;
+
+/// A target of a write: a block device, or anything that behaves like one (tests).
+pub trait Sink: Send {
+    fn name(&self) -> String;
+    fn size(&self) -> u64;
+    fn sector_size(&self) -> u64;
+    fn write_at(&mut self, off: u64, data: &[u8]) -> io::Result<()>;
+    fn sync(&mut self) -> io::Result<()>;
+    /// Reads what the medium holds, bypassing any cache.
+    fn read_back(&mut self, off: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Asks the kernel to reread the partition table (a no-op by default).
+    fn reread(&mut self) {}
+}
+
+/// Bytes at each end of a target wiped before anything else is written and again on any
+/// failure: the MBR and a whole GPT (header and 128 entries) at 512- and 4096-byte sectors,
+/// primary and backup.
+pub const TABLE_AREA: u64 = 32 << 10;
+
+/// The table areas of a target of `size` bytes: (offset, len).
+pub fn table_areas(size: u64) -> Vec<(u64, u64)> {
+    if size <= 2 * TABLE_AREA {
+        vec![(0, size)]
+    } else {
+        vec![(0, TABLE_AREA), (size - TABLE_AREA, TABLE_AREA)]
+    }
+}
+
+/// Bytes the table areas of a target of `size` bytes take.
+pub fn table_area_bytes(size: u64) -> u64 {
+    table_areas(size).iter().map(|a| a.1).sum()
+}
+
+/// Why one target failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The target cannot take the image (too small, other sectors, no table in the image).
+    #[error("{0}")]
+    Refused(String),
+    /// An I/O error: what was being done ("writing at byte 4096", "flushing") and the error.
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+    #[error("the image goes past the device's end ({size} bytes) at byte {end}")]
+    PastEnd { end: u64, size: u64 },
+    #[error("read back differs from what was written at bytes {start}-{end}{}", wrap_text(*.wrap))]
+    Differs {
+        start: u64,
+        end: u64,
+        /// The device returned the same bytes this many bytes away: it wraps around.
+        wrap: Option<u64>,
+    },
+    #[error("interrupted ({0})")]
+    Interrupted(&'static str),
+    /// The image could not be read, or did not match its block map.
+    #[error("{0}")]
+    Source(String),
+    /// The medium holds less than it claims (the capacity probe).
+    #[error("{0}")]
+    Counterfeit(String),
+}
+
+fn wrap_text(wrap: Option<u64>) -> String {
+    match wrap {
+        Some(d) => format!(
+            ": the device gives back the same bytes {} away, so it wraps around every {} (a counterfeit holding about {})",
+            human(d),
+            human(d),
+            human(d)
+        ),
+        None => String::new(),
+    }
+}
+
+/// The state of a failed target's table areas.
+#[derive(Debug)]
+pub enum Wipe {
+    /// Nothing was written to the target.
+    Untouched,
+    /// The table areas were wiped again.
+    Wiped,
+    /// Wiping them failed too.
+    Failed(io::Error),
+}
+
+/// A failed target: the error and what became of its table areas.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}{}", match .wipe {
+    Wipe::Untouched => "; nothing was written".to_string(),
+    Wipe::Wiped => "; its partition table was wiped: burn it again".to_string(),
+    Wipe::Failed(w) => format!("; wiping its partition table again failed too ({w}): do not boot from it, burn it again"),
+})]
+pub struct Failed {
+    pub error: TargetError,
+    pub wipe: Wipe,
+    /// What the target took before it failed.
+    pub done: Stats,
+}
+
+/// What a target took.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    pub bytes_written: u64,
+    pub bytes_read_back: u64,
+    pub gpt_relocated: bool,
+}
+
+/// One target's result.
+#[derive(Debug)]
+pub struct TargetOutcome {
+    pub name: String,
+    pub result: Result<Stats, Failed>,
+}
+
+impl TargetOutcome {
+    pub fn ok(&self) -> bool {
+        self.result.is_ok()
+    }
+    /// The failure as one line, if any.
+    pub fn error_text(&self) -> Option<String> {
+        self.result.as_ref().err().map(|f| f.to_string())
+    }
+    /// What the target took, whether it failed or not.
+    pub fn stats(&self) -> Stats {
+        match &self.result {
+            Ok(s) => s.clone(),
+            Err(f) => f.done.clone(),
+        }
+    }
+}
+
+/// The head of the image and its backup GPT, once the whole image has been read.
+pub struct Final {
+    pub head: Vec<u8>,
+    /// The parts of the head the plan maps (a block map may leave gaps).
+    pub head_mapped: Vec<(u64, u64)>,
+    pub table: crate::disk::gpt::HeadTable,
+    /// The image's own backup GPT, held back (written at its place unless relocated).
+    pub tail: Vec<(u64, std::sync::Arc<Vec<u8>>)>,
+    pub image_size: Option<u64>,
+}
+
+/// A target being written, step by step.
+pub struct Writer<'p> {
+    id: usize,
+    name: String,
+    sink: Box<dyn Sink>,
+    size: u64,
+    verify: bool,
+    touched: bool,
+    /// What went where, as CRC-32 (hardware-assisted): enough to catch a bad read-back.
+    written: Vec<(u64, u64, u32)>,
+    pub stats: Stats,
+    progress: &'p dyn Progress,
+}
+
+impl<'p> Writer<'p> {
+    pub fn new(id: usize, sink: Box<dyn Sink>, verify: bool, progress: &'p dyn Progress) -> Self {
+        Writer {
+            id,
+            name: sink.name(),
+            size: sink.size(),
+            sink,
+            verify,
+            touched: false,
+            written: vec![],
+            stats: Stats::default(),
+            progress,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn sink(&mut self) -> &mut dyn Sink {
+        self.sink.as_mut()
+    }
+
+    /// Marks the target as written to (a failure from now on wipes its table areas).
+    pub fn touch(&mut self) {
+        self.touched = true;
+    }
+
+    pub fn step(&self, phase: TargetPhase, total: u64) {
+        self.progress.target(
+            self.id,
+            TargetStep::Begin {
+                name: self.name.clone(),
+                phase,
+                total,
+            },
+        );
+    }
+
+    fn advance(&self, n: u64) {
+        self.progress.target(self.id, TargetStep::Advance(n));
+    }
+
+    /// Zeros over the table areas: the first write to the target.
+    pub fn wipe(&mut self) -> Result<(), TargetError> {
+        self.touched = true;
+        for (o, l) in table_areas(self.size) {
+            self.sink
+                .write_at(o, &vec![0u8; l as usize])
+                .map_err(|source| TargetError::Io {
+                    what: format!("wiping the table area at byte {o}"),
+                    source,
+                })?;
+            self.stats.bytes_written += l;
+            self.advance(l);
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `off`, remembering its CRC for the read-back.
+    pub fn write(&mut self, off: u64, data: &[u8]) -> Result<(), TargetError> {
+        let end = off + data.len() as u64;
+        if end > self.size {
+            return Err(TargetError::PastEnd {
+                end,
+                size: self.size,
+            });
+        }
+        self.touched = true;
+        self.sink
+            .write_at(off, data)
+            .map_err(|source| TargetError::Io {
+                what: format!("writing at byte {off}"),
+                source,
+            })?;
+        self.stats.bytes_written += data.len() as u64;
+        self.advance(data.len() as u64);
+        if self.verify {
+            self.written
+                .push((off, data.len() as u64, crc32fast::hash(data)));
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), TargetError> {
+        self.sink.sync().map_err(|source| TargetError::Io {
+            what: "flushing".into(),
+            source,
+        })
+    }
+
+    /// Everything but the head is written: flush, the backup GPT (at the image's place, or
+    /// at the target's end when the target is larger), the head's mapped parts, flush.
+    pub fn finish(&mut self, f: &Final) -> Result<(), TargetError> {
+        self.step(TargetPhase::Flush, 0);
+        self.sync()?;
+        let relocate = match (&f.table, f.image_size) {
+            (crate::disk::gpt::HeadTable::Gpt(g), Some(s)) => {
+                s < self.size && (self.size / g.sector_size) > g.alternate_lba + 1
+            }
+            _ => false,
+        };
+        let head = match &f.table {
+            crate::disk::gpt::HeadTable::Gpt(g) if relocate => {
+                let (head, (boff, backup)) =
+                    crate::disk::gpt::relocate_gpt(&f.head, g, self.size / g.sector_size);
+                self.write(boff, &backup)?;
+                self.stats.gpt_relocated = true;
+                head
+            }
+            _ => {
+                for (off, data) in &f.tail {
+                    self.write(*off, data)?;
+                }
+                f.head.clone()
+            }
+        };
+        for (o, l) in &f.head_mapped {
+            self.write(*o, &head[*o as usize..(o + l) as usize])?;
+        }
+        self.sync()
+    }
+
+    /// Reads back every written range and compares it with what was written.
+    pub fn read_back(&mut self) -> Result<(), TargetError> {
+        if !self.verify {
+            return Ok(());
+        }
+        let total = self.written.iter().map(|w| w.1).sum();
+        self.step(TargetPhase::ReadBack, total);
+        let mut buf = vec![];
+        let written = std::mem::take(&mut self.written);
+        for &(off, len, sum) in &written {
+            if crate::blockdev::sys::interrupted() {
+                return Err(TargetError::Interrupted(
+                    crate::blockdev::sys::interrupt_name(),
+                ));
+            }
+            buf.resize(len as usize, 0);
+            self.sink
+                .read_back(off, &mut buf)
+                .map_err(|source| TargetError::Io {
+                    what: format!("reading back at byte {off}"),
+                    source,
+                })?;
+            self.stats.bytes_read_back += len;
+            self.advance(len);
+            if crc32fast::hash(&buf) != sum {
+                let wrap = wrap_distance(self.sink.as_mut(), off, &buf, self.size);
+                return Err(TargetError::Differs {
+                    start: off,
+                    end: off + len,
+                    wrap,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The target failed with `error`: its table areas wiped again when it was touched.
+    pub fn fail(&mut self, error: TargetError) -> Failed {
+        if !self.touched {
+            return Failed {
+                error,
+                wipe: Wipe::Untouched,
+                done: self.stats.clone(),
+            };
+        }
+        let mut wiped = Ok(());
+        for (o, l) in table_areas(self.size) {
+            wiped = wiped.and_then(|()| self.sink.write_at(o, &vec![0u8; l as usize]));
+        }
+        let wiped = wiped.and_then(|()| self.sink.sync());
+        self.sink.reread();
+        Failed {
+            error,
+            wipe: match wiped {
+                Ok(()) => Wipe::Wiped,
+                Err(e) => Wipe::Failed(e),
+            },
+            done: self.stats.clone(),
+        }
+    }
+
+    pub fn end(&self) {
+        self.progress.target(self.id, TargetStep::End);
+    }
+}
+
+/// Where the target gives back `found` (read at `off`) also a power of two higher or lower,
+/// the distance: the mark of a counterfeit whose address lines wrap around. Compares up to
+/// 64 KiB, and only data that is not one byte repeated (zeros, 0xFF) can tell.
+fn wrap_distance(sink: &mut dyn Sink, off: u64, found: &[u8], size: u64) -> Option<u64> {
+    let sample = &found[..found.len().min(64 << 10)];
+    if sample.is_empty() || sample.iter().all(|b| *b == sample[0]) {
+        return None;
+    }
+    let mut other = vec![0u8; sample.len()];
+    let mut same_at = |at: u64| sink.read_back(at, &mut other).is_ok() && other == sample;
+    (20..64u32)
+        .map(|k| 1u64 << k)
+        .take_while(|d| *d < size)
+        .find(|&d| {
+            let up = off
+                .checked_add(d)
+                .filter(|e| e + sample.len() as u64 <= size);
+            up.is_some_and(&mut same_at) || (d <= off && same_at(off - d))
+        })
+}

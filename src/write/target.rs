@@ -1,0 +1,126 @@
+//! Where a built disk goes: an image file, or a claimed device. One `deliver` for both: the
+//! image file written sparse with its block map and renamed into place, or the device
+//! written through the engine (table areas wiped, data, table last, read back).
+
+use crate::blockdev::Claimed;
+use crate::disk::sparse::SparseImage;
+use crate::error::{Mismatch, Refused};
+use crate::progress::Progress;
+use crate::write::engine::{Failed, TargetError};
+use crate::write::fanout::{flash, Input, Options};
+use crate::write::plan::Plan;
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+/// A target that passed every check made before anything is built or written.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// An image file to create, or to replace on success.
+    Image(PathBuf),
+    Device(Box<Claimed>),
+}
+
+impl Target {
+    /// For messages: the image's path, or the device's canonical path.
+    pub fn path(&self) -> &Path {
+        match self {
+            Target::Image(p) => p,
+            Target::Device(c) => c.disk().path(),
+        }
+    }
+
+    /// The device's size and sector size; an image has neither before it is laid out.
+    pub fn device_geometry(&self) -> Option<(u64, u64)> {
+        match self {
+            Target::Image(_) => None,
+            Target::Device(c) => Some((c.disk().info.size, c.disk().info.logical_sector_size)),
+        }
+    }
+
+    /// The `target` object of every report.
+    pub fn report(&self, size: u64) -> crate::report::Target {
+        crate::report::Target {
+            kind: match self {
+                Target::Image(_) => "image",
+                Target::Device(_) => "device",
+            },
+            path: self.path().display().to_string(),
+            size,
+        }
+    }
+}
+
+/// What a delivery did.
+#[derive(Debug, Clone, Default)]
+pub struct Delivered {
+    pub bytes_written: u64,
+    /// Read back and compared (devices, unless verification was off).
+    pub bytes_read_back: Option<u64>,
+    /// The block map beside an image.
+    pub bmap: Option<PathBuf>,
+}
+
+/// The bytes a device burn writes: the image's extents and the table areas wiped first.
+pub fn planned_bytes(img: &SparseImage) -> u64 {
+    img.written_bytes() + crate::write::engine::table_area_bytes(img.size())
+}
+
+/// A failed target as an error of the kind that picks the exit code: a read-back difference
+/// is a verification failure (3), a counterfeit a refusal (4), the rest a failure (1).
+pub fn failure(name: &str, f: Failed) -> anyhow::Error {
+    match &f.error {
+        TargetError::Differs { .. } => Mismatch(vec![format!("{name}: {f}")]).into(),
+        TargetError::Counterfeit(_) | TargetError::Refused(_) => {
+            Refused(format!("{name}: {f}")).into()
+        }
+        _ => anyhow::Error::new(f).context(name.to_string()),
+    }
+}
+
+/// Writes `img` to `target`.
+pub fn deliver(
+    img: &SparseImage,
+    target: &Target,
+    options: &Options,
+    progress: &dyn Progress,
+) -> Result<Delivered> {
+    match target {
+        Target::Image(path) => {
+            let (stats, bmap) = crate::write::image::write_image_and_map(path, img, progress)?;
+            Ok(Delivered {
+                bytes_written: stats.bytes_written,
+                bytes_read_back: None,
+                bmap: Some(bmap),
+            })
+        }
+        Target::Device(claimed) => {
+            let dev = claimed.open_for_writing()?;
+            if img.size() != dev.size {
+                bail!(
+                    "internal: the plan is for {} bytes, {} has {}",
+                    img.size(),
+                    dev.path.display(),
+                    dev.size
+                );
+            }
+            let sink = crate::write::device::DeviceSink::new(dev)?;
+            let outcome = flash(
+                Input::Sparse(img),
+                &Plan::from_sparse(img),
+                vec![Box::new(sink)],
+                options,
+                progress,
+            )
+            .pop()
+            .expect("one outcome per target");
+            match outcome.result {
+                Ok(s) => Ok(Delivered {
+                    bytes_written: s.bytes_written,
+                    bytes_read_back: options.verify.then_some(s.bytes_read_back),
+                    bmap: None,
+                }),
+                Err(f) => Err(failure(&outcome.name, f)),
+            }
+        }
+    }
+}
