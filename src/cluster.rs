@@ -62,6 +62,20 @@ fn table(t: &Table, from: &str) -> Result<Custom> {
     let mut out = Custom::default();
     for (name, v) in &t.uefi {
         let def = settings::def(name).with_context(|| format!("{from} uefi"))?;
+        // Names match without case: two spellings of one setting would leave one of them
+        // silently unused.
+        if let Some(other) = t
+            .uefi
+            .keys()
+            .find(|o| *o != name && o.eq_ignore_ascii_case(name))
+        {
+            bail!(usage(format!(
+                "{from} uefi: '{}' and '{}' are one setting ({}); give it once",
+                crate::util::text::printable(other),
+                crate::util::text::printable(name),
+                def.name
+            )));
+        }
         let text = match (v, def.allowed) {
             (toml::Value::String(s), Allowed::Text) => s.clone(),
             (toml::Value::Integer(i), Allowed::Range(..) | Allowed::OneOf(_)) => i.to_string(),
@@ -94,45 +108,78 @@ fn table(t: &Table, from: &str) -> Result<Custom> {
     Ok(out)
 }
 
+/// The largest pi-burn.toml read.
+const MAX_FILE: u64 = 1 << 20;
+
+/// A flake's pi-burn.toml, read and checked once: every table's keys, settings and values, and
+/// that every `[nodes.NAME]` is a node of the flake. A file-level error names the file only.
+pub struct Cluster {
+    defaults: Custom,
+    nodes: BTreeMap<String, Custom>,
+}
+
+impl Cluster {
+    /// Reads `flake/pi-burn.toml` (none: no settings); `nodes` are the flake's nodes.
+    pub fn load(flake: &Path, nodes: &[String]) -> Result<Self> {
+        let path = flake.join(FILE);
+        if !path.exists() {
+            return Ok(Cluster {
+                defaults: Custom::default(),
+                nodes: BTreeMap::new(),
+            });
+        }
+        let text = crate::util::read_text_limited(&path, MAX_FILE, "a pi-burn.toml")
+            .map_err(|e| usage(format!("{e:#}")))?;
+        let raw: Raw = toml::from_str(&text).map_err(|e| {
+            // toml's own text quotes the whole offending line: a position and the message.
+            let at = e.span().map_or(String::new(), |sp| {
+                let before = &text.as_bytes()[..sp.start.min(text.len())];
+                let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+                let col = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+                format!("line {line}, column {col}: ")
+            });
+            let msg: String = e
+                .message()
+                .trim()
+                .replace('\n', " ")
+                .chars()
+                .take(200)
+                .collect();
+            usage(format!("{}: {at}{msg}", path.display()))
+        })?;
+        if let Some(unknown) = raw.nodes.keys().find(|n| !nodes.contains(n)) {
+            bail!(usage(format!(
+                "{}: [nodes.{}] is not a node of the flake (its nodes: {})",
+                path.display(),
+                crate::util::text::printable(unknown),
+                nodes.join(", ")
+            )));
+        }
+        let defaults = match &raw.defaults {
+            Some(t) => table(t, &format!("{FILE} [defaults]"))?,
+            None => Custom::default(),
+        };
+        let mut own = BTreeMap::new();
+        for (n, t) in &raw.nodes {
+            own.insert(n.clone(), table(t, &format!("{FILE} [nodes.{n}]"))?);
+        }
+        Ok(Cluster {
+            defaults,
+            nodes: own,
+        })
+    }
+
+    /// What the file gives `node`: `[defaults]`, then `[nodes.NODE]` key by key.
+    pub fn for_node(&self, node: &str) -> Custom {
+        let own = self.nodes.get(node).cloned().unwrap_or_default();
+        self.defaults.clone().then(own)
+    }
+}
+
 /// The settings `flake/pi-burn.toml` gives `node` (nothing when there is no such file).
 /// `nodes` are the flake's nodes: a table for any other name is an error.
 pub fn for_node(flake: &Path, node: &str, nodes: &[String]) -> Result<Custom> {
-    let path = flake.join(FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Custom::default()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let raw: Raw = toml::from_str(&text).map_err(|e| {
-        // toml's own text quotes the whole offending line: a position and the message instead.
-        let at = e.span().map_or(String::new(), |sp| {
-            let before = &text.as_bytes()[..sp.start.min(text.len())];
-            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-            let col = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
-            format!("line {line}, column {col}: ")
-        });
-        usage(format!(
-            "{}: {at}{}",
-            path.display(),
-            e.message().trim().replace('\n', " ")
-        ))
-    })?;
-    if let Some(unknown) = raw.nodes.keys().find(|n| !nodes.contains(n)) {
-        bail!(usage(format!(
-            "{}: [nodes.{unknown}] is not a node of the flake (its nodes: {})",
-            path.display(),
-            nodes.join(", ")
-        )));
-    }
-    let defaults = match &raw.defaults {
-        Some(t) => table(t, &format!("{FILE} [defaults]"))?,
-        None => Custom::default(),
-    };
-    let own = match raw.nodes.get(node) {
-        Some(t) => table(t, &format!("{FILE} [nodes.{node}]"))?,
-        None => Custom::default(),
-    };
-    Ok(defaults.then(own))
+    Ok(Cluster::load(flake, nodes)?.for_node(node))
 }
 
 #[cfg(test)]

@@ -234,6 +234,27 @@ impl Progress for Bar {
     }
 }
 
+/// Names what each line is about (`images` builds every node at once: "pi-beta: building ...").
+pub struct Prefixed<'a> {
+    pub inner: &'a dyn Progress,
+    pub prefix: String,
+}
+
+impl Progress for Prefixed<'_> {
+    fn event(&self, e: Event) {
+        let p = &self.prefix;
+        self.inner.event(match e {
+            Event::Phase(s) => Event::Phase(format!("{p}{s}")),
+            Event::Notice(s) => Event::Notice(format!("{p}{s}")),
+            Event::Start { label, total } => Event::Start {
+                label: format!("{p}{label}"),
+                total,
+            },
+            e => e,
+        });
+    }
+}
+
 /// Keeps every event, for tests.
 #[derive(Default)]
 pub struct Recorder {

@@ -62,6 +62,26 @@ const SYSTEM_MOUNTS: &[&str] = &[
 
 /// Everything that forbids writing to `disk`, one reason each. Empty: the disk may be written.
 pub fn blockers(t: &SysTree, disk: &DiskInfo, allow: Allow) -> Result<Vec<String>> {
+    let mut out = in_use(t, disk)?;
+    if disk.read_only {
+        out.push(format!("{} is read-only", disk.name));
+    }
+    if disk.size == 0 {
+        out.push(format!("{} has no medium (size 0)", disk.name));
+    }
+    let portable = disk.removable || matches!(disk.transport.as_str(), "usb" | "mmc" | "loop");
+    if !portable && !allow.fixed_disk {
+        out.push(format!(
+            "{} is a fixed {} disk, not removable, USB or MMC (pass --allow-fixed-disk if you mean it)",
+            disk.name, disk.transport
+        ));
+    }
+    Ok(out)
+}
+
+/// What uses `disk` now: mounts, swap, holders (device-mapper, md, LUKS, ZFS), a deleted
+/// backing file. Empty: nothing the kernel shows.
+pub fn in_use(t: &SysTree, disk: &DiskInfo) -> Result<Vec<String>> {
     let mounts = sysfs::mounts(t)?;
     let swaps = sysfs::swaps(t)?;
     let mut out = vec![];
@@ -91,9 +111,6 @@ pub fn blockers(t: &SysTree, disk: &DiskInfo, allow: Allow) -> Result<Vec<String
             out.push(format!("{name} is in use as swap"));
         }
     }
-    if disk.read_only {
-        out.push(format!("{} is read-only", disk.name));
-    }
     // A loop device whose file was deleted still takes writes, into a file nobody can reach.
     if let Some(file) = disk
         .backing_file
@@ -103,16 +120,6 @@ pub fn blockers(t: &SysTree, disk: &DiskInfo, allow: Allow) -> Result<Vec<String
         out.push(format!(
             "{} is in use by a deleted file ({file}): what is written there is lost",
             disk.name
-        ));
-    }
-    if disk.size == 0 {
-        out.push(format!("{} has no medium (size 0)", disk.name));
-    }
-    let portable = disk.removable || matches!(disk.transport.as_str(), "usb" | "mmc" | "loop");
-    if !portable && !allow.fixed_disk {
-        out.push(format!(
-            "{} is a fixed {} disk, not removable, USB or MMC (pass --allow-fixed-disk if you mean it)",
-            disk.name, disk.transport
         ));
     }
     Ok(out)
@@ -152,11 +159,18 @@ impl Disk {
         &self.resolved.canonical
     }
 
-    /// Every reason not to write to it, including that this user may not open it for writing.
+    /// Every reason not to write to it, including that this user may not open it for writing
+    /// and that another program holds it open exclusively (another pi-burn writing it).
     pub fn blockers(&self, allow: Allow) -> Result<Vec<String>> {
         let mut out = blockers(&self.tree, &self.info, allow)?;
         if let Some(why) = not_writable(self.path()) {
             out.push(why);
+        }
+        if out.is_empty() && held_exclusively(self.path()) {
+            out.push(format!(
+                "{} is held open exclusively (a mount, RAID, LVM, LUKS, or another pi-burn writing it)",
+                self.path().display()
+            ));
         }
         Ok(out)
     }
@@ -172,6 +186,20 @@ pub fn not_writable(path: &Path) -> Option<String> {
         )),
         // Busy, no medium and the like are named by the other checks or when it is opened.
         Err(_) => None,
+    }
+}
+
+/// Whether something holds `path` open exclusively (O_EXCL on a block device answers EBUSY:
+/// mounted, claimed by the kernel, or opened O_EXCL by another pi-burn writing it).
+pub fn held_exclusively(path: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_EXCL | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(_) => false,
+        Err(e) => e.raw_os_error() == Some(libc::EBUSY),
     }
 }
 

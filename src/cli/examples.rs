@@ -10,7 +10,7 @@ pub const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
     ("sdcard", &[
         ("An image file from the pinned release (downloaded once, then cached)", "pi-burn sdcard --image sdcard.img"),
         ("A real card, with pi-beta's settings from pi-burn.toml", "pi-burn sdcard /dev/sdX --node pi-beta --flake ."),
-        ("Any firmware setting and a config.txt line, from a local zip", "pi-burn sdcard --image sd.img --firmware-zip RPi4_UEFI_Firmware_v1.50.zip --set RamLimitTo3GB=0 --config-txt hdmi_force_hotplug=1"),
+        ("Any firmware setting and a config.txt line, from a local zip", "pi-burn sdcard --image sd.img --firmware-zip fw.zip --set RamLimitTo3GB=0 --config-txt hdmi_force_hotplug=1"),
     ]),
     ("ssd", &[
         ("Show the table pi-gamma's disko config gives its SSD, write nothing", "pi-burn ssd --node pi-gamma --dry-run"),

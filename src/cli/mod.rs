@@ -57,8 +57,9 @@ pub enum Command {
     Firmware(FirmwareCommand),
     /// Print a shell completion script.
     Completions {
+        /// The shell: bash, zsh or fish.
         #[arg(value_enum)]
-        shell: Shell,
+        shell: Option<Shell>,
     },
     /// Print a man page (roff): pi-burn's, or one subcommand's; --out writes them all.
     Man(ManArgs),
@@ -205,7 +206,7 @@ pub struct SsdArgs {
     /// Replace an existing --image file even when it holds no partition table.
     #[arg(long, requires = "image")]
     pub force: bool,
-    /// Size of the image (K/M/G/T, powers of 1024).
+    /// Size of the image (K/M/G/T powers of 1024; KB/MB/GB/TB powers of 1000, as a "500 GB" disk).
     #[arg(long, value_name = "SIZE", requires = "image")]
     pub size: Option<Size>,
     /// Logical sector size of an image (512 or 4096; default 512). A device's own is always used.
@@ -424,7 +425,8 @@ pub struct LayoutArgs {
     /// Logical sector size of an image (512 or 4096; default 512). A device's own is always used.
     #[arg(long, value_name = "BYTES")]
     pub sector_size: Option<SectorSize>,
-    /// Image size (K/M/G/T, powers of 1024). Default: 1 MiB + partition + 1 MiB.
+    /// Image size (K/M/G/T powers of 1024; KB/MB/GB/TB powers of 1000). Default: 1 MiB +
+    /// partition + 1 MiB.
     #[arg(long, value_name = "SIZE")]
     pub size: Option<Size>,
     /// Size of the firmware partition [default: 512M].

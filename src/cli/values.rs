@@ -5,7 +5,8 @@ use crate::firmware::digest::Sha256Digest;
 use crate::util::units::parse_size;
 use std::str::FromStr;
 
-/// A size in bytes: a number with an optional K, M, G or T (powers of 1024).
+/// A size in bytes: a number with an optional K, M, G or T (powers of 1024) or KB, MB, GB, TB
+/// (powers of 1000).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size(pub u64);
 

@@ -1,11 +1,17 @@
-//! `pi-burn devices`: the whole disks, and whether pi-burn would write to each.
+//! `pi-burn devices`: the whole disks, what each holds, and whether pi-burn would write to it.
 
 use super::Global;
 use crate::blockdev::sysfs::{self, DiskInfo, SysTree};
-use crate::blockdev::{blockers, Allow};
+use crate::blockdev::{blockers, held_exclusively, in_use, not_writable, Allow};
+use crate::disk::identify::{identify, Identity};
+use crate::util::text::printable;
 use crate::util::units::human;
 use anyhow::Result;
 use serde::Serialize;
+use std::time::Duration;
+
+/// How long one disk may take to answer the reads of its table and record.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 #[derive(Serialize)]
 struct Row {
@@ -15,6 +21,8 @@ struct Row {
     in_use: bool,
     /// What a pi-burn card says it is (its record): node, board, firmware.
     card: Option<Card>,
+    /// What the disk holds, read with pi-burn's own readers (when it could be read).
+    holds: Option<String>,
     accepted: bool,
     reasons: Vec<String>,
 }
@@ -26,20 +34,23 @@ struct Card {
     firmware: String,
 }
 
-/// The record of a pi-burn card on `/dev/NAME`, read-only; nothing for any other disk, or when
-/// the disk cannot be read (not root).
-fn card_of(name: &str) -> Option<Card> {
-    use crate::disk::record::{CardRecord, MAX_BYTES, PATH};
+/// What `/dev/NAME` holds, read-only (its table, partitions, a card's record), within [`ANSWER_WITHIN`] (a disk whose reads stall is
+/// reported as not answering; its reader thread is left behind and ends with the process).
+/// Nothing when the disk cannot be opened (not root).
+fn holds(name: &str) -> Option<Result<Identity, String>> {
     let path = format!("/dev/{name}");
     let mut f = std::fs::File::open(&path).ok()?;
     let size = crate::blockdev::sys::size_bytes(&f).ok()?;
-    let bytes = crate::disk::cardread::read_one(&mut f, size, PATH, MAX_BYTES, &path).ok()??;
-    let r = CardRecord::parse(&bytes, &path).ok()?;
-    Some(Card {
-        node: r.node,
-        board: r.board,
-        firmware: r.firmware.version,
-    })
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(identify(&mut f, size));
+    });
+    Some(rx.recv_timeout(ANSWER_WITHIN).map_err(|_| {
+        format!(
+            "not answering: reads stalled for {} s",
+            ANSWER_WITHIN.as_secs()
+        )
+    }))
 }
 
 pub fn run(g: &Global) -> Result<()> {
@@ -49,13 +60,38 @@ pub fn run(g: &Global) -> Result<()> {
         let Ok(disk) = sysfs::inspect(&t, dev) else {
             continue;
         };
-        let reasons = blockers(&t, &disk, Allow::default())?;
-        let in_use = reasons.iter().any(|r| !r.contains("--allow-fixed-disk"));
+        let path = format!("/dev/{}", disk.name);
+        let mut reasons = blockers(&t, &disk, Allow::default())?;
+        let mut busy = !in_use(&t, &disk)?.is_empty();
+        if let Some(w) = not_writable(std::path::Path::new(&path)) {
+            reasons.push(w);
+        } else if reasons.is_empty() && held_exclusively(std::path::Path::new(&path)) {
+            reasons.push(format!(
+                "{path} is held open exclusively (a mount, RAID, LVM, LUKS, or another pi-burn writing it)"
+            ));
+            busy = true;
+        }
+        // Fixed disks (the machine's own) are never read: pi-burn writes none by default.
+        let portable = disk.removable || matches!(disk.transport.as_str(), "usb" | "mmc" | "loop");
+        let found = portable.then(|| holds(&disk.name)).flatten();
+        let card = match &found {
+            Some(Ok(Identity::Card(r))) => Some(Card {
+                node: r.node.as_deref().map(printable),
+                board: printable(&r.board),
+                firmware: printable(&r.firmware.version),
+            }),
+            _ => None,
+        };
+        let holds = found.map(|f| match f {
+            Ok(i) => i.describe(),
+            Err(e) => e,
+        });
         rows.push(Row {
-            path: format!("/dev/{}", disk.name),
+            path,
             accepted: reasons.is_empty(),
-            in_use,
-            card: card_of(&disk.name),
+            in_use: busy,
+            card,
+            holds,
             reasons,
             disk,
         });
@@ -67,6 +103,11 @@ pub fn run(g: &Global) -> Result<()> {
         );
         return Ok(());
     }
+    print_rows(&rows);
+    Ok(())
+}
+
+fn print_rows(rows: &[Row]) {
     println!(
         "{:<14} {:>10} {:<9} {:<4} {:<28} {:<20} {:<6} {:<20} pi-burn",
         "device", "size", "transport", "rm", "model", "serial", "in use", "card"
@@ -96,8 +137,12 @@ pub fn run(g: &Global) -> Result<()> {
             human(r.disk.size),
             r.disk.transport,
             if r.disk.removable { "yes" } else { "no" },
-            if model.is_empty() { "-".into() } else { model },
-            r.disk.serial.as_deref().unwrap_or("-"),
+            if model.is_empty() {
+                "-".into()
+            } else {
+                printable(&model)
+            },
+            printable(r.disk.serial.as_deref().unwrap_or("-")),
             if r.in_use { "yes" } else { "no" },
             if r.accepted {
                 "ok".to_string()
@@ -108,6 +153,8 @@ pub fn run(g: &Global) -> Result<()> {
         for id in &r.disk.by_id {
             println!("{:<14} {id}", "");
         }
+        if let (Some(h), None) = (&r.holds, &r.card) {
+            println!("{:<14} holds: {h}", "");
+        }
     }
-    Ok(())
 }

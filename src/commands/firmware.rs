@@ -55,7 +55,7 @@ pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&j)?);
             } else if !g.quiet {
                 println!(
-                    "{} {}: {} (sha256 {}, NAR {})",
+                    "{} {}: {} at {} (sha256 {}, NAR {})",
                     fw.board,
                     fw.version,
                     match fw.source {
@@ -63,6 +63,7 @@ pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
                         Source::Local => "verified and imported into the cache",
                         Source::Network => "downloaded, verified and cached",
                     },
+                    Cache::from_env()?.blob_path(&fw.zip_sha256).display(),
                     fw.zip_sha256,
                     fw.nar_sha256.sri()
                 );
@@ -140,10 +141,25 @@ fn list(manifest: Option<&std::path::Path>, g: &Global) -> Result<()> {
             });
         }
     }
+    // Cached zips the manifest does not pin as a release: custom builds, mirrors' zips.
+    let custom: Vec<serde_json::Value> = cache
+        .refs()
+        .into_iter()
+        .filter(|(b, v, _, blob)| {
+            blob.is_some() && !rows.iter().any(|r| &r.board == b && &r.version == v)
+        })
+        .map(|(b, v, sha, blob)| {
+            serde_json::json!({
+                "board": b, "version": v, "sha256": sha.hex(),
+                "cached": blob.map(|p| p.display().to_string()),
+            })
+        })
+        .collect();
     if g.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
+                "custom": custom,
                 "cache": cache.root.display().to_string(),
                 "boards": m.boards.iter().map(|(n, b)| (n.clone(), b.description.clone())).collect::<std::collections::BTreeMap<_, _>>(),
                 "releases": rows,
@@ -181,6 +197,17 @@ fn list(manifest: Option<&std::path::Path>, g: &Global) -> Result<()> {
             }
         );
     }
+    if !custom.is_empty() {
+        println!("cached builds the manifest does not pin (use them with --sha256 HEX):");
+        for c in &custom {
+            println!(
+                "  {:<6} {:<20} sha256 {}",
+                c["board"].as_str().unwrap_or(""),
+                c["version"].as_str().unwrap_or(""),
+                c["sha256"].as_str().unwrap_or("")
+            );
+        }
+    }
     Ok(())
 }
 
@@ -208,8 +235,10 @@ fn fd_of(a: &SettingsArgs) -> Result<(String, Vec<u8>)> {
     )?;
     const FD: &str = "RPI_EFI.fd";
     let (size, path) = (t.size(), t.path().to_string());
-    let fd = crate::disk::cardread::read_one(&mut t.file, size, FD, MAX_FD, &path)?
-        .with_context(|| format!("{path}: partition 1 has no /{FD} of at most 64 MiB"))?;
+    use crate::disk::cardread::{read_one, OneFile};
+    let OneFile::File(fd) = read_one(&mut t.file, size, FD, MAX_FD, &path)? else {
+        bail!("{path}: partition 1 has no /{FD} of at most 64 MiB");
+    };
     Ok((format!("{path}:/{FD}"), fd))
 }
 

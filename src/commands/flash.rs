@@ -28,57 +28,8 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
             src.how
         );
     }
-    let target_json = |c: &crate::blockdev::Claimed| {
-        serde_json::to_value(crate::report::Target {
-            kind: "device",
-            path: c.disk().path().display().to_string(),
-            size: c.disk().info.size,
-        })
-        .unwrap_or_default()
-    };
     if opts.dry_run {
-        // Every check a real run makes before writing: the image's table, its size and
-        // sector size against each device.
-        let head = read_head(src.input).context("reading the image's first MiB")?;
-        let problems = head_problems(
-            &head,
-            src.plan.image_size,
-            src.plan.require_table,
-            claimed.iter().map(|c| {
-                let d = c.disk();
-                (
-                    d.path().display().to_string(),
-                    d.info.size,
-                    d.info.logical_sector_size,
-                )
-            }),
-        );
-        let result = if problems.is_empty() {
-            g.progress()
-                .phase("dry run: every check passed; nothing was written");
-            Ok(())
-        } else {
-            Err(anyhow::anyhow!(
-                "dry run: {} of {} device(s) could not take the image; nothing was written",
-                problems.len(),
-                claimed.len()
-            ))
-        };
-        if g.json {
-            let j = serde_json::json!({
-                "image": src.name, "source": src.kind.name(), "dry_run": true, "write": src.how,
-                "targets": claimed.iter().map(|c| serde_json::json!({
-                    "target": target_json(c),
-                    "ok": !problems.iter().any(|p| p.starts_with(&format!("{}:", c.disk().path().display()))),
-                })).collect::<Vec<_>>(),
-                "problems": problems,
-            });
-            return finish_json(j, result);
-        }
-        for p in &problems {
-            println!("{p}");
-        }
-        return result;
+        return dry_run(src, &claimed, g);
     }
     let refs: Vec<&crate::blockdev::Claimed> = claimed.iter().collect();
     confirm(&refs, opts.yes)?;
@@ -105,6 +56,7 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
                     "target": target_json(c),
                     "ok": o.ok(), "error": o.error_text(), "bytes_written": s.bytes_written,
                     "bytes_read_back": s.bytes_read_back, "gpt_relocated": s.gpt_relocated,
+                    "grown": s.grown,
                 })
             }).collect::<Vec<_>>(),
         });
@@ -113,7 +65,86 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
     if !g.quiet || result.is_err() {
         print_table(&outcomes);
     }
+    grow_notes(&outcomes, g);
     result
+}
+
+/// The `target` object of every report, for a claimed device.
+fn target_json(c: &crate::blockdev::Claimed) -> serde_json::Value {
+    serde_json::to_value(crate::report::Target {
+        kind: "device",
+        path: c.disk().path().display().to_string(),
+        size: c.disk().info.size,
+    })
+    .unwrap_or_default()
+}
+
+/// `--dry-run`: every check a real run makes before writing, nothing written.
+fn dry_run(
+    src: crate::job::flash::Opened,
+    claimed: &[crate::blockdev::Claimed],
+    g: &Global,
+) -> Result<()> {
+    // Every check a real run makes before writing: the image's table, its size and
+    // sector size against each device.
+    let head = read_head(src.input).context("reading the image's first MiB")?;
+    let problems = head_problems(
+        &head,
+        src.plan.image_size,
+        src.plan.require_table,
+        claimed.iter().map(|c| {
+            let d = c.disk();
+            (
+                d.path().display().to_string(),
+                d.info.size,
+                d.info.logical_sector_size,
+            )
+        }),
+    );
+    let result = if problems.is_empty() {
+        g.progress()
+            .phase("dry run: every check passed; nothing was written");
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "dry run: {} of {} device(s) could not take the image; nothing was written",
+            problems.len(),
+            claimed.len()
+        ))
+    };
+    if g.json {
+        let j = serde_json::json!({
+            "image": src.name, "source": src.kind.name(), "dry_run": true, "write": src.how,
+            "targets": claimed.iter().map(|c| serde_json::json!({
+                "target": target_json(c),
+                "ok": !problems.iter().any(|p| p.starts_with(&format!("{}:", c.disk().path().display()))),
+            })).collect::<Vec<_>>(),
+            "problems": problems,
+        });
+        return finish_json(j, result);
+    }
+    for p in &problems {
+        println!("{p}");
+    }
+    result
+}
+
+/// What became of each device's table: laid out anew (a grown SSD), or moved to its end.
+fn grow_notes(outcomes: &[TargetOutcome], g: &Global) {
+    for o in outcomes.iter().filter(|o| o.ok()) {
+        let s = o.stats();
+        match (&s.grown, s.gpt_relocated) {
+            (Some(grown), _) => g.progress().phase(&format!(
+                "{}: the disk was laid out for the device as disko would: {grown}",
+                o.name
+            )),
+            (None, true) => g.progress().notice(&format!(
+                "notice: {}: the backup GPT moved to the device's end, the partitions kept the image's sizes (the space after them is unused); an SSD image pi-burn made, flashed with its block map, has its \"100%\" partition grown to the device",
+                o.name
+            )),
+            _ => {}
+        }
+    }
 }
 
 /// The run's outcome: every target failed by a read-back difference is a verification

@@ -7,6 +7,7 @@ use crate::cli::ImagesArgs;
 use crate::firmware::digest::Sha256Digest;
 use crate::firmware::Firmware;
 use crate::job::images::{ImagesJob, NodeJobs};
+use crate::progress::Progress;
 use crate::util::units::human;
 use crate::write::{deliver, Options};
 use anyhow::{Context, Result};
@@ -52,11 +53,16 @@ fn row(
 
 /// Builds and writes one node's pair into the staging directory.
 fn make(n: &NodeJobs, fw: &Firmware, out: &Path, g: &Global) -> Result<[Row; 2]> {
-    let quiet = Options { verify: false };
+    let quiet = Options::default();
+    let progress = crate::progress::Prefixed {
+        inner: g.progress(),
+        prefix: format!("{}: ", n.node),
+    };
+    let progress = &progress;
     let mut fw = fw.clone();
     let sd_target = n.card.target.claim(Default::default())?;
-    let card = n.card.build(&mut fw, &sd_target, g.progress())?;
-    let done = deliver(&card.built().disk, &sd_target, &quiet, g.progress())?;
+    let card = n.card.build(&mut fw, &sd_target, progress)?;
+    let done = deliver(&card.built().disk, &sd_target, &quiet, progress)?;
     let sd = row(
         &n.node,
         "sdcard",
@@ -68,9 +74,14 @@ fn make(n: &NodeJobs, fw: &Firmware, out: &Path, g: &Global) -> Result<[Row; 2]>
     let ssd_target = n.ssd.target.claim(Default::default())?;
     let built = n.ssd.build(&ssd_target)?;
     for l in &built.left {
-        g.progress().notice(&format!("notice: {}: {l}", n.node));
+        progress.notice(&format!("notice: {l}"));
     }
-    let done = deliver(&built.img, &ssd_target, &quiet, g.progress())?;
+    let done = deliver(
+        &built.img,
+        &ssd_target,
+        &n.ssd.write_options(&ssd_target),
+        progress,
+    )?;
     let ssd = row(
         &n.node,
         "ssd",
@@ -84,6 +95,9 @@ fn make(n: &NodeJobs, fw: &Firmware, out: &Path, g: &Global) -> Result<[Row; 2]>
 
 pub fn run(a: &ImagesArgs, g: &Global) -> Result<()> {
     let job = ImagesJob::from_args(a)?;
+    for n in job.nodes.iter().flat_map(|n| &n.ssd.notices) {
+        g.progress().notice(n);
+    }
     let fw = job.firmware.obtain(g.progress())?;
     let staging = crate::write::image::StagedDir::create(&job.staging)?;
     // One thread per node: building the FATs and hashing the ranges is CPU work.

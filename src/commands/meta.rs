@@ -5,7 +5,12 @@ use crate::error::usage;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 
-pub fn completions(shell: Shell) -> Result<()> {
+pub fn completions(shell: Option<Shell>) -> Result<()> {
+    let Some(shell) = shell else {
+        bail!(usage(
+            "completions needs the shell to complete for: bash, zsh or fish (e.g. pi-burn completions bash > /etc/bash_completion.d/pi-burn)"
+        ));
+    };
     let mut cmd = crate::cli::command();
     let sh = match shell {
         Shell::Bash => clap_complete::Shell::Bash,
@@ -76,12 +81,70 @@ fn list_section(w: &mut dyn Write, title: &str, items: &[(&str, &str)]) -> Resul
     Ok(())
 }
 
+/// SYNOPSIS with every option's value (clap_mangen's lists `[--table]` without it).
+fn synopsis(cmd: &clap::Command, path: &str, w: &mut dyn Write) -> Result<()> {
+    let mut parts = vec![format!(
+        "\\fB{}\\fR",
+        roff(&if path.is_empty() {
+            "pi-burn".to_string()
+        } else {
+            format!("pi-burn {path}")
+        })
+    )];
+    for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        let values = a.get_value_names().map(|v| {
+            v.iter()
+                .map(|n| format!(" \\fI{}\\fR", roff(n)))
+                .collect::<String>()
+        });
+        let takes = a.get_num_args().is_some_and(|n| n.takes_values());
+        let value = match (takes, values) {
+            (true, Some(v)) => v,
+            (true, None) => format!(" \\fI{}\\fR", roff(&a.get_id().to_string().to_uppercase())),
+            (false, _) => String::new(),
+        };
+        let flag = match (a.get_short(), a.get_long()) {
+            (Some(s), Some(l)) => format!("\\fB\\-{s}\\fR|\\fB{}\\fR", roff(&format!("--{l}"))),
+            (None, Some(l)) => format!("\\fB{}\\fR", roff(&format!("--{l}"))),
+            (Some(s), None) => format!("\\fB\\-{s}\\fR"),
+            (None, None) => {
+                // A positional argument.
+                let name = a
+                    .get_value_names()
+                    .and_then(|v| v.first().map(|n| n.to_string()))
+                    .unwrap_or_else(|| a.get_id().to_string().to_uppercase());
+                let p = format!("\\fI{}\\fR", roff(&name));
+                parts.push(if a.is_required_set() {
+                    p
+                } else {
+                    format!("[{p}]")
+                });
+                continue;
+            }
+        };
+        let repeat = if matches!(
+            a.get_action(),
+            clap::ArgAction::Append | clap::ArgAction::Count
+        ) {
+            "..."
+        } else {
+            ""
+        };
+        parts.push(format!("[{flag}{value}]{repeat}"));
+    }
+    if cmd.has_subcommands() {
+        parts.push("\\fISUBCOMMAND\\fR".into());
+    }
+    writeln!(w, ".SH SYNOPSIS\n{}", parts.join(" "))?;
+    Ok(())
+}
+
 /// One page: clap's sections, then EXAMPLES, EXIT STATUS and ENVIRONMENT.
 fn page(cmd: &clap::Command, path: &str, w: &mut dyn Write) -> Result<()> {
     let man = clap_mangen::Man::new(cmd.clone());
     man.render_title(w)?;
     man.render_name_section(w)?;
-    man.render_synopsis_section(w)?;
+    synopsis(cmd, path, w)?;
     man.render_description_section(w)?;
     if cmd.get_arguments().any(|a| !a.is_hide_set()) {
         man.render_options_section(w)?;

@@ -41,20 +41,24 @@ pub fn describe(disk: &Disk) -> String {
         d.size,
         d.logical_sector_size
     ));
-    if d.partitions.is_empty() {
-        s.push_str("partitions:  none\n");
-    }
     for p in &d.partitions {
         s.push_str(&format!(
-            "partition:   {} {} {}\n",
+            "partition:   {} {} {} (as the kernel sees it)\n",
             p.name,
             human(p.size),
             p.label
                 .as_deref()
-                .map(|l| format!("'{l}'"))
+                .map(|l| format!("'{}'", crate::util::text::printable(l)))
                 .unwrap_or_default()
         ));
     }
+    // What is on it, read with pi-burn's own readers: the kernel does not scan every table
+    // (loop devices, a card just written).
+    let holds = std::fs::File::open(disk.path())
+        .ok()
+        .map(|mut f| crate::disk::identify::identify(&mut f, d.size).describe())
+        .unwrap_or_else(|| "(could not be read)".into());
+    s.push_str(&format!("holds now:   {holds}\n"));
     s
 }
 

@@ -4,6 +4,7 @@
 use super::Global;
 use crate::disk::record::CardRecord;
 use crate::report::Target;
+use crate::util::text::printable;
 use anyhow::Result;
 
 /// Prints a record and the check's outcome.
@@ -16,47 +17,60 @@ pub fn print(target: &Target, rec: &CardRecord, problems: &[String], g: &Global)
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(());
     }
-    for p in problems {
-        println!("{path}: {p}");
+    for line in problems {
+        println!("{path}: {}", printable(line));
     }
     if g.quiet && problems.is_empty() {
         return Ok(());
     }
+    // The record is read from the card: its text is printed escaped (no terminal control).
+    let p = printable;
     let t = &rec.table;
     println!(
         "{path}: {} card{}: firmware {} {}, made by {}",
-        rec.board,
+        p(&rec.board),
         rec.node
             .as_ref()
-            .map(|n| format!(" for {n}"))
+            .map(|n| format!(" for {}", p(n)))
             .unwrap_or_default(),
-        rec.board,
-        rec.firmware.version,
-        rec.made_by
+        p(&rec.board),
+        p(&rec.firmware.version),
+        p(&rec.made_by)
     );
     println!(
         "  zip sha256 {}\n  NAR        {}",
-        rec.firmware.zip_sha256, rec.firmware.nar_sha256
+        p(&rec.firmware.zip_sha256),
+        p(&rec.firmware.nar_sha256)
     );
     println!(
         "  {} table, {}-byte sectors; partition {} sectors {}-{}{}; FAT32 '{}'",
-        t.kind,
+        p(&t.kind),
         t.sector_size,
         t.partition,
         t.first_lba,
         t.last_lba,
         if t.name.is_empty() {
-            format!(", type {}", t.part_type)
+            format!(", type {}", p(&t.part_type))
         } else {
-            format!(", '{}'", t.name)
+            format!(", '{}'", p(&t.name))
         },
-        t.label
+        p(&t.label)
     );
     for s in &rec.uefi {
-        println!("  UEFI {} = {} (from {})", s.name, s.value, s.from);
+        println!(
+            "  UEFI {} = {} (from {})",
+            p(&s.name),
+            p(&s.value.to_string()),
+            p(&s.from)
+        );
     }
     for e in &rec.config_txt {
-        println!("  config.txt {}={} (from {})", e.key, e.value, e.from);
+        println!(
+            "  config.txt {}={} (from {})",
+            p(&e.key),
+            p(&e.value),
+            p(&e.from)
+        );
     }
     if problems.is_empty() {
         println!(

@@ -40,6 +40,9 @@ fn show_plan(target: &Target, card: &Card, fw: &crate::firmware::Firmware) {
 pub fn run(args: &SdcardArgs, g: &Global) -> Result<()> {
     // Every check first: the options, then the target; then the firmware.
     let job = CardJob::from_args(args)?;
+    for n in &job.notices {
+        g.progress().notice(n);
+    }
     let target = job.target.claim(job.device.allow())?;
     job.geometry(&target)?;
     let mut fw = job.firmware.obtain(g.progress())?;

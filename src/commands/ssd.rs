@@ -123,6 +123,9 @@ fn warn_other_device(job: &SsdJob, target: &Target, g: &Global) {
 
 pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
     let job = SsdJob::from_args(a)?;
+    for n in &job.notices {
+        g.progress().notice(n);
+    }
     match &job.source {
         ConfigSource::BuiltinDefault => g.progress().notice(&format!(
             "notice: --layout default: {} gets the cluster's documented layout (BOOT 1G EF00 vfat /boot; zfs 100% for pool rpool), not a config file",
@@ -152,7 +155,12 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
     if let Target::Device(c) = &target {
         confirm(&[c], opts.yes)?;
     }
-    let done = match deliver(&built.img, &target, &opts.write_options(), g.progress()) {
+    let done = match deliver(
+        &built.img,
+        &target,
+        &job.write_options(&target),
+        g.progress(),
+    ) {
         Ok(d) => d,
         Err(e) => return super::fail_with_report(report, e, g),
     };

@@ -7,6 +7,18 @@ use crate::firmware::digest::Sha256Digest;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
+/// The element that carries an SSD image's disk description.
+pub const DISK_ELEMENT: &str = "PiBurnDisk";
+
+/// The largest disk description read (a config of 128 partitions is about 40 KB).
+const MAX_DISK_JSON: usize = 1 << 20;
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// The version of bmaptool's format pi-burn writes.
 pub const VERSION: &str = "2.0";
 
@@ -27,6 +39,9 @@ pub struct Bmap {
     pub image_size: u64,
     pub block_size: u64,
     pub ranges: Vec<BmapRange>,
+    /// pi-burn's own element (other readers pass over it): the disko disk an SSD image was
+    /// laid out from, as JSON, so that `flash` can lay the same disk out on a larger device.
+    pub disk: Option<String>,
 }
 
 impl Bmap {
@@ -71,6 +86,7 @@ pub fn from_image(img: &SparseImage) -> Bmap {
         image_size: img.size(),
         block_size: B,
         ranges,
+        disk: None,
     }
 }
 
@@ -93,6 +109,12 @@ pub fn to_xml(b: &Bmap) -> String {
     x.push_str(&format!(
         "    <BmapFileChecksum> {ZERO_CHECKSUM} </BmapFileChecksum>\n"
     ));
+    if let Some(d) = &b.disk {
+        x.push_str(&format!(
+            "    <{DISK_ELEMENT}> {} </{DISK_ELEMENT}>\n",
+            xml_escape(d)
+        ));
+    }
     x.push_str("    <BlockMap>\n");
     for r in &b.ranges {
         let span = if r.first == r.last {
@@ -197,10 +219,15 @@ pub fn parse(text: &str, origin: &str) -> Result<Bmap> {
     if ranges.is_empty() {
         bail!("{origin} lists no ranges: there is nothing to write");
     }
+    let disk = text_of(DISK_ELEMENT);
+    if disk.as_ref().is_some_and(|d| d.len() > MAX_DISK_JSON) {
+        bail!("{origin}: <{DISK_ELEMENT}> is larger than {MAX_DISK_JSON} bytes");
+    }
     Ok(Bmap {
         image_size,
         block_size,
         ranges,
+        disk,
     })
 }
 
@@ -287,8 +314,12 @@ mod tests {
                 last: 1,
                 sha256: None,
             }],
+            disk: Some("{\"a\": \"<&>\"}".into()),
         });
-        assert!(parse(&good, "t").is_ok());
+        assert_eq!(
+            parse(&good, "t").unwrap().disk.as_deref(),
+            Some("{\"a\": \"<&>\"}")
+        );
         let no_sum = |x: &str| {
             x.replace(
                 &x[x.find("<BmapFileChecksum>").unwrap()

@@ -54,27 +54,38 @@ fn partition_one<R: Read + Seek>(
     }
     Ok((table, table_problems, start, end))
 }
+/// A file read by [`read_one`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OneFile {
+    Missing,
+    /// Larger than the limit asked for (not read further).
+    TooLarge,
+    File(Vec<u8>),
+}
 
-/// One root-directory file of partition 1's FAT, when present and at most `max` bytes.
+/// One root-directory file of partition 1's FAT, read up to `max` bytes.
 pub fn read_one<R: Read + Seek>(
     disk: &mut R,
     size: u64,
     name: &str,
     max: u64,
     origin: &str,
-) -> Result<Option<Vec<u8>>> {
+) -> Result<OneFile> {
     let (_, _, start, end) = partition_one(disk, size, origin)?;
     let slice = fscommon::StreamSlice::new(ReadOnly(&mut *disk), start, end)?;
     let fs = fatfs::FileSystem::new(slice, fatfs::FsOptions::new().update_accessed_date(false))
         .with_context(|| format!("{origin}: partition 1 holds no readable FAT filesystem"))?;
     let Ok(f) = fs.root_dir().open_file(name) else {
-        return Ok(None);
+        return Ok(OneFile::Missing);
     };
     let mut out = vec![];
     f.take(max + 1)
         .read_to_end(&mut out)
         .with_context(|| format!("{origin}: reading /{name}"))?;
-    Ok((out.len() as u64 <= max).then_some(out))
+    if out.len() as u64 > max {
+        return Ok(OneFile::TooLarge);
+    }
+    Ok(OneFile::File(out))
 }
 
 /// Reads `disk` of `size` bytes; `keep` names files to keep whole, each with a size limit.
@@ -136,27 +147,38 @@ pub fn read_card<R: Read + Seek>(
 }
 
 /// Reads the card's record and checks the card against it: the record and the differences.
+/// A disk that is no pi-burn card is an error saying what it is.
 pub fn check_record<R: Read + Seek>(
     disk: &mut R,
     size: u64,
     origin: &str,
 ) -> Result<(crate::disk::record::CardRecord, Vec<String>)> {
-    use crate::disk::record::{self, CardRecord};
-    let card = read_card(disk, size, &[(record::PATH, record::MAX_BYTES)], origin)?;
-    if card.files.contains_key(record::PATH) && !card.kept.contains_key(record::PATH) {
-        bail!(
-            "{origin}: /{} is larger than {} bytes: not a pi-burn card record",
-            record::PATH,
-            record::MAX_BYTES
-        );
-    }
-    let Some(bytes) = card.kept.get(record::PATH) else {
-        bail!(
-            "{origin} is not a card pi-burn made: partition 1 has no /{} (check it against the firmware with `pi-burn verify --firmware VERSION`)",
-            record::PATH
-        );
+    use crate::disk::identify::{identify, Identity};
+    use crate::disk::record;
+    let rec = match identify(disk, size) {
+        Identity::Card(r) => *r,
+        Identity::Table {
+            bad_record: Some(e),
+            ..
+        } => bail!("{origin}: {e}: not a pi-burn card record"),
+        Identity::Damaged(e) => bail!("{origin}: {e}"),
+        other => {
+            let hint = match &other {
+                Identity::Table { partitions, .. }
+                    if partitions.first().is_some_and(|p| p.content == Some("FAT32")) =>
+                {
+                    " (a firmware card made elsewhere: check it against the firmware with `pi-burn verify --firmware VERSION`)"
+                }
+                _ => "",
+            };
+            bail!(
+                "{origin} is not a card pi-burn made (its partition 1 has no /{}): it holds {}{hint}",
+                record::PATH,
+                other.describe()
+            )
+        }
     };
-    let rec = CardRecord::parse(bytes, origin)?;
+    let card = read_card(disk, size, &[], origin)?;
     let mut problems = card.table_problems.clone();
     problems.extend(rec.check_table(&card.table, &card.label));
     problems.extend(rec.check_files(&card.files, "found"));

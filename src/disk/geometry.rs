@@ -322,6 +322,9 @@ mod tests {
         assert_eq!(parse_size("512M").unwrap(), 512 * MIB);
         assert_eq!(parse_size("1G").unwrap(), GIB);
         assert_eq!(parse_size("500GiB").unwrap(), 500 * GIB);
+        // Regression (issue 23): a "500 GB" SSD is 500 * 10^9 bytes, not 500 GiB.
+        assert_eq!(parse_size("500GB").unwrap(), 500_000_000_000);
+        assert_eq!(parse_size("2TB").unwrap(), 2_000_000_000_000);
         assert_eq!(parse_size("2t").unwrap(), 2048 * GIB);
         assert_eq!(parse_size("4096").unwrap(), 4096);
         for bad in ["", "M", "12Q", "-1G", "1.5G", "99999999999999999999T"] {

@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 
 /// Where the record lives on the FAT partition.
 pub const PATH: &str = "pi-burn.json";
-/// Records larger than this are not read.
-pub const MAX_BYTES: u64 = 1 << 20;
+/// The largest record: written only when it is no larger (checked before the card is built),
+/// read only up to it. 16 MiB holds the record of about 100,000 files.
+pub const MAX_BYTES: u64 = 16 << 20;
 const FORMAT: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,14 +260,15 @@ impl CardRecord {
 
     /// One-line summary for listings.
     pub fn summary(&self) -> String {
+        use crate::util::text::printable;
         format!(
             "{}{} {}",
             self.node
                 .as_ref()
-                .map(|n| format!("{n}: "))
+                .map(|n| format!("{}: ", printable(n)))
                 .unwrap_or_default(),
-            self.board,
-            self.firmware.version
+            printable(&self.board),
+            printable(&self.firmware.version)
         )
     }
 }
@@ -276,7 +278,15 @@ pub fn add_to(files: &mut FileSet, rec: &CardRecord) -> Result<()> {
     if files.get(PATH).is_some() {
         bail!("the firmware already has a /{PATH}: pi-burn keeps its card record there");
     }
-    files.add_file(PATH, rec.to_bytes(), false)
+    let bytes = rec.to_bytes();
+    if bytes.len() as u64 > MAX_BYTES {
+        bail!(
+            "the card's record of {} files would be {} bytes, more than pi-burn reads back ({MAX_BYTES}): the firmware has too many files",
+            rec.files.len(),
+            bytes.len()
+        );
+    }
+    files.add_file(PATH, bytes, false)
 }
 
 #[cfg(test)]

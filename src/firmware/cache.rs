@@ -61,7 +61,12 @@ impl Cache {
             let p = self.blob_path(&sha);
             return p.is_file().then_some(p);
         }
-        let text = fs::read_to_string(self.ref_path(board, version)).ok()?;
+        let text = crate::util::read_text_limited(
+            &self.ref_path(board, version),
+            1024,
+            "a cache reference",
+        )
+        .ok()?;
         let sha = Sha256Digest::from_hex(text.trim()).ok()?;
         let p = self.blob_path(&sha);
         p.is_file().then_some(p)
@@ -83,6 +88,41 @@ impl Cache {
             format!("{sha}\n").as_bytes(),
         )?;
         Ok(blob)
+    }
+
+    /// Every reference in the cache: (board or "url", version, the zip's sha256, its blob when
+    /// it is there), sorted. At most 10,000 are listed.
+    pub fn refs(&self) -> Vec<(String, String, Sha256Digest, Option<PathBuf>)> {
+        let mut out = vec![];
+        let Ok(boards) = fs::read_dir(self.root.join("refs")) else {
+            return out;
+        };
+        for b in boards.flatten().take(1000) {
+            let Ok(versions) = fs::read_dir(b.path()) else {
+                continue;
+            };
+            for v in versions.flatten().take(10_000) {
+                let text = crate::util::read_limited(&v.path(), 1024, "a cache reference")
+                    .ok()
+                    .and_then(|t| String::from_utf8(t).ok());
+                let Some(sha) = text.and_then(|t| Sha256Digest::from_hex(t.trim()).ok()) else {
+                    continue;
+                };
+                let blob = self.blob_path(&sha);
+                out.push((
+                    b.file_name().to_string_lossy().into_owned(),
+                    v.file_name().to_string_lossy().into_owned(),
+                    sha,
+                    blob.is_file().then_some(blob),
+                ));
+                if out.len() >= 10_000 {
+                    out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+                    return out;
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out
     }
 
     /// The lock every download into this cache holds (one file, never removed).

@@ -35,6 +35,9 @@ pub struct EditApplied {
     pub from: String,
 }
 
+/// The longest config.txt line the boot loader reads (it ignores what follows).
+pub const MAX_LINE: usize = 98;
+
 /// Keys whose lines accumulate.
 const ADDITIVE: &[&str] = &["dtoverlay", "dtparam"];
 
@@ -66,7 +69,14 @@ pub fn edit(key: &str, value: &str, from: &str) -> Result<Edit> {
     }
     if value.is_empty() || value.chars().any(|c| c.is_control()) {
         bail!(usage(format!(
-            "{from} {key}={value:?}: the value must be non-empty and on one line"
+            "{from} {key}={}: the value must be non-empty and on one line",
+            crate::util::text::printable(value)
+        )));
+    }
+    let line = key.len() + 1 + value.len();
+    if line > MAX_LINE {
+        bail!(usage(format!(
+            "{from} {key}=...: the line would be {line} characters; the boot loader reads config.txt lines of at most {MAX_LINE}"
         )));
     }
     Ok(Edit {

@@ -150,7 +150,7 @@ impl Manifest {
         match path {
             None => Ok(Self::embedded()),
             Some(p) => {
-                let text = std::fs::read_to_string(p)
+                let text = crate::util::read_text_limited(p, 1 << 20, "a manifest")
                     .with_context(|| format!("reading manifest {}", p.display()))?;
                 Self::parse(&text, &p.display().to_string())
             }
@@ -173,8 +173,15 @@ impl Board {
             .iter()
             .find(|r| r.version == version)
             .with_context(|| {
+                let v = format!("v{version}");
+                let hint = if self.releases.iter().any(|r| r.version == v) {
+                    format!("; did you mean {v}?")
+                } else {
+                    String::new()
+                };
                 format!(
-                    "unknown firmware version '{version}' (known: {})",
+                    "unknown firmware version '{}' (known: {}){hint}",
+                    crate::util::text::printable(version),
                     self.releases
                         .iter()
                         .map(|r| r.version.as_str())

@@ -305,7 +305,11 @@ pub fn obtain(
                     req.max_unpacked
                 );
             }
-            let zip = std::fs::read(path).with_context(|| format!("reading {name}"))?;
+            let zip = crate::util::read_limited(
+                path,
+                req.max_unpacked,
+                "a firmware zip (--max-unpacked)",
+            )?;
             verify_zip(manifest, req, &zip, &name, None, Source::Local)
         }
         Origin::Url(url) => {
@@ -327,6 +331,16 @@ pub fn obtain(
             fetch_and_store(manifest, req, url, "url", &sha.hex(), net, progress)
         }
         Origin::Release => {
+            // A zip pinned by the user's own --sha256 may be in the cache as it is (a custom
+            // build fetched or imported before): that one, offline too.
+            if let Some(sha) = req.sha256 {
+                let blob = net.cache.blob_path(&sha);
+                if blob.is_file() {
+                    if let Some(fw) = from_cache(manifest, req, Some(blob), net, progress)? {
+                        return Ok(fw);
+                    }
+                }
+            }
             let board = manifest.board(&req.board)?;
             let release = match &req.version {
                 Some(v) => board.release(v)?,
@@ -368,9 +382,9 @@ fn from_cache(
     net: &Online,
     progress: &dyn crate::progress::Progress,
 ) -> Result<Option<Firmware>> {
-    use anyhow::Context;
     let Some(path) = cached else { return Ok(None) };
-    let zip = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let zip =
+        crate::util::read_limited(&path, req.max_unpacked, "a firmware zip (--max-unpacked)")?;
     match verify_zip(
         manifest,
         req,
@@ -403,7 +417,6 @@ fn recheck(
     ref_version: &str,
     net: &Online,
 ) -> Result<Option<Firmware>> {
-    use anyhow::Context;
     let pin = match (req.sha256, ref_board) {
         (Some(sha), "url") => Some(sha),
         _ => manifest
@@ -416,8 +429,7 @@ fn recheck(
     let cached = net.cache.lookup(ref_board, ref_version, pin);
     match cached {
         Some(path) => {
-            let zip =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let zip = crate::util::read_limited(&path, req.max_unpacked, "a firmware zip")?;
             // Quietly: a blob that does not verify is the one being replaced.
             Ok(verify_zip(
                 manifest,

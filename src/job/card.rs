@@ -213,6 +213,8 @@ pub struct CardJob {
     pub custom: Custom,
     pub node: Option<NodeRef>,
     pub device: DeviceOpts,
+    /// What the user should hear about the node's config.
+    pub notices: Vec<String>,
 }
 
 /// A node's disko config, as the options say to read it.
@@ -253,6 +255,7 @@ impl CardJob {
             custom,
             node,
             device: DeviceOpts::from_args(&a.device_opts),
+            notices: cfg.map(|c| c.notices).unwrap_or_default(),
         })
     }
 
@@ -378,8 +381,9 @@ impl Card {
     pub fn plan_line(&self) -> String {
         let plan = &self.plan;
         format!(
-            "{} {} table; partition 1 at sector {}, {}, {}FAT32 '{}'",
+            "{} ({} bytes) {} table; partition 1 at sector {}, {}, {}FAT32 '{}'",
             human(plan.size),
+            plan.size,
             plan.table.name(),
             plan.partitions[0].first_lba,
             human(self.layout.partition_size),
@@ -423,5 +427,6 @@ pub fn for_node(
             flake: flake.to_path_buf(),
         }),
         device: DeviceOpts::default(),
+        notices: vec![],
     })
 }

@@ -15,6 +15,17 @@ use std::path::Path;
 /// The settings and config.txt edits a card gets: `FLAKE/pi-burn.toml`'s for `node` (when
 /// given), overridden by the command line's. Checked before any download.
 pub fn custom(a: &CustomArgs, node: Option<(&Path, &str)>) -> Result<Custom> {
+    let base = match node {
+        Some((flake, node)) => {
+            crate::cluster::for_node(flake, node, &crate::ssd::config::nodes(flake))?
+        }
+        None => Custom::default(),
+    };
+    with_base(a, base)
+}
+
+/// The command line's settings and edits over `base` (a node's pi-burn.toml values).
+pub fn with_base(a: &CustomArgs, base: Custom) -> Result<Custom> {
     let mut cli = Custom::default();
     let mut friendly = |flag: &str, name: &str, v: u32| -> Result<()> {
         let d = def(name)?;
@@ -48,12 +59,6 @@ pub fn custom(a: &CustomArgs, node: Option<(&Path, &str)>) -> Result<Custom> {
     }
     cli.settings.extend(a.set.iter().cloned());
     cli.edits = a.config_txt.clone();
-    let base = match node {
-        Some((flake, node)) => {
-            crate::cluster::for_node(flake, node, &crate::ssd::config::nodes(flake))?
-        }
-        None => Custom::default(),
-    };
     Ok(base.then(cli))
 }
 

@@ -40,9 +40,110 @@ pub struct Opened {
     pub how: String,
 }
 
+/// The disk an SSD image's block map describes (see `SsdJob::described`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Described {
+    node: String,
+    seed: String,
+    sector_size: u64,
+    attr: String,
+    disk: serde_json::Value,
+}
+
+/// An SSD image's disk laid out anew on a larger device, as disko's sgdisk would lay it out
+/// there: the partitions sized "100%" take the rest of the device, every other one stays.
+struct DiskoRelayout {
+    node: String,
+    seed: String,
+    disk: crate::ssd::DiskoDisk,
+    /// The image's own table.
+    image: crate::disk::geometry::DiskPlan,
+}
+
+impl DiskoRelayout {
+    fn parse(text: &str, image_size: u64, origin: &str) -> Result<Self> {
+        let d: Described = serde_json::from_str(text)
+            .with_context(|| format!("{origin}: its disk description is not pi-burn's"))?;
+        if d.node.len() > 255 || d.seed.len() > 4096 || d.node.chars().any(char::is_control) {
+            bail!("{origin}: its disk description names no plausible node");
+        }
+        let devices = serde_json::json!({ "disk": { d.attr.clone(): d.disk } });
+        let what = format!("{origin} (the disk it describes)");
+        let disk = crate::ssd::DiskoDisk::from_devices(&devices, &d.attr, &what)?;
+        let image = crate::ssd::plan(&disk, image_size, d.sector_size, &d.seed)
+            .with_context(|| what.clone())?;
+        Ok(DiskoRelayout {
+            node: d.node,
+            seed: d.seed,
+            disk,
+            image,
+        })
+    }
+}
+
+impl crate::write::plan::Relayout for DiskoRelayout {
+    fn relayout(
+        &self,
+        size: u64,
+        ss: u64,
+    ) -> std::result::Result<crate::write::plan::Relaid, String> {
+        let instead = format!(
+            "make the SSD on this device with `pi-burn ssd --node {} DEVICE`",
+            self.node
+        );
+        let plan = crate::ssd::plan(&self.disk, size, ss, &self.seed)
+            .map_err(|e| format!("{e:#}; {instead}"))?;
+        let mut zero = vec![];
+        let mut grew = vec![];
+        for (new, old) in plan.partitions.iter().zip(&self.image.partitions) {
+            if new.first_lba != old.first_lba || new.last_lba < old.last_lba {
+                return Err(format!(
+                    "on this device disko would place partition {} ({}) at sectors {}-{}, not where the image has it ({}-{}); {instead}",
+                    new.number, new.name, new.first_lba, new.last_lba, old.first_lba, old.last_lba
+                ));
+            }
+            if new.last_lba > old.last_lba {
+                let end = (new.last_lba + 1) * ss;
+                let w = crate::disk::card::PARTITION_WIPE.min(new.sectors() * ss);
+                zero.push((end - w, w));
+                grew.push(format!(
+                    "partition {} {}: {} -> {}",
+                    new.number,
+                    new.name,
+                    human(old.sectors() * ss),
+                    human(new.sectors() * ss)
+                ));
+            }
+        }
+        let mut table = crate::disk::sparse::SparseImage::new(size);
+        crate::disk::table::write_table(&plan, &mut table).map_err(|e| format!("{e:#}"))?;
+        Ok(crate::write::plan::Relaid {
+            blocks: table.blocks().map(|(o, d)| (o, d.to_vec())).collect(),
+            zero,
+            note: if grew.is_empty() {
+                "the table moved to the device's end".into()
+            } else {
+                grew.join(", ")
+            },
+        })
+    }
+}
+
 /// The largest block map pi-burn reads (a bmap of a 2 TiB image at 4 KiB blocks, every other
 /// block mapped, is about 40 MiB).
 const MAX_BMAP: u64 = 64 << 20;
+
+/// The plan of a block map: its ranges, and the disk laid out anew on a larger device when the
+/// map describes an SSD image's disk.
+fn plan_of(b: &Bmap, path: &Path) -> Result<Plan> {
+    let mut plan = Plan::from_bmap(b);
+    if let Some(text) = &b.disk {
+        let r = DiskoRelayout::parse(text, b.image_size, &path.display().to_string())?;
+        plan.relayout = Some(crate::write::plan::RelayoutRef(std::sync::Arc::new(r)));
+    }
+    Ok(plan)
+}
 
 impl FlashJob {
     pub fn from_args(a: &FlashArgs) -> Result<Self> {
@@ -139,11 +240,16 @@ impl FlashJob {
                     );
                 }
                 let how = format!(
-                    "block map {} ({} mapped)",
+                    "block map {} ({} mapped{})",
                     p.display(),
-                    human(b.mapped_bytes())
+                    human(b.mapped_bytes()),
+                    if b.disk.is_some() {
+                        "; the disk laid out anew on a larger device, as disko would"
+                    } else {
+                        ""
+                    }
                 );
-                (Input::File(f), Plan::from_bmap(&b), how)
+                (Input::File(f), plan_of(&b, &p)?, how)
             }
             (Some((p, b)), _) => {
                 let how = format!(
@@ -155,7 +261,7 @@ impl FlashJob {
                 let stream = src
                     .stream
                     .context("a compressed image is read as a stream")?;
-                (Input::Stream(stream), Plan::from_bmap(&b), how)
+                (Input::Stream(stream), plan_of(&b, &p)?, how)
             }
             (None, Some(f)) if kind == Kind::Raw => {
                 // Without a block map nothing says a hole does not matter: holes are written as

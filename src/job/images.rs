@@ -81,10 +81,12 @@ impl ImagesJob {
         let firmware = FirmwareJob::from_args(&a.firmware)?;
         // Every node's inputs first: a bad config or pi-burn.toml stops the run before any
         // download or write.
+        // pi-burn.toml once: an error in it names the file, not a node.
+        let cluster = crate::cluster::Cluster::load(&a.flake, &nodes)?;
         let mut jobs = vec![];
         for node in &nodes {
-            let n =
-                node_jobs(a, node, &staging, &firmware).with_context(|| format!("node {node}"))?;
+            let n = node_jobs(a, &cluster, node, &staging, &firmware)
+                .with_context(|| format!("node {node}"))?;
             jobs.push(n);
         }
         Ok(ImagesJob {
@@ -98,8 +100,14 @@ impl ImagesJob {
     }
 }
 
-fn node_jobs(a: &ImagesArgs, node: &str, staging: &Path, fw: &FirmwareJob) -> Result<NodeJobs> {
-    let custom = super::custom::custom(&a.custom, Some((a.flake.as_path(), node)))?;
+fn node_jobs(
+    a: &ImagesArgs,
+    cluster: &crate::cluster::Cluster,
+    node: &str,
+    staging: &Path,
+    fw: &FirmwareJob,
+) -> Result<NodeJobs> {
+    let custom = super::custom::with_base(&a.custom, cluster.for_node(node))?;
     let cfg = crate::ssd::load(&a.flake, node, a.eval, None, false)?;
     let card = for_node(
         &cfg,

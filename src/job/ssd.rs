@@ -22,6 +22,9 @@ pub struct SsdJob {
     pub flake: PathBuf,
     pub source: ConfigSource,
     pub disk: DiskoDisk,
+    /// The disk as the config gives it (`disko.devices.disk.<attr>`), for an image's block
+    /// map: flash lays the same disk out on a larger device from it.
+    pub disk_raw: serde_json::Value,
     pub seed: String,
     /// Format the vfat partitions disko's mkfs.vfat would make FAT32.
     pub format: bool,
@@ -30,6 +33,8 @@ pub struct SsdJob {
     pub image_size: Option<u64>,
     pub sector_size: u64,
     pub device: DeviceOpts,
+    /// What the user should hear about the node's config.
+    pub notices: Vec<String>,
 }
 
 impl SsdJob {
@@ -65,6 +70,8 @@ impl SsdJob {
                 .unwrap_or_else(|| format!("{}/{}", a.node, disk.name)),
             node: a.node.clone(),
             flake: a.config.flake.clone(),
+            disk_raw: cfg.devices["disk"][&disk.attr].clone(),
+            notices: cfg.notices,
             source: cfg.source,
             disk,
             format: !a.no_format,
@@ -102,6 +109,8 @@ impl SsdJob {
             node: cfg.node.clone(),
             flake: flake.to_path_buf(),
             source: cfg.source.clone(),
+            disk_raw: cfg.devices["disk"][&disk.attr].clone(),
+            notices: cfg.notices.clone(),
             disk,
             format: true,
             target: TargetSpec::Image { path: image, force },
@@ -116,6 +125,30 @@ impl SsdJob {
         target
             .device_geometry()
             .unwrap_or((self.image_size.unwrap_or(0), self.sector_size))
+    }
+
+    /// What the block map of this SSD's image carries: the disk, how its GUIDs are seeded, its
+    /// sector size and node, so that `flash` can lay it out on a larger device as disko would.
+    pub fn described(&self, sector_size: u64) -> String {
+        serde_json::json!({
+            "node": self.node,
+            "seed": self.seed,
+            "sector_size": sector_size,
+            "attr": self.disk.attr,
+            "disk": self.disk_raw,
+        })
+        .to_string()
+    }
+
+    /// The write options for `target`: an image's block map describes the disk.
+    pub fn write_options(&self, target: &crate::write::Target) -> crate::write::Options {
+        crate::write::Options {
+            bmap_disk: match target {
+                crate::write::Target::Image(_) => Some(self.described(self.sector_size)),
+                crate::write::Target::Device(_) => None,
+            },
+            ..self.device.write_options()
+        }
     }
 
     /// The plan on `target` and the disk built in memory (nothing is written).

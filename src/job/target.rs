@@ -37,6 +37,7 @@ impl DeviceOpts {
     pub fn write_options(&self) -> crate::write::Options {
         crate::write::Options {
             verify: self.verify,
+            bmap_disk: None,
         }
     }
 }

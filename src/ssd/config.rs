@@ -86,11 +86,31 @@ pub struct NodeConfig {
     pub node: String,
     pub source: ConfigSource,
     pub devices: Value,
+    /// What the user should hear about the node's NixOS config (a flake evaluation sees it).
+    pub notices: Vec<String>,
+}
+
+impl NodeConfig {
+    /// Notes that the node's config boots with extlinux, when it does.
+    fn extlinux(mut self, yes: bool) -> Self {
+        if yes {
+            self.notices.push(format!(
+                "warning: {}'s NixOS config enables boot.loader.generic-extlinux-compatible (U-Boot's extlinux.conf); the UEFI firmware card boots an EFI loader from the SSD's ESP: set boot.loader.systemd-boot.enable (or GRUB's EFI install) and boot.loader.efi.canTouchEfiVariables = false (see the README)",
+                self.node
+            ));
+        }
+        self
+    }
 }
 
 /// What `--apply` keeps of `disko.devices`: plain values only (disko's `_create`, `_pkgs` and
 /// `_config` hold scripts, functions and derivations), and the option names of each partition
 /// and table, so that an option pi-burn does not know is refused rather than dropped.
+/// The largest disk-config.nix read (the cluster's are about 4 KB).
+const MAX_CONFIG: u64 = 1 << 20;
+/// The largest `--disko-json` file read.
+const MAX_JSON: u64 = 16 << 20;
+
 const APPLY_NIX: &str = include_str!("apply.nix");
 
 /// The `--apply` function for `nix eval` (ssd/apply.nix without its comments, on one line).
@@ -223,8 +243,9 @@ fn check_node_name(node: &str) -> Result<()> {
     Ok(())
 }
 
-/// `nix eval` of the flake's `nixosConfigurations.NODE.config.disko.devices`.
-pub fn eval_flake(flake: &Path, node: &str) -> Result<Value> {
+/// `nix eval` of the flake's `nixosConfigurations.NODE.config`: its `disko.devices`, and
+/// whether it boots with extlinux (which the UEFI firmware card cannot boot).
+pub fn eval_flake(flake: &Path, node: &str) -> Result<(Value, bool)> {
     check_node_name(node)?;
     if !flake.join("flake.nix").is_file() {
         bail!(
@@ -234,9 +255,10 @@ pub fn eval_flake(flake: &Path, node: &str) -> Result<Value> {
     }
     let dir =
         std::fs::canonicalize(flake).with_context(|| format!("reading {}", flake.display()))?;
-    let installable = format!(
-        "{}#nixosConfigurations.\"{node}\".config.disko.devices",
-        dir.display()
+    let installable = format!("{}#nixosConfigurations.\"{node}\".config", dir.display());
+    let apply = format!(
+        "config: {{ devices = ({}) config.disko.devices; extlinux = config.boot.loader.generic-extlinux-compatible.enable or false; }}",
+        nix_apply()
     );
     let out = Command::new("nix")
         .args([
@@ -246,19 +268,22 @@ pub fn eval_flake(flake: &Path, node: &str) -> Result<Value> {
             "nix-command flakes",
             &installable,
             "--apply",
-            &nix_apply(),
+            &apply,
         ])
         .output()
         .context("running nix (install Nix, or use --disko-json FILE)")?;
     if !out.status.success() {
         bail!(
-            "nix eval of {installable} failed: {}",
-            stderr_summary(&out.stderr)
+            "nix eval of {installable}.disko.devices failed: {}; without what the flake needs here (its inputs, the network): --eval builtin for a config within the built-in evaluator's subset, or --disko-json FILE made where the flake evaluates: {}",
+            stderr_summary(&out.stderr),
+            json_command(flake, node)
         );
     }
-    let v: Value = serde_json::from_slice(&out.stdout)
+    let mut v: Value = serde_json::from_slice(&out.stdout)
         .with_context(|| format!("reading nix eval's JSON for {installable}"))?;
-    strip_option_lists(v, &installable)
+    let extlinux = v["extlinux"] == Value::Bool(true);
+    let devices = strip_option_lists(v["devices"].take(), &installable)?;
+    Ok((devices, extlinux))
 }
 
 /// Checks the `_options` lists the apply function added, then removes them.
@@ -297,8 +322,7 @@ fn strip_option_lists(mut v: Value, origin: &str) -> Result<Value> {
 
 /// Evaluates a disko config file with the built-in evaluator, refusing a module with `imports`.
 pub fn eval_builtin(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = crate::util::read_text_limited(path, MAX_CONFIG, "a disko config")?;
     let v = super::nixeval::eval(&text, &path.display().to_string())?;
     if v.get("imports").is_some() {
         return Err(super::nixeval::Unsupported {
@@ -372,11 +396,11 @@ pub fn load(
             node: node.into(),
             devices: devices_of(v, &origin)?,
             source,
+            notices: vec![],
         })
     };
     if let Some(j) = disko_json {
-        let text =
-            std::fs::read_to_string(j).with_context(|| format!("reading {}", j.display()))?;
+        let text = crate::util::read_text_limited(j, MAX_JSON, "disko.devices as JSON")?;
         let v: Value =
             serde_json::from_str(&text).with_context(|| format!("{} is not JSON", j.display()))?;
         let v = strip_option_lists(v, &j.display().to_string())?;
@@ -392,8 +416,8 @@ pub fn load(
     check_node_name(node)?;
     let flake_ok = flake.join("flake.nix").is_file() && on_path("nix");
     if mode == EvalMode::Flake {
-        let v = eval_flake(flake, node)?;
-        return node_cfg(ConfigSource::Flake(flake.into()), v);
+        let (v, extlinux) = eval_flake(flake, node)?;
+        return node_cfg(ConfigSource::Flake(flake.into()), v).map(|c| c.extlinux(extlinux));
     }
     let file = flake.join("hosts").join(node).join("disk-config.nix");
     if !file.is_file() {
@@ -413,9 +437,9 @@ pub fn load(
             Ok(v) => node_cfg(ConfigSource::File(file.clone(), "built-in evaluator"), v),
             Err(e) if e.downcast_ref::<super::nixeval::Unsupported>().is_none() => Err(e),
             Err(e) if flake_ok => {
-                let v = eval_flake(flake, node)
+                let (v, extlinux) = eval_flake(flake, node)
                     .with_context(|| format!("the built-in evaluator could not ({e}), so the flake was evaluated, and"))?;
-                node_cfg(ConfigSource::Flake(flake.into()), v)
+                node_cfg(ConfigSource::Flake(flake.into()), v).map(|c| c.extlinux(extlinux))
             }
             Err(e) if on_path("nix-instantiate") => {
                 let v = nix_instantiate(&file)

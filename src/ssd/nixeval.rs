@@ -284,6 +284,9 @@ const MAX_DEPTH: usize = 128;
 const MAX_RUN: usize = 64;
 
 /// Refuses sources whose nesting could exhaust the stack: brackets, unary minus runs, long
+/// Operators a file may hold before the parser runs (see [`check_nesting`]).
+const MAX_OPERATORS: usize = 256;
+
 /// dotted paths, and chains of `:`/`with`/`let`/`if`/`assert`.
 fn check_nesting(text: &str, origin: &str) -> Result<()> {
     use rnix::SyntaxKind::*;
@@ -291,7 +294,10 @@ fn check_nesting(text: &str, origin: &str) -> Result<()> {
         bail!("{origin}: {} bytes is more than the built-in evaluator reads ({MAX_SOURCE}); use --eval flake or --disko-json", text.len());
     }
     let (mut depth, mut subs, mut dots, mut chains) = (0usize, 0usize, 0usize, 0usize);
-    for (kind, _) in rnix::tokenize(text) {
+    let mut operators = 0usize;
+    let mut line = 1usize;
+    for (kind, token) in rnix::tokenize(text) {
+        line += token.bytes().filter(|b| *b == b'\n').count();
         match kind {
             TOKEN_WHITESPACE | TOKEN_COMMENT => continue,
             TOKEN_L_BRACE | TOKEN_L_BRACK | TOKEN_L_PAREN | TOKEN_INTERPOL_START => depth += 1,
@@ -299,6 +305,14 @@ fn check_nesting(text: &str, origin: &str) -> Result<()> {
                 depth = depth.saturating_sub(1)
             }
             TOKEN_COLON | TOKEN_WITH | TOKEN_LET | TOKEN_IF | TOKEN_ASSERT => chains += 1,
+            // The subset has no operators (but '-' before a number); the parser is slow on
+            // long chains of them: a few hundred are refused before it runs.
+            TOKEN_ADD | TOKEN_SUB | TOKEN_MUL | TOKEN_DIV | TOKEN_CONCAT | TOKEN_UPDATE
+            | TOKEN_AND_AND | TOKEN_OR_OR | TOKEN_EQUAL | TOKEN_NOT_EQUAL | TOKEN_LESS
+            | TOKEN_LESS_OR_EQ | TOKEN_MORE | TOKEN_MORE_OR_EQ | TOKEN_IMPLICATION
+            | TOKEN_INVERT | TOKEN_QUESTION | TOKEN_OR | TOKEN_PIPE_LEFT | TOKEN_PIPE_RIGHT => {
+                operators += 1
+            }
             _ => {}
         }
         subs = if kind == TOKEN_SUB { subs + 1 } else { 0 };
@@ -317,6 +331,10 @@ fn check_nesting(text: &str, origin: &str) -> Result<()> {
             Some(format!("more than {MAX_RUN} '-' in a row"))
         } else if dots > MAX_DEPTH {
             Some(format!("an attribute path of more than {MAX_DEPTH} parts"))
+        } else if operators > MAX_OPERATORS {
+            Some(format!(
+                "more than {MAX_OPERATORS} operators (the built-in evaluator takes none)"
+            ))
         } else if chains > 4 * MAX_DEPTH {
             Some(format!(
                 "more than {} functions, 'let', 'with', 'if' and 'assert'",
@@ -328,7 +346,7 @@ fn check_nesting(text: &str, origin: &str) -> Result<()> {
         if let Some(what) = what {
             return Err(Unsupported {
                 origin: origin.to_string(),
-                line: 0,
+                line,
                 what,
             }
             .into());

@@ -3,11 +3,18 @@
 
 pub mod ids;
 pub mod le;
+pub mod text;
 pub mod units;
 
 use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::path::Path;
+
+/// [`read_limited`] of a text file (UTF-8).
+pub fn read_text_limited(path: &Path, max: u64, what: &str) -> Result<String> {
+    String::from_utf8(read_limited(path, max, what)?)
+        .with_context(|| format!("{} is not UTF-8 text", path.display()))
+}
 
 /// Reads the file at `path` whole, refusing one larger than `max` bytes (checked while
 /// reading, so a device, a pipe or a growing file cannot make it allocate more). `what` names

@@ -6,8 +6,9 @@ pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * KIB;
 pub const GIB: u64 = 1024 * MIB;
 
-/// Parses a size: a number of bytes, or a number with K, M, G or T (powers of 1024), optionally
-/// followed by `iB`/`B` (`512M`, `1G`, `500GiB`).
+/// Parses a size: a number of bytes, or a number with K, M, G or T (powers of 1024, as sgdisk
+/// and disko read them; also KiB ... TiB), or KB, MB, GB, TB (powers of 1000, as disk makers
+/// and `truncate` count: a "500 GB" SSD holds 500000000000 bytes).
 pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -20,11 +21,15 @@ pub fn parse_size(s: &str) -> Result<u64> {
         .with_context(|| format!("'{s}' is not a size"))?;
     let mult = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
-        "K" | "KIB" | "KB" => KIB,
-        "M" | "MIB" | "MB" => MIB,
-        "G" | "GIB" | "GB" => GIB,
-        "T" | "TIB" | "TB" => 1024 * GIB,
-        _ => bail!("'{s}' is not a size: unknown unit '{unit}' (K, M, G and T are powers of 1024)"),
+        "K" | "KIB" => KIB,
+        "M" | "MIB" => MIB,
+        "G" | "GIB" => GIB,
+        "T" | "TIB" => 1024 * GIB,
+        "KB" => 1000,
+        "MB" => 1000 * 1000,
+        "GB" => 1000 * 1000 * 1000,
+        "TB" => 1000 * 1000 * 1000 * 1000,
+        _ => bail!("'{s}' is not a size: unknown unit '{unit}' (K, M, G and T are powers of 1024; KB, MB, GB and TB powers of 1000)"),
     };
     n.checked_mul(mult)
         .with_context(|| format!("'{s}' is too large"))

@@ -109,6 +109,9 @@ pub struct Stats {
     pub bytes_written: u64,
     pub bytes_read_back: u64,
     pub gpt_relocated: bool,
+    /// The disk was laid out anew on the larger target: what grew.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grown: Option<String>,
 }
 
 /// One target's result.
@@ -156,6 +159,8 @@ pub struct Writer<'p> {
     touched: bool,
     /// What went where, as CRC-32 (hardware-assisted): enough to catch a bad read-back.
     written: Vec<(u64, u64, u32)>,
+    /// The image's disk laid out anew for this target, when it is larger.
+    relaid: Option<crate::write::plan::Relaid>,
     pub stats: Stats,
     progress: &'p dyn Progress,
 }
@@ -170,6 +175,7 @@ impl<'p> Writer<'p> {
             verify,
             touched: false,
             written: vec![],
+            relaid: None,
             stats: Stats::default(),
             progress,
         }
@@ -185,6 +191,11 @@ impl<'p> Writer<'p> {
 
     pub fn sink(&mut self) -> &mut dyn Sink {
         self.sink.as_mut()
+    }
+
+    /// The table this target gets instead of the image's (written in [`Writer::finish`]).
+    pub fn relay(&mut self, relaid: crate::write::plan::Relaid) {
+        self.relaid = Some(relaid);
     }
 
     /// Marks the target as written to (a failure from now on wipes its table areas).
@@ -260,6 +271,9 @@ impl<'p> Writer<'p> {
     pub fn finish(&mut self, f: &Final) -> Result<(), TargetError> {
         self.step(TargetPhase::Flush, 0);
         self.sync()?;
+        if let Some(r) = self.relaid.take() {
+            return self.finish_relaid(f, r);
+        }
         let relocate = match (&f.table, f.image_size) {
             (crate::disk::gpt::HeadTable::Gpt(g), Some(s)) => {
                 s < self.size && (self.size / g.sector_size) > g.alternate_lba + 1
@@ -284,6 +298,41 @@ impl<'p> Writer<'p> {
         for (o, l) in &f.head_mapped {
             self.write(*o, &head[*o as usize..(o + l) as usize])?;
         }
+        self.sync()
+    }
+
+    /// [`Writer::finish`] with the disk laid out anew: the grown partitions' ends zeroed, the
+    /// new backup table, then the head with the new primary table, flushed.
+    fn finish_relaid(
+        &mut self,
+        f: &Final,
+        r: crate::write::plan::Relaid,
+    ) -> Result<(), TargetError> {
+        use crate::disk::geometry::HEAD;
+        for &(o, l) in &r.zero {
+            let mut at = o;
+            while at < o + l {
+                let n = (o + l - at).min(4 << 20);
+                self.write(at, &vec![0u8; n as usize])?;
+                at += n;
+            }
+        }
+        let mut head = f.head.clone();
+        let mut mapped = f.head_mapped.clone();
+        for (off, data) in &r.blocks {
+            if *off < HEAD {
+                let end = (*off as usize + data.len()).min(head.len());
+                head[*off as usize..end].copy_from_slice(&data[..end - *off as usize]);
+                mapped.push((*off, (end - *off as usize) as u64));
+            } else {
+                self.write(*off, data)?;
+            }
+        }
+        for (o, l) in coalesce(mapped) {
+            self.write(o, &head[o as usize..(o + l) as usize])?;
+        }
+        self.stats.gpt_relocated = true;
+        self.stats.grown = Some(r.note);
         self.sync()
     }
 
@@ -351,6 +400,19 @@ impl<'p> Writer<'p> {
     pub fn end(&self) {
         self.progress.target(self.id, TargetStep::End);
     }
+}
+
+/// Ranges merged where they overlap or touch, in order.
+fn coalesce(mut r: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    r.sort();
+    let mut out: Vec<(u64, u64)> = vec![];
+    for (o, l) in r {
+        match out.last_mut() {
+            Some((lo, ll)) if o <= *lo + *ll => *ll = (*ll).max(o + l - *lo),
+            _ => out.push((o, l)),
+        }
+    }
+    out
 }
 
 /// Where the target gives back `found` (read at `off`) also a power of two higher or lower,

@@ -31,6 +31,8 @@ pub enum Input<'a> {
 pub struct Options {
     /// Read back everything written and compare it.
     pub verify: bool,
+    /// For an image file: the disk description its block map carries (an SSD image).
+    pub bmap_disk: Option<String>,
 }
 
 /// Why the reading side stopped every writer.
@@ -276,6 +278,7 @@ struct Fanout<'s, 'e> {
     started: bool,
     table: HeadTable,
     image_size: Option<u64>,
+    relayout: Option<super::plan::RelayoutRef>,
     /// One sender per started target.
     txs: Vec<Option<SyncSender<Msg>>>,
     tail_region: Option<(u64, u64)>,
@@ -348,6 +351,12 @@ impl<'s, 'e> Fanout<'s, 'e> {
             self.image_size.get_or_insert(g.image_size());
         }
         let data = self.plan_bytes.or(self.image_size).unwrap_or(0);
+        if let Err(why) = self.check_relayout() {
+            for sink in &pending {
+                self.refuse(sink.as_ref(), why.clone());
+            }
+            return;
+        }
         for sink in pending {
             if let Some(why) = misfit(
                 &self.table,
@@ -358,10 +367,20 @@ impl<'s, 'e> Fanout<'s, 'e> {
                 self.refuse(sink.as_ref(), why);
                 continue;
             }
+            let relaid = match self.relaid_for(sink.as_ref()) {
+                Ok(r) => r,
+                Err(why) => {
+                    self.refuse(sink.as_ref(), why);
+                    continue;
+                }
+            };
             let (tx, rx) = sync_channel::<Msg>(4);
             let id = self.outcomes.len();
             let total = data + super::engine::table_area_bytes(sink.size());
-            let w = Writer::new(id, sink, self.options.verify, self.progress);
+            let mut w = Writer::new(id, sink, self.options.verify, self.progress);
+            if let Some(r) = relaid {
+                w.relay(r);
+            }
             // Writers ignore Ctrl-C: it reaches the reading thread, which stops them.
             let handle = crate::blockdev::sys::with_interrupts_blocked(|| {
                 self.scope.spawn(move || run_target(w, rx, total))
@@ -369,6 +388,36 @@ impl<'s, 'e> Fanout<'s, 'e> {
             self.handles.push((id, handle));
             self.outcomes.push(None);
             self.txs.push(Some(tx));
+        }
+    }
+
+    /// A relayout must reproduce the image's own table on the image's own size: else the block
+    /// map's disk description is not this image's.
+    fn check_relayout(&self) -> Result<(), String> {
+        let (Some(r), HeadTable::Gpt(g), Some(size)) =
+            (&self.relayout, &self.table, self.image_size)
+        else {
+            return Ok(());
+        };
+        let own = r.0.relayout(size, g.sector_size)?;
+        for (off, data) in own.blocks.iter().filter(|(o, _)| *o < HEAD) {
+            let end = (*off as usize + data.len()).min(self.head.len());
+            if self.head[*off as usize..end] != data[..end - *off as usize] {
+                return Err(format!(
+                    "the disk its block map describes does not give the image's own table (they differ at byte {off}): the map is not this image's"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The table a larger target gets, when the plan lays the disk out anew.
+    fn relaid_for(&self, sink: &dyn Sink) -> Result<Option<super::plan::Relaid>, String> {
+        match (&self.relayout, self.image_size) {
+            (Some(r), Some(size)) if sink.size() > size => {
+                r.0.relayout(sink.size(), sink.sector_size()).map(Some)
+            }
+            _ => Ok(None),
         }
     }
 
@@ -491,6 +540,7 @@ pub fn flash(
             started: false,
             table: HeadTable::None,
             image_size: plan.image_size,
+            relayout: plan.relayout.clone(),
             txs: vec![],
             tail_region: None,
             tail: vec![],

@@ -229,6 +229,22 @@ pub fn commit(staged: Vec<Staged>) -> Result<()> {
 pub fn check_replaceable(path: &Path, force: bool) -> Result<()> {
     use std::os::unix::fs::FileExt;
     check_image_path(path)?;
+    // The block map beside it is replaced too: one pi-burn did not write is someone's own.
+    let map = crate::disk::bmap::sidecar(path);
+    check_image_path(&map)?;
+    if !force && map.is_file() {
+        let mut head = vec![0u8; 512];
+        let n = File::open(&map)
+            .and_then(|f| f.read_at(&mut head, 0))
+            .unwrap_or(0);
+        let ours = String::from_utf8_lossy(&head[..n]).contains(crate::disk::bmap::MARK);
+        if !ours {
+            bail!(
+                "{} exists and pi-burn did not write it; remove it or pass --force to replace it with the new image's block map",
+                map.display()
+            );
+        }
+    }
     let Ok(f) = File::open(path) else {
         return Ok(());
     };
@@ -271,14 +287,24 @@ pub fn stage_image(
     f.set_len(img.size())
         .with_context(|| format!("sizing {}", tmp.display()))?;
     let extent_bytes = img.written_bytes();
-    progress.start("writing image", extent_bytes);
+    // One byte count for the run: the data written (zero extents stay holes of the file).
+    let zero: Vec<bool> = img
+        .blocks()
+        .map(|(_, d)| d.iter().all(|b| *b == 0))
+        .collect();
+    let data_bytes: u64 = img
+        .blocks()
+        .zip(&zero)
+        .filter(|(_, z)| !**z)
+        .map(|((_, d), _)| d.len() as u64)
+        .sum();
+    progress.start("writing image", data_bytes);
     let mut written = 0u64;
     // Consecutive non-zero blocks go out in one vectored write, straight from the blocks.
     let mut run: Vec<&[u8]> = Vec::new();
     let mut run_start = 0u64;
     let mut run_end = 0u64;
-    for (off, data) in img.blocks() {
-        let zero = data.iter().all(|b| *b == 0);
+    for ((off, data), &zero) in img.blocks().zip(&zero) {
         if !run.is_empty() && (zero || off != run_end || run.len() >= IOV_BATCH) {
             written += pwrite_all(&f, run_start, &run)
                 .with_context(|| format!("writing {}", tmp.display()))?;
@@ -290,8 +316,8 @@ pub fn stage_image(
             }
             run.push(data);
             run_end = off + data.len() as u64;
+            progress.advance(data.len() as u64);
         }
-        progress.advance(data.len() as u64);
     }
     if !run.is_empty() {
         written += pwrite_all(&f, run_start, &run)
@@ -317,10 +343,14 @@ pub fn stage_image(
 pub fn write_image_and_map(
     image: &Path,
     img: &SparseImage,
+    disk: Option<&str>,
     progress: &dyn Progress,
 ) -> Result<(WriteStats, PathBuf)> {
     let (staged, map) = std::thread::scope(|s| {
-        let map = s.spawn(|| crate::disk::bmap::from_image(img));
+        let map = s.spawn(|| crate::disk::bmap::Bmap {
+            disk: disk.map(str::to_string),
+            ..crate::disk::bmap::from_image(img)
+        });
         let staged = stage_image(image, img, progress);
         (staged, map.join().expect("block map thread"))
     });
@@ -355,7 +385,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("card.img.bmap")).unwrap();
         let mut img = SparseImage::new(1 << 20);
         img.write_at(0, &[7u8; 4096]).unwrap();
-        let r = write_image_and_map(&image, &img, &crate::progress::Recorder::default());
+        let r = write_image_and_map(&image, &img, None, &crate::progress::Recorder::default());
         assert!(r.is_err());
         assert_eq!(std::fs::read(&image).unwrap(), b"the old image");
         assert!(!stale.exists(), "a dead run's temp file is removed");
@@ -368,7 +398,7 @@ mod tests {
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
         std::fs::remove_dir(dir.path().join("card.img.bmap")).unwrap();
-        write_image_and_map(&image, &img, &crate::progress::Recorder::default()).unwrap();
+        write_image_and_map(&image, &img, None, &crate::progress::Recorder::default()).unwrap();
         assert_eq!(std::fs::metadata(&image).unwrap().len(), 1 << 20);
         assert!(dir.path().join("card.img.bmap").is_file());
     }

@@ -28,6 +28,37 @@ pub enum Ranges {
     Map(Vec<Range>),
 }
 
+/// Lays an image's disk out anew on a target larger than the image: an SSD image whose last
+/// partition takes "the rest of the disk" (disko's `size = "100%"`) gets it on the device.
+pub trait Relayout: Send + Sync {
+    /// The table on a target of `size` bytes with `sector_size`-byte sectors, or why the disk
+    /// cannot be laid out there (and what to run instead).
+    fn relayout(&self, size: u64, sector_size: u64) -> Result<Relaid, String>;
+}
+
+/// A disk's table laid out for one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relaid {
+    /// The table's blocks on the target: within the head they replace the image's bytes;
+    /// beyond it they are written after the data.
+    pub blocks: Vec<(u64, Vec<u8>)>,
+    /// Ranges zeroed after the data: the ends of the partitions that grew, where stale
+    /// signatures (ZFS labels, LUKS headers) of the device's old contents would be found.
+    pub zero: Vec<(u64, u64)>,
+    /// What changed, for the report ("partition 2 disk-usb-ssd-zfs: 1022 MiB -> 465 GiB").
+    pub note: String,
+}
+
+/// A shared [`Relayout`].
+#[derive(Clone)]
+pub struct RelayoutRef(pub std::sync::Arc<dyn Relayout>);
+
+impl std::fmt::Debug for RelayoutRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Relayout")
+    }
+}
+
 /// What to write.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -37,6 +68,8 @@ pub struct Plan {
     /// Refuse data whose first MiB holds neither an MBR nor a GPT (a bare filesystem, random
     /// bytes): only an explicit flag writes such data.
     pub require_table: bool,
+    /// The image's disk laid out anew on a larger target (see [`Relayout`]).
+    pub relayout: Option<RelayoutRef>,
 }
 
 impl Plan {
@@ -44,6 +77,7 @@ impl Plan {
     pub fn from_bmap(b: &Bmap) -> Self {
         Plan {
             require_table: true,
+            relayout: None,
             image_size: Some(b.image_size),
             ranges: Ranges::Map(
                 b.byte_ranges()
@@ -63,6 +97,7 @@ impl Plan {
     pub fn from_sparse(img: &SparseImage) -> Self {
         Plan {
             require_table: true,
+            relayout: None,
             image_size: Some(img.size()),
             ranges: Ranges::Map(
                 img.extents()
@@ -81,6 +116,7 @@ impl Plan {
     pub fn whole_file(size: u64) -> Self {
         Plan {
             require_table: true,
+            relayout: None,
             image_size: Some(size),
             ranges: Ranges::Whole,
         }
@@ -90,6 +126,7 @@ impl Plan {
     pub fn whole_stream() -> Self {
         Plan {
             require_table: true,
+            relayout: None,
             image_size: None,
             ranges: Ranges::Whole,
         }

@@ -86,7 +86,12 @@ pub fn deliver(
 ) -> Result<Delivered> {
     match target {
         Target::Image(path) => {
-            let (stats, bmap) = crate::write::image::write_image_and_map(path, img, progress)?;
+            let (stats, bmap) = crate::write::image::write_image_and_map(
+                path,
+                img,
+                options.bmap_disk.as_deref(),
+                progress,
+            )?;
             Ok(Delivered {
                 bytes_written: stats.bytes_written,
                 bytes_read_back: None,

@@ -168,7 +168,10 @@ fn stream(bytes: Vec<u8>) -> Input<'static> {
 }
 
 fn verify() -> Options {
-    Options { verify: true }
+    Options {
+        verify: true,
+        ..Options::default()
+    }
 }
 
 fn run(input: Input<'_>, plan: &Plan, sinks: Vec<Box<dyn Sink>>) -> Vec<TargetOutcome> {

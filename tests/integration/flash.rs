@@ -499,8 +499,102 @@ fn sfdisk_json_or_none(dev: &str) -> Option<serde_json::Value> {
         .then(|| serde_json::from_slice(&o.stdout).unwrap())
 }
 
+const CLUSTER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/flake");
+
+/// Regression (issue 23): a 2 GiB SSD image flashed onto a bigger SSD kept a 1 GiB zfs
+/// partition. With its block map, the disk is laid out for the device as disko would lay it
+/// out there: the table is byte for byte the one `pi-burn ssd` writes onto that device, and
+/// the grown partition's end (stale ZFS labels of the device) is wiped.
+fn an_ssd_image_onto_a_bigger_device_gets_its_zfs_partition_grown_as_disko_would() {
+    if !can_run() {
+        return;
+    }
+    let t = TestDir::new();
+    let o = t
+        .pi_burn()
+        .args(["ssd", "--node", "pi-gamma", "--flake", CLUSTER, "--image"])
+        .arg(t.path("g.img"))
+        .args(["--size", "2G"])
+        .output()
+        .unwrap();
+    assert_success(&o);
+    // The device holds stale bytes where the grown partition will end.
+    let size = 8u64 << 30;
+    let flashed = backing(&t, "flashed.dev", size);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&flashed)
+            .unwrap();
+        f.write_all_at(&[0xAB; 4096], size - 2 * MIB).unwrap();
+    }
+    let lo = Loop::attach(&flashed, 512, false);
+    let o = flash(&t, &t.path("g.img"), &[&lo.dev], &[]);
+    assert_success(&o);
+    assert!(
+        stderr(&o).contains("disk-usb-ssd-zfs: 1022 MiB -> "),
+        "the grown partition is named: {}",
+        stderr(&o)
+    );
+    // The same node's SSD made directly on a device of that size.
+    let direct = backing(&t, "direct.dev", size);
+    let lo2 = Loop::attach(&direct, 512, false);
+    let o = t
+        .pi_burn()
+        .args([
+            "ssd", "--node", "pi-gamma", "--flake", CLUSTER, &lo2.dev, "--yes",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_success(&o);
+    // sfdisk's view of both, the device names aside.
+    let table = |dev: &str| {
+        let mut j = sfdisk_json(Path::new(dev));
+        let pt = &mut j["partitiontable"];
+        pt["device"] = serde_json::Value::Null;
+        for p in pt["partitions"].as_array_mut().unwrap() {
+            p["node"] = serde_json::Value::Null;
+        }
+        j
+    };
+    let (a, b) = (table(&lo.dev), table(&lo2.dev));
+    assert_eq!(a, b);
+    let parts = a["partitiontable"]["partitions"].as_array().unwrap();
+    let last = &parts[parts.len() - 1];
+    let end = last["start"].as_u64().unwrap() + last["size"].as_u64().unwrap();
+    assert!(
+        end * 512 > size - 2 * MIB,
+        "the zfs partition reaches the end: {a}"
+    );
+    drop((lo, lo2));
+    use std::os::unix::fs::FileExt;
+    let read = |p: &Path, off: u64, len: usize| {
+        let mut b = vec![0u8; len];
+        std::fs::File::open(p)
+            .unwrap()
+            .read_exact_at(&mut b, off)
+            .unwrap();
+        b
+    };
+    for (off, len) in [(0, MIB as usize), (size - MIB, MIB as usize)] {
+        assert!(
+            read(&flashed, off, len) == read(&direct, off, len),
+            "bytes {off}.. differ from pi-burn ssd's"
+        );
+    }
+    assert!(
+        read(&flashed, size - 2 * MIB, 4096).iter().all(|b| *b == 0),
+        "the stale bytes at the grown partition's end are wiped"
+    );
+    let v = tool("sgdisk").arg("-v").arg(&flashed).output().unwrap();
+    assert!(stdout(&v).contains("No problems found"), "{}", stdout(&v));
+}
+
 // This module's tests, for the runner in main.rs.
 crate::tests![
+    an_ssd_image_onto_a_bigger_device_gets_its_zfs_partition_grown_as_disko_would,
     images_from_pi_burn_and_the_shell_recipe_land_on_bigger_devices,
     zstd_xz_and_gzip_images_with_and_without_their_block_map,
     three_targets_where_one_is_too_small,

@@ -14,6 +14,7 @@ mod harness;
 mod json;
 mod library;
 mod nar;
+mod newcomer;
 mod readme;
 mod sdcard;
 mod server;
@@ -42,6 +43,7 @@ fn main() {
         ("json", json::TESTS),
         ("library", library::TESTS),
         ("nar", nar::TESTS),
+        ("newcomer", newcomer::TESTS),
         ("readme", readme::TESTS),
         ("sdcard", sdcard::TESTS),
         ("ssd", ssd::TESTS),

@@ -2,7 +2,8 @@
 //! and edits of a real edk2 store: Debian ovmf's OVMF_VARS_4M.ms.fd (with the Microsoft keys enrolled).
 
 use crate::harness::*;
-use pi_burn::firmware::uefivars::{self, Change, RPI_VENDOR};
+use pi_burn::firmware::uefivars::settings::CONFIG_DXE as RPI_VENDOR;
+use pi_burn::firmware::uefivars::{self, Change};
 use std::path::Path;
 
 const MIB: u64 = 1 << 20;

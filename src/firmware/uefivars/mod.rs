@@ -292,16 +292,25 @@ pub struct Listed {
     pub problem: Option<String>,
 }
 
+/// The record edk2 reads for `name` of `guid`: its variable driver (FindVariableEx) takes the
+/// first record in the store that is added, else the first that is added but in transition to
+/// deleted. Also how many live records there are.
+pub fn effective<'v>(vars: &'v [Var], name: &str, guid: Uuid) -> (Option<&'v Var>, usize) {
+    let mine = || {
+        vars.iter()
+            .filter(|v| v.live && v.name == name && v.guid == guid)
+    };
+    let added = mine().find(|v| v.state == VAR_ADDED);
+    (added.or_else(|| mine().next()), mine().count())
+}
+
 /// Every known setting with its stored value or its default.
 pub fn listing(vars: &[Var]) -> Vec<Listed> {
     SETTINGS
         .iter()
         .map(|d| {
-            let live = vars
-                .iter()
-                .rev()
-                .find(|v| v.live && v.name == d.name && v.guid == d.guid);
-            let (value, problem) = match live {
+            let (live, count) = effective(vars, d.name, d.guid);
+            let (value, mut problem) = match live {
                 None => (None, None),
                 Some(v) => match d.decode(&v.data) {
                     Some(val) if v.attributes == ATTRS_NV_BS_RT => (Some(val), None),
@@ -319,6 +328,14 @@ pub fn listing(vars: &[Var]) -> Vec<Listed> {
                     ),
                 },
             };
+            if count > 1 {
+                let at = live.map_or(0, |v| v.offset);
+                let dup = format!("{count} live records; the firmware reads the one at 0x{at:x}");
+                problem = Some(match problem {
+                    Some(p) => format!("{p}; {dup}"),
+                    None => dup,
+                });
+            }
             Listed {
                 name: d.name,
                 guid: d.guid.to_string().to_uppercase(),
