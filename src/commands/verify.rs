@@ -16,6 +16,13 @@ pub fn run(args: &VerifyArgs, g: &Global) -> Result<()> {
     let mut t = ReadTarget::open(job.device.as_deref(), job.image.as_deref())?;
     let (size, path) = (t.size(), t.path().to_string());
     if let Some(checks) = &job.by_record {
+        // A card whose FAT cannot be read is a difference, not a reason to fetch a firmware.
+        if let crate::disk::identify::Identity::Damaged(e) =
+            crate::disk::identify::identify(&mut t.file, size)
+        {
+            println!("{path}: {}", crate::util::text::printable(&e));
+            return Err(Mismatch(vec![e]).into());
+        }
         if let Ok((rec, mut problems)) = check_record(&mut t.file, size, &path) {
             g.progress().phase(&format!(
                 "{path}: no firmware named: checking against the card's record"

@@ -13,7 +13,7 @@ use crate::util::le::{u16_at, u32_at};
 use std::io::{Read, Seek, SeekFrom};
 
 /// Problems listed one by one; the rest are counted.
-pub const MAX_PROBLEMS: usize = 20;
+pub const MAX_PROBLEMS: usize = 5;
 
 struct Volume {
     offset: u64,

@@ -354,6 +354,25 @@ mod tests {
     }
 
     #[test]
+    fn a_record_larger_than_the_reader_takes_is_refused_when_written() {
+        // Regression (issue 24): past about 8,000 files the record outgrew the reader's limit.
+        let mut r = sample();
+        let f = r.files[0].clone();
+        r.files = (0..200_000)
+            .map(|i| RecFile {
+                path: format!("d/{i:08}.bin"),
+                ..f.clone()
+            })
+            .collect();
+        assert!(r.to_bytes().len() as u64 > MAX_BYTES);
+        let mut files = FileSet::new();
+        let e = add_to(&mut files, &r).unwrap_err().to_string();
+        assert!(e.contains("too many files"), "{e}");
+        r.files.truncate(20_000);
+        add_to(&mut files, &r).unwrap();
+    }
+
+    #[test]
     fn round_trips_and_refuses_what_is_not_a_record() {
         let r = sample();
         assert_eq!(CardRecord::parse(&r.to_bytes(), "t").unwrap(), r);

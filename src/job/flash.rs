@@ -293,3 +293,38 @@ impl FlashJob {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hostile_disk_description_is_an_error() {
+        for (text, want) in [
+            ("not json", "not pi-burn's"),
+            ("{}", "not pi-burn's"),
+            (
+                r#"{"node":"n","seed":"s","sector_size":512,"attr":"d","disk":{},"extra":1}"#,
+                "not pi-burn's",
+            ),
+            (
+                r#"{"node":"n\u001b","seed":"s","sector_size":512,"attr":"d","disk":{}}"#,
+                "no plausible node",
+            ),
+            (
+                r#"{"node":"n","seed":"s","sector_size":512,"attr":"d","disk":{"type":"disk"}}"#,
+                "content",
+            ),
+            (
+                r#"{"node":"n","seed":"s","sector_size":1000,"attr":"d","disk":{"type":"disk","content":{"type":"gpt","partitions":{}}}}"#,
+                "sector size",
+            ),
+        ] {
+            let e = format!(
+                "{:#}",
+                DiskoRelayout::parse(text, 1 << 30, "m.bmap").err().unwrap()
+            );
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+}

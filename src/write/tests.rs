@@ -509,3 +509,30 @@ fn a_read_back_difference_names_its_range_and_a_wrap_around_medium() {
         "{e}"
     );
 }
+
+/// A relayout that gives a table other than the image's own.
+struct Wrong;
+impl super::plan::Relayout for Wrong {
+    fn relayout(&self, _: u64, _: u64) -> Result<super::plan::Relaid, String> {
+        Ok(super::plan::Relaid {
+            blocks: vec![(0, vec![7u8; 4096])],
+            zero: vec![],
+            note: "x".into(),
+        })
+    }
+}
+
+#[test]
+fn a_block_map_whose_disk_is_not_the_image_s_touches_no_target() {
+    let img = image();
+    let mut plan = bmap_plan(&img);
+    plan.relayout = Some(super::plan::RelayoutRef(Arc::new(Wrong)));
+    let (sink, _, log) = mem_with("big", 64 * MIB, 0x5A, |_| {});
+    let out = run(stream(whole(&img)), &plan, vec![sink]);
+    let e = err(&out[0]);
+    assert!(
+        e.contains("not this image's") && e.contains("nothing was written"),
+        "{e}"
+    );
+    assert!(log.lock().unwrap().is_empty());
+}

@@ -11,6 +11,7 @@ mod disko;
 mod download;
 mod flash;
 mod harness;
+mod hostile;
 mod json;
 mod library;
 mod nar;
@@ -40,6 +41,7 @@ fn main() {
         ("disko", disko::TESTS),
         ("download", download::TESTS),
         ("flash", flash::TESTS),
+        ("hostile", hostile::TESTS),
         ("json", json::TESTS),
         ("library", library::TESTS),
         ("nar", nar::TESTS),

@@ -297,3 +297,29 @@ fn hostile_volume_and_record_sizes_are_errors_not_panics() {
         assert!(r.is_err(), "case {i} was accepted");
     }
 }
+
+#[test]
+fn of_two_live_records_the_listing_shows_the_one_edk2_reads_and_names_the_other() {
+    // Regression (issue 24): the last of two live records was shown; edk2 reads the first
+    // added one (a record in transition to deleted only when no added one is there).
+    let in_transition = VAR_ADDED & VAR_IN_DELETED_TRANSITION;
+    let fd = synthetic_fd(
+        0x40000,
+        0x10000,
+        &[
+            ("CpuClock", in_transition, &2u32.to_le_bytes()),
+            ("CpuClock", VAR_ADDED, &0u32.to_le_bytes()),
+            ("CpuClock", VAR_ADDED, &3u32.to_le_bytes()),
+        ],
+    );
+    let s = find_store(&fd, "t").unwrap();
+    let (vars, _) = read_vars(&fd, &s, "t").unwrap();
+    let l = listing(&vars);
+    let c = l.iter().find(|x| x.name == "CpuClock").unwrap();
+    assert_eq!(c.value, Some(Value::Num(0)));
+    assert!(
+        c.problem.as_deref().unwrap().contains("3 live records"),
+        "{:?}",
+        c.problem
+    );
+}
