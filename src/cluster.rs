@@ -58,10 +58,20 @@ impl Custom {
     }
 }
 
-fn table(t: &Table, from: &str) -> Result<Custom> {
+/// A scalar of pi-burn.toml as the text `--set` would take, or why it is the wrong type.
+fn scalar(v: &toml::Value, text: bool, what: &str) -> Result<String> {
+    match (v, text) {
+        (toml::Value::String(s), true) => Ok(s.clone()),
+        (toml::Value::Integer(i), false) => Ok(i.to_string()),
+        (v, true) => bail!(usage(format!("{what} = {v}: expected a string"))),
+        (v, false) => bail!(usage(format!("{what} = {v}: expected an integer"))),
+    }
+}
+
+fn table(t: &Table, from: &str, board: &str) -> Result<Custom> {
     let mut out = Custom::default();
     for (name, v) in &t.uefi {
-        let def = settings::def(name).with_context(|| format!("{from} uefi"))?;
+        let def = settings::def_of(board, name).with_context(|| format!("{from} uefi"))?;
         // Names match without case: two spellings of one setting would leave one of them
         // silently unused.
         if let Some(other) = t
@@ -76,19 +86,27 @@ fn table(t: &Table, from: &str) -> Result<Custom> {
                 def.name
             )));
         }
-        let text = match (v, def.allowed) {
-            (toml::Value::String(s), Allowed::Text) => s.clone(),
-            (toml::Value::Integer(i), Allowed::Range(..) | Allowed::OneOf(_)) => i.to_string(),
-            (v, Allowed::Text) => bail!(usage(format!(
-                "{from} uefi.{name} = {v}: expected a string"
-            ))),
-            (v, _) => bail!(usage(format!(
-                "{from} uefi.{name} = {v}: expected an integer"
-            ))),
-        };
-        let value = def
-            .value(&text)
-            .with_context(|| format!("{from} uefi.{name}"))?;
+        let what = format!("{from} uefi.{name}");
+        if let Allowed::Fields = def.allowed {
+            // A structure: a table of its fields (uefi.Pcie1Settings = { MaxLinkSpeed = 3 }).
+            let toml::Value::Table(fields) = v else {
+                bail!(usage(format!(
+                    "{what} = {v}: expected a table of its fields (e.g. {{ {} = ... }})",
+                    def.fields().first().map_or("Field", |f| f.name)
+                )));
+            };
+            for (f, fv) in fields {
+                let text = scalar(fv, false, &format!("{what}.{f}"))?;
+                out.settings.push(Setting {
+                    def,
+                    value: def.field_value(f, &text).with_context(|| what.clone())?,
+                    from: from.to_string(),
+                });
+            }
+            continue;
+        }
+        let text = scalar(v, matches!(def.allowed, Allowed::Text), &what)?;
+        let value = def.value(&text).with_context(|| what.clone())?;
         out.settings.push(Setting {
             def,
             value,
@@ -119,8 +137,9 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Reads `flake/pi-burn.toml` (none: no settings); `nodes` are the flake's nodes.
-    pub fn load(flake: &Path, nodes: &[String]) -> Result<Self> {
+    /// Reads `flake/pi-burn.toml` (none: no settings); `nodes` are the flake's nodes, `board`
+    /// the board whose firmware settings its `uefi` tables name.
+    pub fn load(flake: &Path, nodes: &[String], board: &str) -> Result<Self> {
         let path = flake.join(FILE);
         if !path.exists() {
             return Ok(Cluster {
@@ -156,12 +175,12 @@ impl Cluster {
             )));
         }
         let defaults = match &raw.defaults {
-            Some(t) => table(t, &format!("{FILE} [defaults]"))?,
+            Some(t) => table(t, &format!("{FILE} [defaults]"), board)?,
             None => Custom::default(),
         };
         let mut own = BTreeMap::new();
         for (n, t) in &raw.nodes {
-            own.insert(n.clone(), table(t, &format!("{FILE} [nodes.{n}]"))?);
+            own.insert(n.clone(), table(t, &format!("{FILE} [nodes.{n}]"), board)?);
         }
         Ok(Cluster {
             defaults,
@@ -178,8 +197,8 @@ impl Cluster {
 
 /// The settings `flake/pi-burn.toml` gives `node` (nothing when there is no such file).
 /// `nodes` are the flake's nodes: a table for any other name is an error.
-pub fn for_node(flake: &Path, node: &str, nodes: &[String]) -> Result<Custom> {
-    Ok(Cluster::load(flake, nodes)?.for_node(node))
+pub fn for_node(flake: &Path, node: &str, nodes: &[String], board: &str) -> Result<Custom> {
+    Ok(Cluster::load(flake, nodes, board)?.for_node(node))
 }
 
 #[cfg(test)]
@@ -201,7 +220,7 @@ mod tests {
         let d = write(
             "[defaults]\nuefi = { RamLimitTo3GB = 0, SystemTableMode = 1 }\nconfig_txt = { hdmi_force_hotplug = \"1\" }\n[nodes.pi-beta]\nuefi = { SystemTableMode = 2, AssetTag = \"pi-beta\" }\nconfig_txt = { enable_uart = 1 }\n",
         );
-        let c = for_node(d.path(), "pi-beta", &nodes()).unwrap();
+        let c = for_node(d.path(), "pi-beta", &nodes(), "rpi4").unwrap();
         let got: Vec<_> = c
             .settings
             .iter()
@@ -225,12 +244,12 @@ mod tests {
         );
         assert_eq!(c.edits.len(), 2);
         assert_eq!(c.edits[1].value, "1");
-        let a = for_node(d.path(), "pi-alpha", &nodes()).unwrap();
+        let a = for_node(d.path(), "pi-alpha", &nodes(), "rpi4").unwrap();
         assert_eq!(a.settings.len(), 2);
         assert_eq!(a.settings[1].value, Value::Num(1));
         // No file: nothing.
         let empty = tempfile::tempdir().unwrap();
-        assert!(for_node(empty.path(), "pi-alpha", &nodes())
+        assert!(for_node(empty.path(), "pi-alpha", &nodes(), "rpi4")
             .unwrap()
             .is_empty());
     }
@@ -263,7 +282,7 @@ mod tests {
             ),
         ] {
             let d = write(text);
-            let e = for_node(d.path(), "pi-alpha", &nodes()).unwrap_err();
+            let e = for_node(d.path(), "pi-alpha", &nodes(), "rpi4").unwrap_err();
             let msg = format!("{e:#}");
             assert!(msg.contains(needle), "{text}: {msg}");
             assert!(msg.len() < 600 && !msg.contains('\n'), "one line: {msg}");

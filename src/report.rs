@@ -27,6 +27,9 @@ pub struct Report {
     pub bytes_read_back: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mismatches: Option<Vec<String>>,
+    /// What the firmware changed on a card since it was burned (verify).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,6 +106,7 @@ impl Report {
             bytes_written: None,
             bytes_read_back: None,
             mismatches: None,
+            changes: vec![],
         }
     }
 

@@ -109,6 +109,10 @@ pub struct SettingsArgs {
     /// A card image file.
     #[arg(long, value_name = "PATH")]
     pub image: Option<PathBuf>,
+    /// Whose firmware's settings to list: rpi4 or rpi5 [default: a card's record's board, else
+    /// rpi4].
+    #[arg(long)]
+    pub board: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +124,9 @@ pub struct InspectArgs {
     /// A card image file.
     #[arg(long, value_name = "PATH")]
     pub image: Option<PathBuf>,
+    /// Check the record's release against this manifest instead of the built-in one.
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -166,9 +173,10 @@ pub struct ImagesArgs {
 /// takes, and part of every command that obtains firmware.
 #[derive(Debug, Args, Clone)]
 pub struct PinArgs {
-    /// Board whose firmware to use (a board of the manifest: rpi4, rpi5).
-    #[arg(long, default_value = "rpi4")]
-    pub board: String,
+    /// Board whose firmware to use (a board of the manifest: rpi4, rpi5) [default: rpi4, or
+    /// the board of --from-record's card].
+    #[arg(long)]
+    pub board: Option<String>,
     /// Firmware release (default: the board's default in the manifest; with a zip, whichever
     /// pinned release the zip matches).
     #[arg(long, value_name = "VERSION")]
@@ -273,6 +281,11 @@ pub struct SdcardArgs {
     /// Replace an existing --image file even when it holds no partition table.
     #[arg(long, requires = "image")]
     pub force: bool,
+    /// Make the card another card (or card image) says it is, from its record: the firmware
+    /// (verified against the record's hashes), node, settings, config.txt edits and table.
+    /// Options given beside it override the record's, and the plan names them.
+    #[arg(long, value_name = "CARD_OR_IMAGE", conflicts_with = "node")]
+    pub from_record: Option<PathBuf>,
     #[command(flatten)]
     pub firmware: FirmwareArgs,
     #[command(flatten)]
@@ -288,11 +301,12 @@ pub struct SdcardArgs {
 #[derive(Debug, Args, Clone, Default)]
 #[command(next_help_heading = "Firmware settings")]
 pub struct CustomArgs {
-    /// Store a UEFI setting (repeatable), range-checked as the firmware's setup form does; e.g.
-    /// RamLimitTo3GB=0, SystemTableMode=2, AssetTag=pi-beta, Timeout=2. `pi-burn firmware
-    /// settings FILE` lists them all.
-    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = values::parse_setting)]
-    pub set: Vec<crate::firmware::uefivars::Setting>,
+    /// Store a UEFI setting of the --board's firmware (repeatable), range-checked as the
+    /// firmware's setup form does; e.g. RamLimitTo3GB=0, SystemTableMode=2, AssetTag=pi-beta,
+    /// Timeout=2, Pcie1Settings.MaxLinkSpeed=3 (Pi 5). `pi-burn firmware settings FILE` lists
+    /// them all.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = values::parse_assignment)]
+    pub set: Vec<String>,
     /// Set or replace a config.txt line (repeatable), keeping every other line; e.g.
     /// hdmi_force_hotplug=1 for a board that boots without a screen.
     #[arg(long = "config-txt", value_name = "KEY=VALUE", value_parser = values::parse_config_txt)]
@@ -408,9 +422,9 @@ pub struct FirmwareArgs {
 #[derive(Debug, Args, Clone)]
 pub struct LayoutArgs {
     /// Partition table: gpt (what the cluster's disko config describes) or mbr (what pftf's
-    /// README recommends; type 0xef unless --mbr-type).
-    #[arg(long, value_enum, default_value = "gpt")]
-    pub table: TableKind,
+    /// README recommends; type 0xef unless --mbr-type) [default: gpt].
+    #[arg(long, value_enum)]
+    pub table: Option<TableKind>,
     /// MBR partition type byte with --table mbr: 0xef (EFI) or 0x0c (FAT32 LBA, which the
     /// boot ROM's recovery mode also reads) [default: 0xef].
     #[arg(long, value_name = "BYTE")]
@@ -422,6 +436,10 @@ pub struct LayoutArgs {
     /// EF00/0700 under GPT, 0xef/0x0c/0x0e/0x0b under MBR).
     #[arg(long)]
     pub allow_unbootable_type: bool,
+    /// Make a GPT card even when the firmware's start4.elf was built before 2025-01-16 (it does
+    /// not boot under an EEPROM of 2025-02-11 or newer, rpi-eeprom #668; fine on older ones).
+    #[arg(long)]
+    pub allow_old_start4: bool,
     /// Logical sector size of an image (512 or 4096; default 512). A device's own is always used.
     #[arg(long, value_name = "BYTES")]
     pub sector_size: Option<SectorSize>,
@@ -436,11 +454,11 @@ pub struct LayoutArgs {
     /// [default: disk-sdcard-FIRMWARE].
     #[arg(long, value_name = "NAME")]
     pub partition_name: Option<String>,
-    /// FAT volume label.
-    #[arg(long, value_name = "LABEL", default_value = "FIRMWARE")]
-    pub label: String,
+    /// FAT volume label [default: FIRMWARE].
+    #[arg(long, value_name = "LABEL")]
+    pub label: Option<String>,
     /// Seed for the disk and partition GUIDs and the FAT volume id (default: board, firmware
-    /// version and partition name).
+    /// version, partition name and node).
     #[arg(long)]
     pub seed: Option<String>,
     /// Take the partition's name, size and type from this node's disko config (its disk that

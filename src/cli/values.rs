@@ -99,9 +99,15 @@ impl clap::ValueEnum for crate::ssd::EvalMode {
     }
 }
 
-/// `--set NAME=VALUE`, checked against the firmware's own ranges.
-pub fn parse_setting(s: &str) -> Result<crate::firmware::uefivars::Setting, String> {
-    crate::firmware::uefivars::settings::parse_assignment(s, "--set").map_err(|e| format!("{e:#}"))
+/// `--set NAME=VALUE`: its form here; the name and the value against the --board's firmware
+/// (its table, its ranges) in the job, before anything is read or downloaded.
+pub fn parse_assignment(s: &str) -> Result<String, String> {
+    match s.split_once('=') {
+        Some((name, _)) if !name.trim().is_empty() => Ok(s.to_string()),
+        _ => Err(format!(
+            "'{s}': expected NAME=VALUE (e.g. RamLimitTo3GB=0, Pcie1Settings.MaxLinkSpeed=3)"
+        )),
+    }
 }
 
 /// `--config-txt KEY=VALUE`.

@@ -22,7 +22,6 @@ struct ReleaseRow {
     nar_sha256: Option<String>,
     pinned: bool,
     cached: Option<String>,
-    gpt_boot_warning: bool,
     url: String,
     /// Where the pinned hashes were taken from.
     hash_source: Option<String>,
@@ -135,7 +134,6 @@ fn list(manifest: Option<&std::path::Path>, g: &Global) -> Result<()> {
                 cached: cache
                     .lookup(name, &r.version, pins.zip)
                     .map(|p| p.display().to_string()),
-                gpt_boot_warning: r.gpt_boot_warning,
                 url: r.url.clone(),
                 hash_source: r.hash_source.clone(),
             });
@@ -172,8 +170,8 @@ fn list(manifest: Option<&std::path::Path>, g: &Global) -> Result<()> {
         println!("board {n}: {}", b.description);
     }
     println!(
-        "{:<6} {:<8} {:<10} {:<8} {:<7} {:<7} notes",
-        "board", "version", "date", "pinned", "cached", "default"
+        "{:<6} {:<8} {:<10} {:<8} {:<7} default",
+        "board", "version", "date", "pinned", "cached"
     );
     for r in rows {
         let pinned = match (&r.sha256, &r.nar_sha256) {
@@ -183,18 +181,13 @@ fn list(manifest: Option<&std::path::Path>, g: &Global) -> Result<()> {
             (None, None) => "-",
         };
         println!(
-            "{:<6} {:<8} {:<10} {:<8} {:<7} {:<7} {}",
+            "{:<6} {:<8} {:<10} {:<8} {:<7} {}",
             r.board,
             r.version,
             r.date,
             pinned,
             if r.cached.is_some() { "yes" } else { "no" },
             if r.default { "*" } else { "" },
-            if r.gpt_boot_warning {
-                "start4.elf predates the EEPROM 2025-02-11 GPT fix"
-            } else {
-                ""
-            }
         );
     }
     if !custom.is_empty() {
@@ -214,8 +207,9 @@ fn list(manifest: Option<&std::path::Path>, g: &Global) -> Result<()> {
 /// The largest RPI_EFI.fd read (the real ones are 2 or 4 MiB).
 const MAX_FD: u64 = 64 << 20;
 
-/// The RPI_EFI.fd to list: a firmware file, or the one on a card or in a card image.
-fn fd_of(a: &SettingsArgs) -> Result<(String, Vec<u8>)> {
+/// The RPI_EFI.fd to list: a firmware file, or the one on a card or in a card image; and the
+/// board a card's record names.
+fn fd_of(a: &SettingsArgs) -> Result<(String, Vec<u8>, Option<String>)> {
     use std::os::unix::fs::FileTypeExt;
     let card = match (&a.file, &a.image) {
         (Some(f), None) => std::fs::metadata(f)
@@ -227,7 +221,7 @@ fn fd_of(a: &SettingsArgs) -> Result<(String, Vec<u8>)> {
     if let (false, Some(file)) = (card, &a.file) {
         let name = file.display().to_string();
         let fd = crate::util::read_limited(file, MAX_FD, "a firmware file (RPI_EFI.fd)")?;
-        return Ok((name, fd));
+        return Ok((name, fd, None));
     }
     let mut t = ReadTarget::open(
         a.file.as_deref().filter(|_| a.image.is_none()),
@@ -239,17 +233,28 @@ fn fd_of(a: &SettingsArgs) -> Result<(String, Vec<u8>)> {
     let OneFile::File(fd) = read_one(&mut t.file, size, FD, MAX_FD, &path)? else {
         bail!("{path}: partition 1 has no /{FD} of at most 64 MiB");
     };
-    Ok((format!("{path}:/{FD}"), fd))
+    let board = match crate::disk::identify::identify(&mut t.file, size) {
+        crate::disk::identify::Identity::Card(r) => Some(r.board),
+        _ => None,
+    };
+    Ok((format!("{path}:/{FD}"), fd, board))
 }
 
 fn settings(a: &SettingsArgs, g: &Global) -> Result<()> {
     use crate::firmware::uefivars::{find_store, listing, read_vars};
-    let (name, fd) = fd_of(a)?;
+    let (name, fd, card_board) = fd_of(a)?;
+    // Which firmware's settings: --board, else the card record's board, else the Pi 4's.
+    let board = a
+        .board
+        .clone()
+        .or(card_board)
+        .unwrap_or_else(|| "rpi4".into());
+    let defs = crate::firmware::uefivars::settings::table(&board)?;
     let store = find_store(&fd, &name)?;
     let (vars, free) = read_vars(&fd, &store, &name)?;
-    let known = listing(&vars);
+    let known = listing(&vars, defs);
     if g.json {
-        let j = serde_json::json!({ "file": name, "store": store, "free_bytes": store.store_offset + store.store_size - free, "settings": known, "variables": vars });
+        let j = serde_json::json!({ "file": name, "board": board, "store": store, "free_bytes": store.store_offset + store.store_size - free, "settings": known, "variables": vars });
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(());
     }
@@ -340,8 +345,11 @@ fn export(a: &ExportArgs, g: &Global) -> Result<()> {
         )));
     }
     let firmware = FirmwareJob::from_args(&a.firmware)?;
-    let custom =
-        crate::job::custom::custom(&a.custom, a.node.as_deref().map(|n| (a.flake.as_path(), n)))?;
+    let custom = crate::job::custom::custom(
+        &a.custom,
+        firmware.board(),
+        a.node.as_deref().map(|n| (a.flake.as_path(), n)),
+    )?;
     let mut fw = firmware.obtain(g.progress())?;
     let done = customise(&mut fw, &custom, g.progress())?;
     let name = dir

@@ -1,21 +1,26 @@
-//! `pi-burn inspect`: what a pi-burn card is, from its record, and whether its table and every
-//! file still match that record (no zip needed).
+//! `pi-burn inspect`: what a pi-burn card is, from its record, and whether the card still
+//! matches it: its table, every file, its variable store (what the firmware changed after
+//! boot is named, not a difference), every claim the card can show; the release's files when
+//! the release is in the cache. No zip needed.
 
 use super::Global;
 use crate::cli::InspectArgs;
-use crate::disk::cardread::check_record;
+use crate::disk::cardcheck::check;
 use crate::error::Mismatch;
+use crate::firmware::manifest::Manifest;
 use crate::job::target::ReadTarget;
 use anyhow::Result;
 
 pub fn run(args: &InspectArgs, g: &Global) -> Result<()> {
+    let manifest = Manifest::load(args.manifest.as_deref())?;
     let mut t = ReadTarget::open(args.device.as_deref(), args.image.as_deref())?;
     let (size, path) = (t.size(), t.path().to_string());
-    let (rec, problems) = check_record(&mut t.file, size, &path)?;
-    super::record::print(&t.report, &rec, &problems, g)?;
-    if problems.is_empty() {
+    let mut c = check(&mut t.file, size, &path)?;
+    crate::job::inspect::check_firmware(&mut c, &manifest, g.progress());
+    super::record::print(&t.report, &c, g)?;
+    if c.problems.is_empty() {
         Ok(())
     } else {
-        Err(Mismatch(problems).into())
+        Err(Mismatch(c.problems).into())
     }
 }

@@ -2,17 +2,19 @@
 //! against a card's record).
 
 use super::Global;
-use crate::disk::record::CardRecord;
+use crate::disk::cardcheck::CardCheck;
 use crate::report::Target;
 use crate::util::text::printable;
 use anyhow::Result;
 
-/// Prints a record and the check's outcome.
-pub fn print(target: &Target, rec: &CardRecord, problems: &[String], g: &Global) -> Result<()> {
+/// Prints a record and what checking the card against it found.
+pub fn print(target: &Target, c: &CardCheck, g: &Global) -> Result<()> {
+    let (rec, problems) = (&c.record, &c.problems);
     let path = &target.path;
     if g.json {
         let j = serde_json::json!({
             "target": target, "record": rec, "intact": problems.is_empty(), "mismatches": problems,
+            "changes": c.changes, "unchecked": c.unchecked,
         });
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(());
@@ -72,10 +74,24 @@ pub fn print(target: &Target, rec: &CardRecord, problems: &[String], g: &Global)
             p(&e.from)
         );
     }
+    if let Some(b) = &rec.firmware.start4 {
+        println!("  start4.elf built {}", p(&b.date));
+    }
+    for ch in &c.changes {
+        println!("  since burning: {}", p(ch));
+    }
+    for u in &c.unchecked {
+        println!("  unchecked: {}", p(u));
+    }
     if problems.is_empty() {
         println!(
-            "{path}: OK: the table and all {} files match the record",
-            rec.files.len()
+            "{path}: OK: the table, all {} files{} and every claim the card can show match the record",
+            rec.files.len(),
+            if c.changes.is_empty() {
+                ""
+            } else {
+                " (RPI_EFI.fd's variable store as the firmware changed it)"
+            }
         );
     } else {
         println!(

@@ -3,7 +3,7 @@
 
 use super::Global;
 use crate::cli::VerifyArgs;
-use crate::disk::cardread::check_record;
+use crate::disk::cardcheck::check;
 use crate::disk::verify::verify_card;
 use crate::error::Mismatch;
 use crate::job::target::ReadTarget;
@@ -23,17 +23,19 @@ pub fn run(args: &VerifyArgs, g: &Global) -> Result<()> {
             println!("{path}: {}", crate::util::text::printable(&e));
             return Err(Mismatch(vec![e]).into());
         }
-        if let Ok((rec, mut problems)) = check_record(&mut t.file, size, &path) {
+        if let Ok(mut c) = check(&mut t.file, size, &path) {
             g.progress().phase(&format!(
                 "{path}: no firmware named: checking against the card's record"
             ));
+            crate::job::inspect::check_firmware(&mut c, &job.firmware.manifest, g.progress());
             // Every layout option given still says what is expected: none is ignored.
-            problems.extend(checks.against(&rec, size));
-            super::record::print(&t.report, &rec, &problems, g)?;
-            return if problems.is_empty() {
+            let more = checks.against(&c.record, size);
+            c.problems.extend(more);
+            super::record::print(&t.report, &c, g)?;
+            return if c.problems.is_empty() {
                 Ok(())
             } else {
-                Err(Mismatch(problems).into())
+                Err(Mismatch(c.problems).into())
             };
         }
     }
@@ -70,16 +72,21 @@ pub fn run(args: &VerifyArgs, g: &Global) -> Result<()> {
     let node = job.node.as_ref().map(|n| n.name.as_str());
     let plan = job.layout.sd_layout(&fw, ss, node).plan(size)?;
     g.progress().phase(&format!("verifying {path}"));
-    let mismatches = verify_card(&mut t.file, &plan, 1, &fw.files, &job.layout.label)?;
+    let v = verify_card(&mut t.file, &plan, 1, &fw.files, &job.layout.label)?;
+    let mismatches = v.mismatches;
     if g.json {
         let mut report = Report::new(t.report, &plan).with_firmware(&fw);
         report.mismatches = Some(mismatches.clone());
+        report.changes = v.changes.clone();
         report.uefi_settings = done.uefi;
         report.config_txt = done.config_txt;
         println!("{}", report.to_json()?);
     } else {
         for m in &mismatches {
             println!("{path}: {m}");
+        }
+        for c in &v.changes {
+            println!("{path}: since burning: {c}");
         }
         if mismatches.is_empty() && !g.quiet {
             println!(

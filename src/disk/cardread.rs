@@ -10,11 +10,14 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek};
 
 /// What a card holds.
+#[derive(Debug, Clone)]
 pub struct CardContents {
     pub table: FoundTable,
     /// What sgdisk -v would complain about (empty under MBR, or when all is well).
     pub table_problems: Vec<String>,
     pub label: String,
+    /// The FAT's volume id (serial number).
+    pub volume_id: u32,
     /// Every file: path (no leading /) -> size, SHA-256.
     pub files: BTreeMap<String, (u64, Sha256Digest)>,
     /// The files asked for by name, whole (when present and no larger than asked).
@@ -100,6 +103,7 @@ pub fn read_card<R: Read + Seek>(
     let fs = fatfs::FileSystem::new(slice, fatfs::FsOptions::new().update_accessed_date(false))
         .with_context(|| format!("{origin}: partition 1 holds no readable FAT filesystem"))?;
     let label = fs.volume_label();
+    let volume_id = fs.volume_id();
     let mut files = BTreeMap::new();
     let mut kept = BTreeMap::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -141,48 +145,10 @@ pub fn read_card<R: Read + Seek>(
         table,
         table_problems,
         label,
+        volume_id,
         files,
         kept,
     })
-}
-
-/// Reads the card's record and checks the card against it: the record and the differences.
-/// A disk that is no pi-burn card is an error saying what it is.
-pub fn check_record<R: Read + Seek>(
-    disk: &mut R,
-    size: u64,
-    origin: &str,
-) -> Result<(crate::disk::record::CardRecord, Vec<String>)> {
-    use crate::disk::identify::{identify, Identity};
-    use crate::disk::record;
-    let rec = match identify(disk, size) {
-        Identity::Card(r) => *r,
-        Identity::Table {
-            bad_record: Some(e),
-            ..
-        } => bail!("{origin}: {e}: not a pi-burn card record"),
-        Identity::Damaged(e) => bail!("{origin}: {e}"),
-        other => {
-            let hint = match &other {
-                Identity::Table { partitions, .. }
-                    if partitions.first().is_some_and(|p| p.content == Some("FAT32")) =>
-                {
-                    " (a firmware card made elsewhere: check it against the firmware with `pi-burn verify --firmware VERSION`)"
-                }
-                _ => "",
-            };
-            bail!(
-                "{origin} is not a card pi-burn made (its partition 1 has no /{}): it holds {}{hint}",
-                record::PATH,
-                other.describe()
-            )
-        }
-    };
-    let card = read_card(disk, size, &[], origin)?;
-    let mut problems = card.table_problems.clone();
-    problems.extend(rec.check_table(&card.table, &card.label));
-    problems.extend(rec.check_files(&card.files, "found"));
-    Ok((rec, problems))
 }
 
 /// Visits every entry of a FAT below its root, depth first, with its path (no leading `/`);

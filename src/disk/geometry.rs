@@ -234,6 +234,21 @@ pub struct SdLayout {
 /// before the first partition. The write engine holds it back and writes it last.
 pub const HEAD: u64 = MIB;
 
+/// The seed of a card's GUIDs and FAT volume id when none is given: the board, the release,
+/// the partition's name and the node, so that two nodes' cards never share one.
+pub fn default_seed(
+    board: &str,
+    version: &str,
+    partition_name: &str,
+    node: Option<&str>,
+) -> String {
+    let base = format!("{board}/{version}/{partition_name}");
+    match node {
+        Some(n) => format!("{base}/{n}"),
+        None => base,
+    }
+}
+
 /// Where the firmware partition starts: 1 MiB.
 pub const PARTITION_START: u64 = MIB;
 

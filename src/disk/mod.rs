@@ -4,6 +4,7 @@
 
 pub mod bmap;
 pub mod card;
+pub mod cardcheck;
 pub mod cardread;
 pub mod fat;
 pub mod fatcheck;

@@ -16,24 +16,98 @@ use std::collections::BTreeMap;
 
 /// Where the record lives on the FAT partition.
 pub const PATH: &str = "pi-burn.json";
+/// The firmware file whose variable store the firmware rewrites.
+pub const STORE_FILE: &str = "RPI_EFI.fd";
 /// The largest record: written only when it is no larger (checked before the card is built),
 /// read only up to it. 16 MiB holds the record of about 100,000 files.
 pub const MAX_BYTES: u64 = 16 << 20;
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CardRecord {
-    /// The record's format (1).
+    /// The record's format (2: the seed, the disk's size, start4.elf's build and the
+    /// variable store as burned were added to 1).
     pub record: u32,
     pub made_by: String,
     pub node: Option<String>,
     pub board: String,
+    /// The seed of the card's GUIDs and FAT volume id when `--seed` gave one; otherwise they
+    /// derive from the board, the release, the partition's name and the node.
+    pub seed: Option<String>,
     pub firmware: RecFirmware,
     pub table: RecTable,
     pub uefi: Vec<RecSetting>,
     pub config_txt: Vec<RecEdit>,
+    /// RPI_EFI.fd's variable store as it was burned (the firmware rewrites it after boot).
+    pub store: Option<RecStore>,
     pub files: Vec<RecFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecStore {
+    pub file: String,
+    /// The region the firmware rewrites: its first byte and length.
+    pub offset: u64,
+    pub len: u64,
+    /// The SHA-256 of every byte of the file outside the region (the firmware's code).
+    pub outside_sha256: String,
+    /// The variables, each as edk2 reads it.
+    pub variables: Vec<RecVar>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecVar {
+    pub name: String,
+    pub guid: String,
+    pub attributes: u32,
+    pub bytes: u64,
+    /// The data in hex, for data of at most 256 bytes.
+    pub data: Option<String>,
+    pub sha256: String,
+}
+
+/// Data recorded in hex up to this size.
+const MAX_HEX: usize = 256;
+
+impl RecVar {
+    pub fn of(v: &crate::firmware::uefivars::Effective) -> Self {
+        RecVar {
+            name: v.name.clone(),
+            guid: v.guid.to_string().to_uppercase(),
+            attributes: v.attributes,
+            bytes: v.data.len() as u64,
+            data: (v.data.len() <= MAX_HEX)
+                .then(|| v.data.iter().map(|b| format!("{b:02x}")).collect()),
+            sha256: Sha256Digest::of(&v.data).hex(),
+        }
+    }
+
+    /// The data, when the record holds it.
+    pub fn bytes_of(&self) -> Option<Vec<u8>> {
+        let h = self.data.as_deref()?;
+        if h.len() % 2 != 0 || h.len() > 2 * MAX_HEX {
+            return None;
+        }
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+            .collect()
+    }
+}
+
+/// The variable store of `fd` as a record holds it.
+pub fn store_of(file: &str, fd: &[u8]) -> Option<RecStore> {
+    let s = crate::firmware::uefivars::snapshot(fd, file).ok()?;
+    Some(RecStore {
+        file: file.to_string(),
+        offset: s.offset as u64,
+        len: s.len as u64,
+        outside_sha256: s.outside.hex(),
+        variables: s.vars.iter().map(RecVar::of).collect(),
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +116,8 @@ pub struct RecFirmware {
     pub version: String,
     pub zip_sha256: String,
     pub nar_sha256: String,
+    /// start4.elf's build, read from its build strings.
+    pub start4: Option<crate::firmware::start4::Build>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +132,8 @@ pub struct RecTable {
     pub part_type: String,
     pub name: String,
     pub label: String,
+    /// The whole disk's size (an image's, or the card's).
+    pub disk_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +175,8 @@ pub struct Inputs<'a> {
     pub uefi: &'a [Applied],
     pub config_txt: &'a [EditApplied],
     pub label: &'a str,
+    /// The seed `--seed` gave, if it gave one.
+    pub seed: Option<&'a str>,
 }
 
 impl CardRecord {
@@ -108,10 +188,12 @@ impl CardRecord {
             made_by: format!("pi-burn {}", env!("CARGO_PKG_VERSION")),
             node: i.node.map(str::to_string),
             board: i.fw.board.clone(),
+            seed: i.seed.map(str::to_string),
             firmware: RecFirmware {
                 version: i.fw.version.clone(),
                 zip_sha256: i.fw.zip_sha256.hex(),
                 nar_sha256: i.fw.nar_sha256.sri(),
+                start4: i.fw.start4.clone(),
             },
             table: RecTable {
                 kind: plan.table.name().into(),
@@ -122,6 +204,7 @@ impl CardRecord {
                 part_type: type_text(p.part_type),
                 name: p.name.clone(),
                 label: i.label.to_ascii_uppercase(),
+                disk_bytes: plan.size,
             },
             uefi: i
                 .uefi
@@ -142,6 +225,9 @@ impl CardRecord {
                     from: e.from.clone(),
                 })
                 .collect(),
+            store: files
+                .file(STORE_FILE)
+                .and_then(|fd| store_of(STORE_FILE, fd)),
             files: files
                 .files()
                 .map(|(path, data)| RecFile {
@@ -295,14 +381,19 @@ mod tests {
 
     fn sample() -> CardRecord {
         CardRecord {
-            record: 1,
+            record: FORMAT,
             made_by: "pi-burn 0.1.0".into(),
             node: Some("pi-beta".into()),
             board: "rpi4".into(),
+            seed: None,
             firmware: RecFirmware {
                 version: "v1.50".into(),
                 zip_sha256: "00".repeat(32),
                 nar_sha256: "sha256-x".into(),
+                start4: Some(crate::firmware::start4::Build {
+                    date: "2025-11-19".into(),
+                    version: Some("4b5fe7b7e1e2c1a7 (clean)".into()),
+                }),
             },
             table: RecTable {
                 kind: "gpt".into(),
@@ -313,6 +404,7 @@ mod tests {
                 part_type: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B".into(),
                 name: "disk-sdcard-FIRMWARE".into(),
                 label: "FIRMWARE".into(),
+                disk_bytes: 514 << 20,
             },
             uefi: vec![RecSetting {
                 name: "Timeout".into(),
@@ -321,6 +413,20 @@ mod tests {
                 from: "--set".into(),
             }],
             config_txt: vec![],
+            store: Some(RecStore {
+                file: STORE_FILE.into(),
+                offset: 0x3b0000,
+                len: 0x20000,
+                outside_sha256: "11".repeat(32),
+                variables: vec![RecVar {
+                    name: "Timeout".into(),
+                    guid: "8BE4DF61-93CA-11D2-AA0D-00E098032B8C".into(),
+                    attributes: 7,
+                    bytes: 2,
+                    data: Some("0200".into()),
+                    sha256: Sha256Digest::of(&[2, 0]).hex(),
+                }],
+            }),
             files: vec![RecFile {
                 path: "config.txt".into(),
                 bytes: 3,
@@ -382,8 +488,8 @@ mod tests {
             (b"{}".to_vec(), "not a pi-burn card record"),
             (b"[1,2,3]".to_vec(), "not a pi-burn card record"),
             (
-                text.replace("\"record\": 1", "\"record\": 2").into_bytes(),
-                "format 2",
+                text.replace("\"record\": 2", "\"record\": 3").into_bytes(),
+                "format 3",
             ),
             (
                 text.replace("\"board\"", "\"extra\": 1, \"board\"")

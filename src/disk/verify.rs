@@ -11,20 +11,37 @@ use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::io::{Read, Seek};
 
+/// What verifying a card found.
+#[derive(Debug, Clone, Default)]
+pub struct Verified {
+    /// Differences from what should be there (exit 3).
+    pub mismatches: Vec<String>,
+    /// What the firmware changed in its variable store after boot: named, not a difference.
+    pub changes: Vec<String>,
+}
+
 /// Compares the table of `disk` with `plan` and the FAT of its partition `fat_partition`
-/// (1-based) with `files` and `label`. Returns the differences (empty: all good).
+/// (1-based) with `files` and `label`.
 pub fn verify_card<R: Read + Seek>(
     disk: &mut R,
     plan: &DiskPlan,
     fat_partition: u32,
     files: &FileSet,
     label: &str,
-) -> Result<Vec<String>> {
+) -> Result<Verified> {
     let out = table_differences(disk, plan)?;
     if !out.is_empty() {
-        return Ok(out);
+        return Ok(Verified {
+            mismatches: out,
+            changes: vec![],
+        });
     }
-    files_differences(disk, plan, fat_partition, files, label)
+    let mut changes = vec![];
+    let mismatches = files_differences(disk, plan, fat_partition, files, label, &mut changes)?;
+    Ok(Verified {
+        mismatches,
+        changes,
+    })
 }
 
 /// The table of `disk` against `plan`, one line per difference.
@@ -102,6 +119,7 @@ fn files_differences<R: Read + Seek>(
     fat_partition: u32,
     files: &FileSet,
     label: &str,
+    changes: &mut Vec<String>,
 ) -> Result<Vec<String>> {
     let mut out = vec![];
     let part = plan
@@ -165,29 +183,13 @@ fn files_differences<R: Read + Seek>(
             }
             Some(Node::Dir) => return Ok(true),
             Some(Node::File { data, .. }) => {
-                let mut content = Vec::with_capacity(data.len());
+                let mut content = vec![];
                 entry
                     .to_file()
+                    .take(data.len() as u64 + 1)
                     .read_to_end(&mut content)
                     .with_context(|| format!("reading /{path} on the card"))?;
-                if content.len() != data.len() {
-                    out.push(format!(
-                        "/{path}: expected {} bytes, found {}",
-                        data.len(),
-                        content.len()
-                    ));
-                } else if content != *data {
-                    let at = content
-                        .iter()
-                        .zip(data)
-                        .position(|(a, b)| a != b)
-                        .unwrap_or(0);
-                    out.push(format!(
-                        "/{path}: content differs from byte {at} (sha256 expected {}, found {})",
-                        Sha256Digest::of(data),
-                        Sha256Digest::of(&content)
-                    ));
-                }
+                compare_file(path, data, &content, &mut out, changes);
             }
         }
         Ok(false)
@@ -198,6 +200,50 @@ fn files_differences<R: Read + Seek>(
         }
     }
     Ok(out)
+}
+
+/// One file of the card (`content`) against the firmware's (`data`): a difference, or, for
+/// RPI_EFI.fd, what the firmware changed inside its variable region.
+fn compare_file(
+    path: &str,
+    data: &[u8],
+    content: &[u8],
+    out: &mut Vec<String>,
+    changes: &mut Vec<String>,
+) {
+    if content.len() != data.len() {
+        out.push(format!(
+            "/{path}: expected {} bytes, found {}",
+            data.len(),
+            content.len()
+        ));
+    } else if content != data && path == record::STORE_FILE {
+        // The firmware rewrites its variable region after boot: outside it the
+        // file must be the firmware's, inside it the store must be sound.
+        let burned = record::store_of(path, data);
+        match burned
+            .and_then(|b| crate::disk::cardcheck::store_diff(&b, content, data.len() as u64))
+        {
+            Some(Ok(ch)) => changes.extend(ch),
+            Some(Err(e)) => out.push(format!("/{path}: {e}")),
+            None => out.push(format!(
+                "/{path}: changed outside its variable store (sha256 expected {}, found {})",
+                Sha256Digest::of(data),
+                Sha256Digest::of(content)
+            )),
+        }
+    } else if content != data {
+        let at = content
+            .iter()
+            .zip(data)
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        out.push(format!(
+            "/{path}: content differs from byte {at} (sha256 expected {}, found {})",
+            Sha256Digest::of(data),
+            Sha256Digest::of(content)
+        ));
+    }
 }
 
 /// The card's record against the expected files (as written).

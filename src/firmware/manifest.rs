@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The manifest compiled into the binary (the repository's `firmware-manifest.toml`).
+/// The manifest format this pi-burn reads.
+pub const SCHEMA: u32 = 2;
+
 pub const EMBEDDED: &str = include_str!("../../firmware-manifest.toml");
 
 #[derive(Debug, Clone, Deserialize)]
@@ -40,9 +43,6 @@ pub struct Release {
     pub nar_sha256: Option<String>,
     /// Where the pinned hashes were taken from.
     pub hash_source: Option<String>,
-    /// The release's start4.elf predates the EEPROM 2025-02-11 GPT fix.
-    #[serde(default)]
-    pub gpt_boot_warning: bool,
 }
 
 /// A release's pins, parsed.
@@ -101,9 +101,9 @@ impl Manifest {
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
         let m: Manifest =
             toml::from_str(text).with_context(|| format!("reading manifest {origin}"))?;
-        if m.schema != 1 {
+        if m.schema != SCHEMA {
             bail!(
-                "manifest {origin}: schema {} is not supported (this pi-burn reads schema 1)",
+                "manifest {origin}: schema {} is not supported (this pi-burn reads schema {SCHEMA}; schema 2 dropped gpt_boot_warning: the start4.elf's build date is read from the file)",
                 m.schema
             );
         }
@@ -221,8 +221,6 @@ mod tests {
             v141.pins().unwrap().zip.unwrap().hex(),
             "d2a97e36665920dbb5a6aea200e48fc59b1e26cf94a478db7f57833118c2b64a"
         );
-        assert!(v141.gpt_boot_warning);
-        assert!(!rpi4.release("v1.42").unwrap().gpt_boot_warning);
         assert!(m.board("rpi5").is_ok());
     }
 
@@ -238,6 +236,17 @@ mod tests {
         assert!(r.pins().unwrap().zip.is_some());
         assert!(r.pins().unwrap().nar.is_some());
         assert!(!b.release("v0.9").unwrap().pins().unwrap().is_pinned());
+    }
+
+    #[test]
+    fn a_schema_1_manifest_is_named_as_one() {
+        let text =
+            include_str!("../../fixtures/manifest-format.toml").replace("schema = 2", "schema = 1");
+        let err = format!("{:#}", Manifest::parse(&text, "old").unwrap_err());
+        assert!(
+            err.contains("schema 1") && err.contains("gpt_boot_warning"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod fetch;
 pub mod fileset;
 pub mod manifest;
 pub mod nar;
+pub mod start4;
 pub mod uefivars;
 pub mod unpack;
 
@@ -54,7 +55,8 @@ pub struct Firmware {
     pub zip_sha256: Sha256Digest,
     pub nar_sha256: Sha256Digest,
     pub verified_by: Vec<HashKind>,
-    pub gpt_boot_warning: bool,
+    /// The build of its start4.elf, when it has one with build strings.
+    pub start4: Option<start4::Build>,
     /// Where the zip came from.
     pub source: Source,
 }
@@ -207,6 +209,7 @@ pub fn verify_zip(
         },
         None => identify(board, req, &zip_sha, &nar, user_kind, origin)?,
     };
+    let start4 = files.file("start4.elf").and_then(start4::build_of);
     Ok(Firmware {
         board: req.board.clone(),
         version: chosen
@@ -217,7 +220,7 @@ pub fn verify_zip(
         zip_sha256: zip_sha,
         nar_sha256: nar,
         verified_by,
-        gpt_boot_warning: chosen.is_some_and(|r| r.gpt_boot_warning),
+        start4,
         source,
     })
 }

@@ -33,6 +33,8 @@ pub struct CardLayout {
     pub partition_name: String,
     pub label: String,
     pub seed: Option<String>,
+    /// A GPT card with a start4.elf from before 2025-01-16 is made anyway.
+    pub allow_old_start4: bool,
 }
 
 /// The node a card is for: its name and the flake holding its config and pi-burn.toml.
@@ -90,7 +92,8 @@ impl CardLayout {
     /// The layout the options describe, with the node's partition (`cfg`) when given.
     pub fn new(l: &LayoutArgs, cfg: Option<&NodeConfig>) -> Result<Self> {
         // An option that does not apply to the chosen table is a mistake, not a no-op.
-        match l.table {
+        let table = l.table.unwrap_or(TableKind::Gpt);
+        match table {
             TableKind::Gpt if l.mbr_type.is_some() => {
                 bail!(usage("--mbr-type applies to --table mbr only"))
             }
@@ -99,7 +102,7 @@ impl CardLayout {
             }
             _ => {}
         }
-        if let (Some(cfg), TableKind::Mbr) = (cfg, l.table) {
+        if let (Some(cfg), TableKind::Mbr) = (cfg, table) {
             bail!(usage(format!(
                 "--table mbr with --node {}: the node's config describes a GPT card and NixOS mounts /boot/firmware by its GPT partition name, which an MBR card does not have; leave --node out for an MBR card",
                 cfg.node
@@ -116,15 +119,16 @@ impl CardLayout {
             ),
         };
         let layout = CardLayout {
-            table: l.table,
+            table,
             mbr_type: l.mbr_type.map_or(0xef, |t| t.0),
             gpt_type: gpt_type(&code).map_err(|e| usage(format!("--gpt-type: {e:#}")))?,
             sector_size: l.sector_size.map(|s| s.0),
             size: l.size.map(|s| s.0),
             partition_size,
             partition_name: name,
-            label: l.label.clone(),
+            label: l.label.clone().unwrap_or_else(|| "FIRMWARE".into()),
             seed: l.seed.clone(),
+            allow_old_start4: l.allow_old_start4,
         };
         layout.check(&code, l.allow_unbootable_type)?;
         Ok(layout)
@@ -144,6 +148,7 @@ impl CardLayout {
             partition_name: name,
             label: "FIRMWARE".into(),
             seed: None,
+            allow_old_start4: false,
         };
         layout.check(&code, false)?;
         Ok(layout)
@@ -186,11 +191,7 @@ impl CardLayout {
     /// cards never share a GUID or volume id.
     pub fn sd_layout(&self, fw: &Firmware, sector_size: u64, node: Option<&str>) -> SdLayout {
         let seed = self.seed.clone().unwrap_or_else(|| {
-            let base = format!("{}/{}/{}", fw.board, fw.version, self.partition_name);
-            match node {
-                Some(n) => format!("{base}/{n}"),
-                None => base,
-            }
+            crate::disk::geometry::default_seed(&fw.board, &fw.version, &self.partition_name, node)
         });
         SdLayout {
             sector_size,
@@ -213,8 +214,11 @@ pub struct CardJob {
     pub custom: Custom,
     pub node: Option<NodeRef>,
     pub device: DeviceOpts,
-    /// What the user should hear about the node's config.
+    /// What the user should hear about the node's config or the record it is made from.
     pub notices: Vec<String>,
+    /// The record the card is made from, when nothing overrides it: the new card's files must
+    /// be the ones it lists.
+    pub from_record: Option<CardRecord>,
 }
 
 /// A node's disko config, as the options say to read it.
@@ -228,8 +232,190 @@ pub fn load_disko(node: &str, a: &crate::cli::DiskoArgs) -> Result<NodeConfig> {
     )
 }
 
+/// The record of the card or card image at `path`.
+fn record_at(path: &Path) -> Result<CardRecord> {
+    use crate::disk::identify::{identify, Identity};
+    use std::os::unix::fs::FileTypeExt;
+    let dev = std::fs::metadata(path)
+        .with_context(|| format!("--from-record {}", path.display()))?
+        .file_type()
+        .is_block_device();
+    let mut t = super::target::ReadTarget::open(dev.then_some(path), (!dev).then_some(path))?;
+    let size = t.size();
+    match identify(&mut t.file, size) {
+        Identity::Card(r) => Ok(*r),
+        other => bail!(
+            "--from-record {}: not a card pi-burn made: it holds {}",
+            path.display(),
+            other.describe()
+        ),
+    }
+}
+
+/// What a record gives the layout, with the options given beside `--from-record` over it.
+fn layout_from_record(
+    r: &CardRecord,
+    l: &LayoutArgs,
+    overrides: &mut Vec<String>,
+) -> Result<CardLayout> {
+    let t = &r.table;
+    let mut given = |flag: &str, what: String| overrides.push(format!("{flag} {what}"));
+    let table = match (l.table, t.kind.as_str()) {
+        (Some(k), _) => {
+            given("--table", k.name().into());
+            k
+        }
+        (None, "mbr") => TableKind::Mbr,
+        (None, _) => TableKind::Gpt,
+    };
+    let sectors = t
+        .last_lba
+        .checked_sub(t.first_lba)
+        .and_then(|n| n.checked_add(1))
+        .and_then(|n| n.checked_mul(t.sector_size))
+        .context("--from-record: the record's partition is an impossible range")?;
+    let partition_size = match l.partition_size {
+        Some(s) => {
+            given("--partition-size", s.0.to_string());
+            s.0
+        }
+        None => sectors,
+    };
+    let (gpt, mbr) = match t.part_type.strip_prefix("0x") {
+        Some(b) => (
+            gpt_type("EF00")?,
+            u8::from_str_radix(b, 16).context("--from-record: the record's MBR type")?,
+        ),
+        None => (
+            gpt_type(&t.part_type).context("--from-record: the record's partition type")?,
+            0xef,
+        ),
+    };
+    if l.gpt_type.is_some() || l.mbr_type.is_some() || l.partition_name.is_some() {
+        given(
+            "--gpt-type/--mbr-type/--partition-name",
+            "(see the plan)".into(),
+        );
+    }
+    let layout = CardLayout {
+        table,
+        mbr_type: l.mbr_type.map_or(mbr, |m| m.0),
+        gpt_type: match &l.gpt_type {
+            Some(c) => gpt_type(c).map_err(|e| usage(format!("--gpt-type: {e:#}")))?,
+            None => gpt,
+        },
+        sector_size: l.sector_size.map(|s| s.0).or(Some(t.sector_size)),
+        size: l.size.map(|s| s.0).or(Some(t.disk_bytes)),
+        partition_size,
+        partition_name: l.partition_name.clone().unwrap_or_else(|| t.name.clone()),
+        label: l.label.clone().unwrap_or_else(|| t.label.clone()),
+        seed: l.seed.clone().or_else(|| r.seed.clone()),
+        allow_old_start4: l.allow_old_start4,
+    };
+    let code = layout.gpt_type.to_string();
+    layout.check(&code, l.allow_unbootable_type)?;
+    Ok(layout)
+}
+
+/// The settings and edits a record names, each with where the record says it came from (kept
+/// as it was: the new card's record is the old one's).
+fn custom_from_record(r: &CardRecord, origin: &str) -> Result<Custom> {
+    let mut c = Custom::default();
+    for s in &r.uefi {
+        let def =
+            crate::firmware::uefivars::settings::lookup(&s.name, &s.guid).with_context(|| {
+                format!(
+                    "{origin}: UEFI {} is no setting this pi-burn knows",
+                    crate::util::text::printable(&s.name)
+                )
+            })?;
+        c.settings.push(crate::firmware::uefivars::Setting {
+            def,
+            value: s.value.clone(),
+            from: s.from.clone(),
+        });
+    }
+    for e in &r.config_txt {
+        c.edits
+            .push(crate::firmware::configtxt::edit(&e.key, &e.value, &e.from)?);
+    }
+    Ok(c)
+}
+
 impl CardJob {
+    /// `--from-record CARD`: the card its record describes, the options given beside it over
+    /// the record's values (named in `overrides`).
+    fn from_record(a: &SdcardArgs, path: &Path) -> Result<Self> {
+        let r = record_at(path)?;
+        let origin = format!("the record of {}", path.display());
+        let mut overrides = vec![];
+        // The firmware: the record's release, pinned by the record's zip hash.
+        let mut fa = a.firmware.clone();
+        if fa.pin.board.as_deref().is_some_and(|b| b != r.board) {
+            overrides.push(format!(
+                "--board {}",
+                fa.pin.board.clone().unwrap_or_default()
+            ));
+        }
+        fa.pin.board.get_or_insert(r.board.clone());
+        let same_release = fa.pin.firmware.is_none() && fa.pin.sha256.is_none();
+        if same_release {
+            if !r.firmware.version.starts_with("custom-") {
+                fa.pin.firmware = Some(r.firmware.version.clone());
+            }
+            fa.pin.sha256 = Some(crate::cli::Sha256Arg(
+                crate::firmware::digest::Sha256Digest::from_hex(&r.firmware.zip_sha256)
+                    .with_context(|| format!("{origin}: its zip sha256"))?,
+            ));
+        } else {
+            overrides.push("--firmware/--sha256".into());
+        }
+        let firmware = FirmwareJob::from_args(&fa)?;
+        let target = TargetSpec::from_args(a.device.as_deref(), a.image.as_deref(), a.force)?;
+        let mut layout = layout_from_record(&r, &a.layout, &mut overrides)?;
+        if target.is_device() {
+            // A device is used whole with its own sector size.
+            layout.size = None;
+            layout.sector_size = a.layout.sector_size.map(|s| s.0);
+        }
+        if super::custom::names_any(&a.custom) {
+            overrides.push("--set/--config-txt (see the plan)".into());
+        }
+        let base = custom_from_record(&r, &origin)?;
+        let custom = super::custom::with_base(&a.custom, firmware.board(), base)?;
+        let mut notices = vec![format!(
+            "--from-record {}: {} card{}, firmware {} {}, its table, settings and edits",
+            path.display(),
+            crate::util::text::printable(&r.board),
+            r.node
+                .as_deref()
+                .map(|n| format!(" for {}", crate::util::text::printable(n)))
+                .unwrap_or_default(),
+            crate::util::text::printable(&r.board),
+            crate::util::text::printable(&r.firmware.version)
+        )];
+        for o in &overrides {
+            notices.push(format!("notice: {o} overrides the record's value"));
+        }
+        Ok(CardJob {
+            target,
+            firmware,
+            layout,
+            custom,
+            node: r.node.clone().map(|name| NodeRef {
+                name,
+                flake: PathBuf::new(),
+            }),
+            device: DeviceOpts::from_args(&a.device_opts),
+            notices,
+            from_record: overrides.is_empty().then_some(r),
+        })
+    }
+
     pub fn from_args(a: &SdcardArgs) -> Result<Self> {
+        if let Some(p) = &a.from_record {
+            return Self::from_record(a, p);
+        }
         let target = TargetSpec::from_args(a.device.as_deref(), a.image.as_deref(), a.force)?;
         if target.is_device() && a.layout.size.is_some() {
             bail!(usage("--size is for image files; a device is used whole"));
@@ -246,6 +432,7 @@ impl CardJob {
         });
         let custom = super::custom::custom(
             &a.custom,
+            firmware.board(),
             node.as_ref().map(|n| (n.flake.as_path(), n.name.as_str())),
         )?;
         Ok(CardJob {
@@ -256,6 +443,7 @@ impl CardJob {
             node,
             device: DeviceOpts::from_args(&a.device_opts),
             notices: cfg.map(|c| c.notices).unwrap_or_default(),
+            from_record: None,
         })
     }
 
@@ -288,6 +476,37 @@ impl CardJob {
         }
     }
 
+    /// A GPT card whose start4.elf was built before the fix does not boot under EEPROM
+    /// 2025-02-11 or newer (rpi-eeprom #668): refused unless an MBR card or
+    /// `--allow-old-start4`. A start4.elf without build strings is a warning, not a pass.
+    fn check_start4(&self, fw: &Firmware, table: TableKind, progress: &dyn Progress) -> Result<()> {
+        if fw.files.file("start4.elf").is_none() {
+            return Ok(());
+        }
+        let Some(b) = &fw.start4 else {
+            progress.notice(&format!(
+                "warning: the start4.elf of {} {} carries no build date: pi-burn cannot tell whether a GPT card boots with an EEPROM of 2025-02-11 or newer (rpi-eeprom #668; a start4.elf from 2025-01-16 on does)",
+                fw.board, fw.version
+            ));
+            return Ok(());
+        };
+        progress.phase(&format!(
+            "start4.elf built {}{}",
+            b.date,
+            b.version
+                .as_deref()
+                .map(|v| format!(", version {v}"))
+                .unwrap_or_default()
+        ));
+        if b.before_gpt_fix() && table == TableKind::Gpt && !self.layout.allow_old_start4 {
+            bail!(usage(format!(
+                "the start4.elf of {} {} was built {}, before 2025-01-16: with an EEPROM of 2025-02-11 or newer a GPT card with it does not boot (rpi-eeprom #668); use --table mbr, a release v1.42 or newer, or --allow-old-start4 for a board with an older EEPROM",
+                fw.board, fw.version, b.date
+            )));
+        }
+        Ok(())
+    }
+
     /// Customises `fw` and builds the card for `target` in memory (nothing is written); the
     /// card's record joins the firmware's files.
     pub fn build(
@@ -302,12 +521,7 @@ impl CardJob {
         let plan = layout
             .plan(size)
             .with_context(|| target.path().display().to_string())?;
-        if fw.gpt_boot_warning && plan.table == TableKind::Gpt {
-            progress.notice(&format!(
-                "warning: {} {}'s start4.elf predates the EEPROM 2025-02-11 GPT fix: with that EEPROM or newer a GPT card does not boot (rpi-eeprom #668); use v1.42+ or --table mbr",
-                fw.board, fw.version
-            ));
-        }
+        self.check_start4(fw, plan.table, progress)?;
         let rec = CardRecord::new(
             &Inputs {
                 fw,
@@ -315,10 +529,32 @@ impl CardJob {
                 uefi: &customised.uefi,
                 config_txt: &customised.config_txt,
                 label: &self.layout.label,
+                seed: self.layout.seed.as_deref(),
             },
             &plan,
             &fw.files,
         );
+        if let Some(old) = &self.from_record {
+            // The same inputs give the same card: every file as the old record lists it.
+            let differ: Vec<&str> = rec
+                .files
+                .iter()
+                .filter(|f| !old.files.contains(f))
+                .map(|f| f.path.as_str())
+                .chain(
+                    old.files
+                        .iter()
+                        .filter(|f| !rec.files.iter().any(|n| n.path == f.path))
+                        .map(|f| f.path.as_str()),
+                )
+                .collect();
+            if !differ.is_empty() {
+                bail!(
+                    "--from-record: the firmware and settings give other files than the card's record lists ({}): nothing was written",
+                    differ.join(", ")
+                );
+            }
+        }
         record::add_to(&mut fw.files, &rec)?;
         // The files as the report lists them: the record's hashes, and the record itself.
         let mut files: Vec<FileReport> = rec
@@ -428,5 +664,6 @@ pub fn for_node(
         }),
         device: DeviceOpts::default(),
         notices: vec![],
+        from_record: None,
     })
 }

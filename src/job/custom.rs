@@ -5,7 +5,7 @@ use crate::cli::{CustomArgs, OnOff, SystemTable};
 use crate::cluster::Custom;
 use crate::error::usage;
 use crate::firmware::configtxt::{EditApplied, EditChange};
-use crate::firmware::uefivars::settings::{def, Value};
+use crate::firmware::uefivars::settings::{def_of, parse_for, Value};
 use crate::firmware::uefivars::{Applied, Setting};
 use crate::firmware::Firmware;
 use crate::progress::Progress;
@@ -13,26 +13,31 @@ use anyhow::{bail, Context, Result};
 use std::path::Path;
 
 /// The settings and config.txt edits a card gets: `FLAKE/pi-burn.toml`'s for `node` (when
-/// given), overridden by the command line's. Checked before any download.
-pub fn custom(a: &CustomArgs, node: Option<(&Path, &str)>) -> Result<Custom> {
+/// given), overridden by the command line's, all of `board`'s firmware. Checked before any
+/// download.
+pub fn custom(a: &CustomArgs, board: &str, node: Option<(&Path, &str)>) -> Result<Custom> {
     let base = match node {
         Some((flake, node)) => {
-            crate::cluster::for_node(flake, node, &crate::ssd::config::nodes(flake))?
+            crate::cluster::for_node(flake, node, &crate::ssd::config::nodes(flake), board)?
         }
         None => Custom::default(),
     };
-    with_base(a, base)
+    with_base(a, board, base)
 }
 
 /// The command line's settings and edits over `base` (a node's pi-burn.toml values).
-pub fn with_base(a: &CustomArgs, base: Custom) -> Result<Custom> {
+pub fn with_base(a: &CustomArgs, board: &str, base: Custom) -> Result<Custom> {
     let mut cli = Custom::default();
+    let set = a
+        .set
+        .iter()
+        .map(|s| parse_for(board, s, "--set"))
+        .collect::<Result<Vec<_>>>()?;
     let mut friendly = |flag: &str, name: &str, v: u32| -> Result<()> {
-        let d = def(name)?;
-        if let Some(s) = a
-            .set
+        let d = def_of(board, name).map_err(|e| usage(format!("{flag}: {e:#}")))?;
+        if let Some(s) = set
             .iter()
-            .find(|s| s.def.name == name && s.value != Value::Num(v))
+            .find(|s| std::ptr::eq(s.def, d) && s.value != Value::Num(v))
         {
             bail!(usage(format!(
                 "{flag} and --set {name}={} disagree",
@@ -57,7 +62,7 @@ pub fn with_base(a: &CustomArgs, base: Custom) -> Result<Custom> {
         };
         friendly("--system-table", "SystemTableMode", v)?;
     }
-    cli.settings.extend(a.set.iter().cloned());
+    cli.settings.extend(set);
     cli.edits = a.config_txt.clone();
     Ok(base.then(cli))
 }
@@ -81,10 +86,15 @@ pub struct Customised {
 pub fn customise(fw: &mut Firmware, c: &Custom, progress: &dyn Progress) -> Result<Customised> {
     let mut out = Customised::default();
     if !c.settings.is_empty() {
-        if fw.board != "rpi4" {
+        let defs = crate::firmware::uefivars::settings::table(&fw.board)?;
+        if let Some(s) = c
+            .settings
+            .iter()
+            .find(|s| !defs.iter().any(|d| std::ptr::eq(d, s.def)))
+        {
             bail!(usage(format!(
-                "UEFI settings ({}) are Raspberry Pi 4 firmware variables; pi-burn knows none for board {}",
-                c.settings[0].from, fw.board
+                "UEFI setting {} (from {}) is not one of board {}'s firmware",
+                s.def.name, s.from, fw.board
             )));
         }
         let fd = fw

@@ -25,12 +25,13 @@ pub fn request(a: &PinArgs) -> Result<(Manifest, Request)> {
     let manifest = Manifest::load(a.manifest.as_deref())?;
     // Before any download: a board or release the manifest does not know is refused (as a
     // refused firmware, exit 1) naming the ones it knows.
-    let board = manifest.board(&a.board)?;
+    let name = a.board.clone().unwrap_or_else(|| "rpi4".into());
+    let board = manifest.board(&name)?;
     if let Some(v) = &a.firmware {
         board.release(v)?;
     }
     let req = Request {
-        board: a.board.clone(),
+        board: name,
         version: a.firmware.clone(),
         sha256: a.sha256.map(|s| s.0),
         max_unpacked: a.max_unpacked.0,

@@ -82,7 +82,7 @@ impl ImagesJob {
         // Every node's inputs first: a bad config or pi-burn.toml stops the run before any
         // download or write.
         // pi-burn.toml once: an error in it names the file, not a node.
-        let cluster = crate::cluster::Cluster::load(&a.flake, &nodes)?;
+        let cluster = crate::cluster::Cluster::load(&a.flake, &nodes, firmware.board())?;
         let mut jobs = vec![];
         for node in &nodes {
             let n = node_jobs(a, &cluster, node, &staging, &firmware)
@@ -107,7 +107,7 @@ fn node_jobs(
     staging: &Path,
     fw: &FirmwareJob,
 ) -> Result<NodeJobs> {
-    let custom = super::custom::with_base(&a.custom, cluster.for_node(node))?;
+    let custom = super::custom::with_base(&a.custom, fw.board(), cluster.for_node(node))?;
     let cfg = crate::ssd::load(&a.flake, node, a.eval, None, false)?;
     let card = for_node(
         &cfg,

@@ -8,6 +8,7 @@ pub mod custom;
 pub mod firmware;
 pub mod flash;
 pub mod images;
+pub mod inspect;
 pub mod ssd;
 pub mod target;
 pub mod verify;

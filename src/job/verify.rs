@@ -15,8 +15,8 @@ use std::path::PathBuf;
 /// The layout options given, each compared with a card's record.
 #[derive(Debug, Clone)]
 pub struct RecordChecks {
-    pub table: TableKind,
-    pub label: String,
+    pub table: Option<TableKind>,
+    pub label: Option<String>,
     pub sector_size: Option<u64>,
     pub partition_size: Option<u64>,
     pub partition_name: Option<String>,
@@ -50,6 +50,7 @@ impl VerifyJob {
         });
         let custom = super::custom::custom(
             &a.custom,
+            firmware.board(),
             node.as_ref().map(|n| (n.flake.as_path(), n.name.as_str())),
         )?;
         let names_nothing =
@@ -101,12 +102,16 @@ impl RecordChecks {
                 ));
             }
         };
-        differs("partition table", self.table.name().into(), t.kind.clone());
-        differs(
-            "filesystem label",
-            format!("'{}'", self.label.to_ascii_uppercase()),
-            format!("'{}'", t.label),
-        );
+        if let Some(table) = self.table {
+            differs("partition table", table.name().into(), t.kind.clone());
+        }
+        if let Some(label) = &self.label {
+            differs(
+                "filesystem label",
+                format!("'{}'", label.to_ascii_uppercase()),
+                format!("'{}'", t.label),
+            );
+        }
         if let Some(ss) = self.sector_size {
             differs("sector size", ss.to_string(), t.sector_size.to_string());
         }

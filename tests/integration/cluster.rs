@@ -34,6 +34,7 @@ fn every_setting() -> Vec<(&'static str, &'static str, &'static str, String)> {
         ("FanOnGpio=14", "FanOnGpio", GUID_A, u32h(14)),
         ("FanTemp=70", "FanTemp", GUID_A, u32h(70)),
         ("XhciPci=1", "XhciPci", GUID_A, u32h(1)),
+        ("XhciReload=1", "XhciReload", GUID_A, u32h(1)),
         ("SdIsArasan=1", "SdIsArasan", GUID_A, u32h(1)),
         ("MmcDisableMulti=1", "MmcDisableMulti", GUID_A, u32h(1)),
         ("MmcForce1Bit=1", "MmcForce1Bit", GUID_A, u32h(1)),
@@ -79,6 +80,12 @@ fn every_setting() -> Vec<(&'static str, &'static str, &'static str, String)> {
         ("Columns=132", "Columns", GUID_B, u32h(132)),
         ("Rows=43", "Rows", GUID_B, u32h(43)),
         ("Timeout=0x0102", "Timeout", GUID_G, "0201".into()),
+        (
+            "BootDiscoveryPolicy=1",
+            "BootDiscoveryPolicy",
+            "5b6f7107-bb3c-4660-92cd-542690280bbd",
+            u32h(1),
+        ),
     ]
 }
 

@@ -195,7 +195,7 @@ fn wrong_bytes_are_refused_and_nothing_is_cached() {
         &[
             "hash mismatch",
             &url,
-            "expected sha256-RCDlL06z",
+            "expected sha256-Vc4qBLD2",
             "computed",
         ],
     );
@@ -357,18 +357,7 @@ fn concurrent_runs_share_the_cache_without_corrupting_it() {
 fn a_zip_fetched_by_hand_is_imported_and_later_runs_work_offline() {
     // Issue 12: `firmware fetch --firmware-zip FILE` said "cached" and cached nothing.
     let t = TestDir::new();
-    let o = t
-        .pi_burn()
-        .args([
-            "firmware",
-            "fetch",
-            "--manifest",
-            MANIFEST,
-            "--firmware-zip",
-        ])
-        .arg(fixture_zip("rpi4", None))
-        .output()
-        .unwrap();
+    let o = t.fetch_fixture();
     assert_success(&o);
     assert!(
         stdout(&o).contains("imported into the cache"),

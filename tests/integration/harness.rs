@@ -226,6 +226,21 @@ impl TestDir {
         p
     }
 
+    /// `pi-burn firmware fetch --firmware-zip` of the good rpi4 fixture: the release in the cache.
+    pub fn fetch_fixture(&self) -> Output {
+        self.pi_burn()
+            .args([
+                "firmware",
+                "fetch",
+                "--manifest",
+                MANIFEST,
+                "--firmware-zip",
+            ])
+            .arg(fixture_zip("rpi4", None))
+            .output()
+            .unwrap()
+    }
+
     /// Files under the cache's blobs/ and partial/ directories.
     pub fn cached_blobs(&self) -> Vec<PathBuf> {
         std::fs::read_dir(self.path("cache/blobs"))
@@ -250,12 +265,27 @@ impl TestDir {
 
     /// `pi-burn sdcard --image NAME` from the good rpi4 fixture with the test manifest, plus `extra`.
     pub fn sdcard(&self, name: &str, extra: &[&str]) -> Output {
-        let zip = fixture_zip("rpi4", None);
-        self.pi_burn()
-            .args(["sdcard", "--image"])
+        self.sdcard_with("rpi4", None, name, extra)
+    }
+
+    /// `pi-burn sdcard --image NAME` from `board`'s fixture zip (`variant` of it) with the test
+    /// manifest, plus `extra`; `--board` is given for a board other than rpi4.
+    pub fn sdcard_with(
+        &self,
+        board: &str,
+        variant: Option<&str>,
+        name: &str,
+        extra: &[&str],
+    ) -> Output {
+        let mut c = self.pi_burn();
+        c.arg("sdcard");
+        if board != "rpi4" {
+            c.args(["--board", board]);
+        }
+        c.arg("--image")
             .arg(self.path(name))
             .arg("--firmware-zip")
-            .arg(zip)
+            .arg(fixture_zip(board, variant))
             .args(["--manifest", MANIFEST])
             .args(extra)
             .output()
@@ -269,6 +299,18 @@ pub fn stderr(o: &Output) -> String {
 
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Asserts that stdout holds `needle`, showing stdout otherwise.
+pub fn assert_stdout_has(o: &Output, needle: &str) {
+    let out = stdout(o);
+    assert!(out.contains(needle), "stdout lacks '{needle}': {out}");
+}
+
+/// Asserts that stderr holds `needle`, showing stderr otherwise.
+pub fn assert_stderr_has(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(err.contains(needle), "stderr lacks '{needle}': {err}");
 }
 
 pub fn assert_success(o: &Output) {

@@ -5,6 +5,7 @@
 //! `cargo test` prints `test MODULE::NAME ... ignored, REASON` for each; the summary line counts
 //! them.
 
+mod card_life;
 mod cluster;
 mod device;
 mod disko;
@@ -36,6 +37,7 @@ macro_rules! tests {
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
     let modules: &[Module] = &[
+        ("card_life", card_life::TESTS),
         ("cluster", cluster::TESTS),
         ("device", device::TESTS),
         ("disko", disko::TESTS),

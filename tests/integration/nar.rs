@@ -39,7 +39,7 @@ fn build(dir: &Path, zip_path: &Path) {
     w.finish().unwrap();
 }
 
-const TREE_MANIFEST: &str = r#"schema = 1
+const TREE_MANIFEST: &str = r#"schema = 2
 [boards.tree]
 description = "any tree"
 default = "v1"

@@ -127,26 +127,16 @@ fn settings_are_baked_into_the_card_and_verify_expects_them() {
     );
 }
 
-fn settings_are_refused_where_no_store_or_variables_are_known() {
+fn settings_are_refused_where_the_firmware_has_none_or_no_store() {
     let t = TestDir::new();
-    let o = t
-        .pi_burn()
-        .args([
-            "sdcard",
-            "--board",
-            "rpi5",
-            "--manifest",
-            MANIFEST,
-            "--ram-limit-3gb",
-            "off",
-            "--image",
-        ])
-        .arg(t.path("5.img"))
-        .arg("--firmware-zip")
-        .arg(fixture_zip("rpi5", None))
-        .output()
-        .unwrap();
-    assert_fails_with(&o, 2, &["Raspberry Pi 4", "rpi5"]);
+    let o = t.sdcard_with("rpi5", None, "5.img", &["--ram-limit-3gb", "off"]);
+    // Pi 5's firmware has no ConfigDxe: RamLimitTo3GB is refused as no Pi 5 setting, before
+    // anything is read.
+    assert_fails_with(
+        &o,
+        2,
+        &["--ram-limit-3gb", "the Pi 5 firmware has no such setting"],
+    );
     assert!(!t.path("5.img").exists());
     let junk = t.path("junk.fd");
     std::fs::write(&junk, vec![0u8; 65536]).unwrap();
@@ -250,7 +240,8 @@ const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS_PLAIN: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// `dmpstore -all` as edk2's own shell prints it: (guid or name space, name) -> bytes.
-fn dmpstore(text: &str) -> std::collections::BTreeMap<(String, String), Vec<u8>> {
+/// The variables the UEFI shell's dmpstore printed: (vendor, name) -> (attributes, data).
+fn dmpstore(text: &str) -> std::collections::BTreeMap<(String, String), (String, Vec<u8>)> {
     // Without the terminal's colour codes.
     let mut plain = String::new();
     let mut chars = text.chars().peekable();
@@ -271,16 +262,17 @@ fn dmpstore(text: &str) -> std::collections::BTreeMap<(String, String), Vec<u8>>
         let line = line.trim_end_matches('\r');
         if let Some(rest) = line.strip_prefix("Variable ") {
             // Variable NV+RT+BS 'GUID:Name' DataSize = 0xNN
+            let attrs = rest.split_whitespace().next().unwrap_or("").to_string();
             current = rest.split('\'').nth(1).and_then(|q| {
                 let (ns, name) = q.split_once(':')?;
                 Some((ns.to_lowercase(), name.to_string()))
             });
             if let Some(k) = &current {
-                out.insert(k.clone(), vec![]);
+                out.insert(k.clone(), (attrs, vec![]));
             }
         } else if let (Some(k), Some(hex)) = (&current, line.trim_start().split_once(": ")) {
             let bytes = hex.1.split('*').next().unwrap_or("").replace('-', " ");
-            let data = out.get_mut(k).unwrap();
+            let data = &mut out.get_mut(k).unwrap().1;
             for b in bytes.split_whitespace() {
                 data.push(u8::from_str_radix(b, 16).unwrap());
             }
@@ -289,6 +281,47 @@ fn dmpstore(text: &str) -> std::collections::BTreeMap<(String, String), Vec<u8>>
         }
     }
     out
+}
+
+/// Pi 5's settings (rpi5-uefi's RpiPlatformDxe GUID and exact widths), for edk2's variable
+/// driver: a UINT8, a packed 9-byte structure, NV+BS attributes.
+fn pi5_settings() -> Vec<pi_burn::firmware::uefivars::Setting> {
+    use pi_burn::firmware::uefivars::settings::{merge, parse_for};
+    merge(
+        [
+            "SystemTableMode=1",
+            "AcpiSdLimitUhs=0",
+            "Pcie1Settings.MaxLinkSpeed=3",
+            "Pcie1Settings.AspmSupportL1=1",
+            "MemoryAttributeManagerData=0",
+        ]
+        .iter()
+        .map(|a| parse_for("rpi5", a, "--set").unwrap())
+        .collect(),
+    )
+}
+
+/// The Pi 5 settings as edk2 read them back: vendor, attributes and bytes.
+fn pi5_read_back(
+    vars: &std::collections::BTreeMap<(String, String), (String, Vec<u8>)>,
+    pi5: &[pi_burn::firmware::uefivars::Setting],
+    text: &str,
+) {
+    let pi5_want: [(&str, &[u8], &str); 4] = [
+        ("SystemTableMode", &[1, 0, 0, 0], "NV+RT+BS"),
+        ("AcpiSdLimitUhs", &[0], "NV+RT+BS"),
+        ("Pcie1Settings", &[1, 3, 0, 1, 0, 0, 0, 0, 0], "NV+RT+BS"),
+        ("MemoryAttributeManagerData", &[0], "NV+BS"),
+    ];
+    for (name, data, attrs) in pi5_want {
+        let s = pi5.iter().find(|s| s.def.name == name).unwrap();
+        let got = vars.get(&(s.def.guid.to_string().to_lowercase(), name.to_string()));
+        assert_eq!(
+            got.map(|v| (v.0.as_str(), v.1.as_slice())),
+            Some((attrs, data)),
+            "{name} as edk2 reads it:\n{text}"
+        );
+    }
 }
 
 fn edk2_boots_the_edited_store_and_its_shell_lists_every_setting() {
@@ -325,6 +358,8 @@ fn edk2_boots_the_edited_store_and_its_shell_lists_every_setting() {
         .map(|(a, ..)| parse_assignment(a, "--set").unwrap())
         .collect();
     settings.push(parse_assignment("AssetTag=pi-beta", "--set").unwrap());
+    let pi5 = pi5_settings();
+    settings.extend(pi5.iter().cloned());
     let fd = std::fs::read(OVMF_VARS_PLAIN).unwrap();
     let (edited, _) = uefivars::apply(&fd, &settings, "OVMF_VARS_4M.fd").unwrap();
     std::fs::write(t.path("vars.fd"), &edited).unwrap();
@@ -362,13 +397,17 @@ fn edk2_boots_the_edited_store_and_its_shell_lists_every_setting() {
     for ((_, name, data), s) in sets.iter().zip(&settings) {
         let guid = s.def.guid.to_string().to_lowercase();
         assert_eq!(
-            vars.get(&(guid, name.to_string())).map(Vec::as_slice),
+            vars.get(&(guid, name.to_string())).map(|v| v.1.as_slice()),
             Some(*data),
             "{name} as edk2 reads it:\n{text}"
         );
     }
     let guid = RPI_VENDOR.to_string().to_lowercase();
-    assert_eq!(vars.get(&(guid, "AssetTag".into())), Some(&tag));
+    assert_eq!(
+        vars.get(&(guid, "AssetTag".into())).map(|v| &v.1),
+        Some(&tag)
+    );
+    pi5_read_back(&vars, &pi5, &text);
     // OVMF's own variables are still there (the store was not reinitialised).
     assert!(
         vars.contains_key(&("efiglobalvariable".into(), "BootOrder".into())),
@@ -376,10 +415,101 @@ fn edk2_boots_the_edited_store_and_its_shell_lists_every_setting() {
     );
 }
 
+/// Pi 5 settings (issue 19): a synthetic rpi5-uefi store (0x1d0000 in a 0x1f0000-byte file)
+/// read back by virt-fw-vars with RpiPlatformDxe's GUIDs, exact byte widths and attributes;
+/// `firmware settings` lists the Pi 5 table for a Pi 5 card.
+fn pi_5_settings_are_read_back_with_their_guids_and_widths() {
+    let t = TestDir::new();
+    let o = t.sdcard_with(
+        "rpi5",
+        None,
+        "5.img",
+        &[
+            "--system-table",
+            "acpi+devicetree",
+            "--set",
+            "Pcie1Settings.MaxLinkSpeed=3",
+            "--set",
+            "AcpiSdLimitUhs=0",
+            "--set",
+            "MemoryAttributeManagerData=0",
+        ],
+    );
+    assert_success(&o);
+    let j: serde_json::Value = serde_json::from_str(&run_ok(
+        t.pi_burn()
+            .args(["--json", "firmware", "settings", "--image"])
+            .arg(t.path("5.img")),
+    ))
+    .unwrap();
+    assert_eq!(j["board"], "rpi5", "the card's record names its board");
+    let names: Vec<&str> = j["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"Pcie1Settings") && !names.contains(&"RamLimitTo3GB"),
+        "{names:?}"
+    );
+    if !(have_tool("virt-fw-vars") && have_tool("mcopy")) {
+        return;
+    }
+    let spec = format!("{}@@{}", t.path("5.img").display(), 1 << 20);
+    run_ok(
+        tool("mcopy")
+            .args(["-i", &spec, "::/RPI_EFI.fd"])
+            .arg(t.path("RPI_EFI.fd")),
+    );
+    assert_eq!(
+        std::fs::metadata(t.path("RPI_EFI.fd")).unwrap().len(),
+        0x1f0000
+    );
+    run_ok(
+        tool("virt-fw-vars")
+            .arg("--input")
+            .arg(t.path("RPI_EFI.fd"))
+            .arg("--output-json")
+            .arg(t.path("vars.json")),
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path("vars.json")).unwrap()).unwrap();
+    let get = |name: &str| {
+        v["variables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not read back: {v}"))
+    };
+    let p = "677a7ac5-7d92-4288-8bf0-97048102d11c";
+    for (name, guid, attr, data) in [
+        ("SystemTableMode", p, 7, "01000000"),
+        ("Pcie1Settings", p, 7, "010300000000000000"),
+        ("AcpiSdLimitUhs", p, 7, "00"),
+        (
+            "MemoryAttributeManagerData",
+            "efab3427-4793-4e9e-aa29-880c9a775b5f",
+            3,
+            "00",
+        ),
+    ] {
+        let x = get(name);
+        assert_eq!(
+            (x["guid"].as_str(), x["attr"].as_u64(), x["data"].as_str()),
+            (Some(guid), Some(attr), Some(data)),
+            "{name}"
+        );
+    }
+}
+
 // This module's tests, for the runner in main.rs.
 crate::tests![
+    pi_5_settings_are_read_back_with_their_guids_and_widths,
     edk2_boots_the_edited_store_and_its_shell_lists_every_setting,
     settings_are_baked_into_the_card_and_verify_expects_them,
-    settings_are_refused_where_no_store_or_variables_are_known,
+    settings_are_refused_where_the_firmware_has_none_or_no_store,
     edits_a_real_edk2_store_ovmf_vars,
 ];

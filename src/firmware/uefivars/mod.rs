@@ -10,7 +10,7 @@
 pub mod settings;
 
 use anyhow::{bail, Context, Result};
-pub use settings::{Setting, Value, SETTINGS};
+pub use settings::{Setting, Value};
 use uuid::Uuid;
 
 /// EFI_SYSTEM_NV_DATA_FV_GUID.
@@ -179,6 +179,72 @@ pub fn read_vars(fd: &[u8], s: &Store, origin: &str) -> Result<(Vec<Var>, usize)
     Ok((out, at))
 }
 
+/// Bytes from the variable volume's start that edk2 on the Pi writes back into the card's
+/// RPI_EFI.fd (variables, event log, fault-tolerant-write spare): the firmware changes them at
+/// its first boot and in its setup UI; every byte outside is the firmware's code.
+pub const REGION: usize = 0x20000;
+
+/// A variable as edk2 reads it: the effective record of one name and vendor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effective {
+    pub name: String,
+    pub guid: Uuid,
+    pub attributes: u32,
+    pub data: Vec<u8>,
+}
+
+/// A firmware file seen as edk2 on the Pi sees it: the region it rewrites, the SHA-256 of
+/// every byte outside it, and the variables inside.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub offset: usize,
+    pub len: usize,
+    pub outside: crate::firmware::digest::Sha256Digest,
+    pub vars: Vec<Effective>,
+}
+
+/// The SHA-256 of `fd` without the region `[offset, offset + len)`.
+pub fn outside_digest(
+    fd: &[u8],
+    offset: usize,
+    len: usize,
+) -> crate::firmware::digest::Sha256Digest {
+    use sha2::Digest;
+    let end = offset.saturating_add(len).min(fd.len());
+    let mut h = sha2::Sha256::new();
+    h.update(&fd[..offset.min(fd.len())]);
+    h.update(&fd[end..]);
+    crate::firmware::digest::Sha256Digest::from_hasher(h)
+}
+
+/// The snapshot of `fd`: its store found and read (a corrupt store is an error), each live
+/// variable's effective record (the one edk2 reads), in store order.
+pub fn snapshot(fd: &[u8], origin: &str) -> Result<Snapshot> {
+    let s = find_store(fd, origin)?;
+    let (vars, _) = read_vars(fd, &s, origin)?;
+    let mut out: Vec<Effective> = vec![];
+    for v in vars.iter().filter(|v| v.live) {
+        if out.iter().any(|o| o.name == v.name && o.guid == v.guid) {
+            continue;
+        }
+        if let (Some(e), _) = effective(&vars, &v.name, v.guid) {
+            out.push(Effective {
+                name: e.name.clone(),
+                guid: e.guid,
+                attributes: e.attributes,
+                data: e.data.clone(),
+            });
+        }
+    }
+    let len = REGION.min(fd.len() - s.fv_offset);
+    Ok(Snapshot {
+        offset: s.fv_offset,
+        len,
+        outside: outside_digest(fd, s.fv_offset, len),
+        vars: out,
+    })
+}
+
 /// What a `set` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -263,7 +329,7 @@ pub fn apply(fd: &[u8], settings: &[Setting], origin: &str) -> Result<(Vec<u8>, 
             &s,
             st.def.name,
             st.def.guid,
-            ATTRS_NV_BS_RT,
+            st.def.attributes,
             &st.def.encode(&st.value),
             origin,
         )?;
@@ -304,19 +370,21 @@ pub fn effective<'v>(vars: &'v [Var], name: &str, guid: Uuid) -> (Option<&'v Var
     (added.or_else(|| mine().next()), mine().count())
 }
 
-/// Every known setting with its stored value or its default.
-pub fn listing(vars: &[Var]) -> Vec<Listed> {
-    SETTINGS
-        .iter()
+/// Every setting of `defs` (a board's table) with its stored value or its default.
+pub fn listing(vars: &[Var], defs: &'static [settings::Def]) -> Vec<Listed> {
+    defs.iter()
         .map(|d| {
             let (live, count) = effective(vars, d.name, d.guid);
             let (value, mut problem) = match live {
                 None => (None, None),
                 Some(v) => match d.decode(&v.data) {
-                    Some(val) if v.attributes == ATTRS_NV_BS_RT => (Some(val), None),
+                    Some(val) if v.attributes == d.attributes => (Some(val), None),
                     Some(val) => (
                         Some(val),
-                        Some(format!("attributes 0x{:x}, expected 0x7", v.attributes)),
+                        Some(format!(
+                            "attributes 0x{:x}, expected 0x{:x}",
+                            v.attributes, d.attributes
+                        )),
                     ),
                     None => (
                         None,

@@ -1,17 +1,42 @@
-//! Every setting the Raspberry Pi 4 UEFI firmware reads from its variable store, by name: which
-//! vendor GUID, which width, which values the firmware's own setup form allows, and the default
-//! it uses when the variable is absent (edk2-platforms RPi4.dsc and ConfigDxe's form).
+//! Every setting the Raspberry Pi UEFI firmwares read from their variable stores, by name, per
+//! board: which vendor GUID, which width (which the firmware checks exactly: Pi 5's
+//! RpiPlatformDxe reads each with `sizeof` and rewrites a wrong-sized one with its default),
+//! which values its setup form allows, its attributes, and the default it uses when the
+//! variable is absent (edk2-platforms RPi4.dsc and ConfigDxe's form; rpi5-uefi v0.3's
+//! RpiPlatformDxe).
 
 use crate::error::usage;
 use anyhow::{bail, Result};
 use uuid::Uuid;
 
-/// gConfigDxeFormSetGuid: most settings.
+/// gConfigDxeFormSetGuid: most Pi 4 settings (and Pi 5's display ones).
 pub const CONFIG_DXE: Uuid = uuid::uuid!("CD7CC258-31DB-22E6-9F22-63B0B8EED6B5");
 /// gRaspberryPiTokenSpaceGuid: the console size and the reset delay.
 pub const RPI_TOKEN_SPACE: Uuid = uuid::uuid!("CD7CC258-31DB-11E6-9FD3-63B0B8EED6B5");
 /// gEfiGlobalVariableGuid: `Timeout`.
 pub const EFI_GLOBAL: Uuid = uuid::uuid!("8BE4DF61-93CA-11D2-AA0D-00E098032B8C");
+/// BootDiscoveryPolicy's vendor (edk2's BootDiscoveryPolicyUiLib).
+pub const BOOT_DISCOVERY: Uuid = uuid::uuid!("5B6F7107-BB3C-4660-92CD-542690280BBD");
+/// Pi 5's RpiPlatformDxe.
+pub const RPI5_PLATFORM: Uuid = uuid::uuid!("677A7AC5-7D92-4288-8BF0-97048102D11C");
+/// edk2's MemoryAttributeManagerDxe.
+pub const MEMORY_ATTRIBUTE: Uuid = uuid::uuid!("EFAB3427-4793-4E9E-AA29-880C9A775B5F");
+
+/// NV | BS | RT.
+pub const NV_BS_RT: u32 = 0x7;
+/// NV | BS.
+pub const NV_BS: u32 = 0x3;
+
+/// One field of a packed structure setting (`Pcie1Settings.MaxLinkSpeed`).
+#[derive(Debug)]
+pub struct Field {
+    pub name: &'static str,
+    /// 1 or 4 bytes, little-endian.
+    pub bytes: usize,
+    pub lo: u32,
+    pub hi: u32,
+    pub default: u32,
+}
 
 /// How a setting is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +48,16 @@ pub enum Width {
     Utf16 {
         chars: usize,
     },
+    /// A packed structure of fields, stored whole.
+    Struct(&'static [Field]),
 }
+
+impl PartialEq for Field {
+    fn eq(&self, o: &Self) -> bool {
+        self.name == o.name
+    }
+}
+impl Eq for Field {}
 
 impl Width {
     pub fn bytes(self) -> usize {
@@ -32,6 +66,7 @@ impl Width {
             Width::U16 => 2,
             Width::U32 => 4,
             Width::Utf16 { chars } => (chars + 1) * 2,
+            Width::Struct(f) => f.iter().map(|f| f.bytes).sum(),
         }
     }
     pub fn name(self) -> String {
@@ -40,6 +75,7 @@ impl Width {
             Width::U16 => "UINT16".into(),
             Width::U32 => "UINT32".into(),
             Width::Utf16 { chars } => format!("CHAR16[{}]", chars + 1),
+            Width::Struct(_) => format!("struct ({} bytes)", self.bytes()),
         }
     }
 }
@@ -51,6 +87,8 @@ pub enum Allowed {
     OneOf(&'static [u32]),
     /// Printable ASCII, up to the width's characters.
     Text,
+    /// Each field in its own range.
+    Fields,
 }
 
 /// One known setting.
@@ -62,6 +100,7 @@ pub struct Def {
     pub allowed: Allowed,
     /// The value the firmware uses when the variable is absent (text: empty).
     pub default: u32,
+    pub attributes: u32,
     pub meaning: &'static str,
 }
 
@@ -79,17 +118,19 @@ const fn num(
         width,
         allowed,
         default,
+        attributes: NV_BS_RT,
         meaning,
     }
 }
 
 const A: Uuid = CONFIG_DXE;
 const B: Uuid = RPI_TOKEN_SPACE;
+const P: Uuid = RPI5_PLATFORM;
 const OFF_ON: Allowed = Allowed::Range(0, 1);
 
-/// Every setting, in the order of the firmware's setup pages.
+/// Every setting of the Raspberry Pi 4 firmware, in the order of its setup pages.
 #[rustfmt::skip]
-pub static SETTINGS: &[Def] = &[
+pub static RPI4: &[Def] = &[
     num("CpuClock", A, Width::U32, Allowed::Range(0, 3), 1, "CPU clock: 0 low (800 MHz), 1 default (1500 MHz), 2 max (2200 MHz), 3 custom"),
     num("CustomCpuClock", A, Width::U32, Allowed::Range(100, 2200), 1500, "CPU clock in MHz when CpuClock = 3"),
     num("RamLimitTo3GB", A, Width::U32, OFF_ON, 1, "limit RAM to 3 GB: 0 off, 1 on"),
@@ -97,6 +138,7 @@ pub static SETTINGS: &[Def] = &[
     num("FanOnGpio", A, Width::U32, Allowed::OneOf(&[0, 14, 18, 19]), 0, "fan on GPIO 14, 18 or 19 (0 none; ACPI tables only)"),
     num("FanTemp", A, Width::U32, Allowed::Range(50, 80), 60, "fan switch-on temperature in degrees C"),
     num("XhciPci", A, Width::U32, Allowed::Range(0, 2), 0, "USB: 0 XHCI, 1 PCIe, 2 PCIe (CM4 default)"),
+    num("XhciReload", A, Width::U32, OFF_ON, 0, "reload the VL805 USB firmware at boot (Devicetree only)"),
     num("SdIsArasan", A, Width::U32, OFF_ON, 0, "uSD slot routing: 1 Arasan, 0 SDHost"),
     num("MmcDisableMulti", A, Width::U32, OFF_ON, 0, "disable multi-block transfers"),
     num("MmcForce1Bit", A, Width::U32, OFF_ON, 0, "force 1-bit mode"),
@@ -112,7 +154,55 @@ pub static SETTINGS: &[Def] = &[
     num("Columns", B, Width::U32, Allowed::Range(1, u32::MAX), 80, "text console columns"),
     num("Rows", B, Width::U32, Allowed::Range(1, u32::MAX), 25, "text console rows"),
     num("Timeout", EFI_GLOBAL, Width::U16, Allowed::Range(0, 0xFFFF), 5, "boot menu timeout in seconds"),
+    num("BootDiscoveryPolicy", BOOT_DISCOVERY, Width::U32, Allowed::Range(0, 2), 0, "boot devices connected: 0 minimal, 1 network too (netboot), 2 all"),
 ];
+
+/// Pcie1Settings: RpiPlatformDxe's packed PCIE_SETTINGS, 9 bytes.
+#[rustfmt::skip]
+pub static PCIE_FIELDS: &[Field] = &[
+    Field { name: "Enabled", bytes: 1, lo: 0, hi: 1, default: 1 },
+    Field { name: "MaxLinkSpeed", bytes: 1, lo: 1, hi: 3, default: 2 },
+    Field { name: "AspmSupportL0s", bytes: 1, lo: 0, hi: 1, default: 0 },
+    Field { name: "AspmSupportL1", bytes: 1, lo: 0, hi: 1, default: 0 },
+    Field { name: "RcbMatchMps", bytes: 1, lo: 0, hi: 1, default: 0 },
+    Field { name: "VdmToQosMap", bytes: 4, lo: 0, hi: u32::MAX, default: 0 },
+];
+
+/// Every setting of the Raspberry Pi 5 firmware (rpi5-uefi v0.3): no ConfigDxe, so none of
+/// the Pi 4's CPU, RAM, fan, USB or SD settings.
+#[rustfmt::skip]
+pub static RPI5: &[Def] = &[
+    num("SystemTableMode", P, Width::U32, Allowed::Range(0, 2), 0, "system tables: 0 ACPI, 1 ACPI + Devicetree, 2 Devicetree"),
+    num("AcpiSdCompatMode", P, Width::U8, OFF_ON, 0, "ACPI SD: 0 BRCMSTB Bay Trail, 1 full Bay Trail"),
+    num("AcpiSdLimitUhs", P, Width::U8, OFF_ON, 1, "ACPI SD: limit to UHS-I speeds"),
+    num("AcpiPcieEcamCompatMode", P, Width::U32, Allowed::OneOf(&[1, 2, 3, 4, 6]), 3, "ACPI PCIe ECAM: 1 DEN0115, 2 NXPMX6, 3 NXPMX6+DEN0115, 4 GRAVITON, 6 NXPMX6+GRAVITON"),
+    num("AcpiPcie32BitBarSpaceSizeMB", P, Width::U32, Allowed::Range(0, 1024), 0, "ACPI PCIe 32-bit BAR space in MB"),
+    num("Pcie1Settings", P, Width::Struct(PCIE_FIELDS), Allowed::Fields, 0, "PCIe 1 (the external connector): Enabled, MaxLinkSpeed 1..3, AspmSupportL0s, AspmSupportL1, RcbMatchMps, VdmToQosMap"),
+    Def { name: "MemoryAttributeManagerData", guid: MEMORY_ATTRIBUTE, width: Width::U8, allowed: OFF_ON, default: 1, attributes: NV_BS, meaning: "memory attribute protocol: 1 on, 0 for distributions that hit a Synchronous Exception" },
+    num("DisplayEnableScaledVModes", A, Width::U8, Allowed::Range(0, 0x3F), 0x20, "scaled video modes, bits: 0 800x600, 1 640x480, 2 1024x768, 3 720p, 4 1080p, 5 native"),
+    num("DisplayEnableSShot", A, Width::U32, OFF_ON, 1, "screenshot support"),
+    num("ResetDelay", B, Width::U32, Allowed::Range(0, u32::MAX), 0, "seconds to wait before a reset"),
+    num("Columns", B, Width::U32, Allowed::Range(1, u32::MAX), 80, "text console columns"),
+    num("Rows", B, Width::U32, Allowed::Range(1, u32::MAX), 25, "text console rows"),
+    num("Timeout", EFI_GLOBAL, Width::U16, Allowed::Range(0, 0xFFFF), 5, "boot menu timeout in seconds"),
+    num("BootDiscoveryPolicy", BOOT_DISCOVERY, Width::U32, Allowed::Range(0, 2), 0, "boot devices connected: 0 minimal, 1 network too (netboot), 2 all"),
+];
+
+/// The settings of `board`'s firmware.
+pub fn table(board: &str) -> Result<&'static [Def]> {
+    match board {
+        "rpi4" => Ok(RPI4),
+        "rpi5" => Ok(RPI5),
+        other => bail!(usage(format!(
+            "pi-burn knows no UEFI settings of board {other} (it knows rpi4 and rpi5)"
+        ))),
+    }
+}
+
+/// Every known setting of every board, Pi 4's first.
+pub fn all() -> impl Iterator<Item = &'static Def> {
+    RPI4.iter().chain(RPI5.iter())
+}
 
 /// A value to store.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -120,6 +210,8 @@ pub static SETTINGS: &[Def] = &[
 pub enum Value {
     Num(u32),
     Text(String),
+    /// Fields of a structure setting; the ones not named take their defaults.
+    Fields(std::collections::BTreeMap<String, u32>),
 }
 
 impl std::fmt::Display for Value {
@@ -127,6 +219,14 @@ impl std::fmt::Display for Value {
         match self {
             Value::Num(n) => write!(f, "{n}"),
             Value::Text(s) => write!(f, "\"{s}\""),
+            Value::Fields(m) => write!(
+                f,
+                "{{{}}}",
+                m.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 }
@@ -139,26 +239,42 @@ pub struct Setting {
     pub from: String,
 }
 
-/// The definition of `name` (case-insensitive; the firmware's spelling is used from then on).
-pub fn def(name: &str) -> Result<&'static Def> {
+fn board_name(board: &str) -> &str {
+    match board {
+        "rpi5" => "Pi 5",
+        _ => "Pi 4",
+    }
+}
+
+/// The definition of `name` in `board`'s firmware (case-insensitive; the firmware's spelling
+/// is used from then on). A name of the other board's firmware is refused as such.
+pub fn def_of(board: &str, name: &str) -> Result<&'static Def> {
     if name.eq_ignore_ascii_case("RamMoreThan3GB") {
         bail!(usage(
             "RamMoreThan3GB is not a setting: the firmware computes it from the board's memory at every boot (set RamLimitTo3GB instead)"
         ));
     }
-    SETTINGS
-        .iter()
-        .find(|d| d.name.eq_ignore_ascii_case(name))
-        .ok_or_else(|| {
-            usage(format!(
-                "unknown UEFI setting '{name}'; the Pi 4 firmware reads: {}",
-                SETTINGS
-                    .iter()
-                    .map(|d| d.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })
+    let defs = table(board)?;
+    if let Some(d) = defs.iter().find(|d| d.name.eq_ignore_ascii_case(name)) {
+        return Ok(d);
+    }
+    if all().any(|d| d.name.eq_ignore_ascii_case(name)) {
+        bail!(usage(format!(
+            "UEFI setting '{name}': the {} firmware has no such setting (its settings: {})",
+            board_name(board),
+            defs.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    bail!(usage(format!(
+        "unknown UEFI setting '{name}'; the {} firmware reads: {}",
+        board_name(board),
+        defs.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+    )))
+}
+
+/// The Pi 4 definition of `name` (see [`def_of`]).
+pub fn def(name: &str) -> Result<&'static Def> {
+    def_of("rpi4", name)
 }
 
 fn parse_number(s: &str) -> Option<u64> {
@@ -170,7 +286,8 @@ fn parse_number(s: &str) -> Option<u64> {
 }
 
 impl Def {
-    /// Checks `text` against the firmware's allowed values.
+    /// Checks `text` against the firmware's allowed values (a structure's value is set field
+    /// by field: [`Def::field_value`]).
     pub fn value(&'static self, text: &str) -> Result<Value> {
         let bad = |why: String| usage(format!("{}={text}: {why}", self.name));
         match self.allowed {
@@ -205,6 +322,57 @@ impl Def {
                         .join(", ")
                 ))),
             },
+            Allowed::Fields => bail!(bad(format!(
+                "a structure: set its fields one by one, e.g. {}.{}=...",
+                self.name,
+                self.fields().first().map_or("Field", |f| f.name)
+            ))),
+        }
+    }
+
+    /// The fields of a structure setting (none for the others).
+    pub fn fields(&self) -> &'static [Field] {
+        match self.width {
+            Width::Struct(f) => f,
+            _ => &[],
+        }
+    }
+
+    /// `field` (case-insensitive) of a structure setting set to `text`, checked.
+    pub fn field_value(&'static self, field: &str, text: &str) -> Result<Value> {
+        let Some(f) = self
+            .fields()
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(field))
+        else {
+            bail!(usage(format!(
+                "{}.{field}: {}",
+                self.name,
+                if self.fields().is_empty() {
+                    format!(
+                        "{} is not a structure (give {}=VALUE)",
+                        self.name, self.name
+                    )
+                } else {
+                    format!(
+                        "no such field (its fields: {})",
+                        self.fields()
+                            .iter()
+                            .map(|f| f.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            )));
+        };
+        match parse_number(text) {
+            Some(n) if (f.lo as u64..=f.hi as u64).contains(&n) => Ok(Value::Fields(
+                [(f.name.to_string(), n as u32)].into_iter().collect(),
+            )),
+            _ => bail!(usage(format!(
+                "{}.{}={text}: the firmware accepts {}..{}",
+                self.name, f.name, f.lo, f.hi
+            ))),
         }
     }
 
@@ -219,7 +387,14 @@ impl Def {
                 units.resize(chars + 1, 0);
                 units.iter().flat_map(|u| u.to_le_bytes()).collect()
             }
-            _ => unreachable!("values are made by Def::value"),
+            (Width::Struct(fields), Value::Fields(m)) => fields
+                .iter()
+                .flat_map(|f| {
+                    let v = m.get(f.name).copied().unwrap_or(f.default);
+                    v.to_le_bytes()[..f.bytes].to_vec()
+                })
+                .collect(),
+            _ => unreachable!("values are made by Def::value and Def::field_value"),
         }
     }
 
@@ -238,12 +413,21 @@ impl Def {
                 if !data.len().is_multiple_of(2) || data.len() > self.width.bytes() {
                     return None;
                 }
-                let units: Vec<u16> = data
-                    .chunks(2)
-                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                    .take_while(|u| *u != 0)
-                    .collect();
-                Some(Value::Text(String::from_utf16_lossy(&units)))
+                Some(Value::Text(crate::util::le::utf16z(data)))
+            }
+            Width::Struct(fields) => {
+                if data.len() != self.width.bytes() {
+                    return None;
+                }
+                let mut at = 0;
+                let mut m = std::collections::BTreeMap::new();
+                for f in fields {
+                    let mut b = [0u8; 4];
+                    b[..f.bytes].copy_from_slice(&data[at..at + f.bytes]);
+                    m.insert(f.name.to_string(), u32::from_le_bytes(b));
+                    at += f.bytes;
+                }
+                Some(Value::Fields(m))
             }
         }
     }
@@ -252,34 +436,70 @@ impl Def {
     pub fn default_value(&self) -> Value {
         match self.allowed {
             Allowed::Text => Value::Text(String::new()),
+            Allowed::Fields => Value::Fields(
+                self.fields()
+                    .iter()
+                    .map(|f| (f.name.to_string(), f.default))
+                    .collect(),
+            ),
             _ => Value::Num(self.default),
         }
     }
 }
 
-/// Parses `NAME=VALUE` (from `--set`, or a pi-burn.toml table) into a checked setting.
-pub fn parse_assignment(text: &str, from: &str) -> Result<Setting> {
+/// Parses `NAME=VALUE` or `NAME.FIELD=VALUE` (from `--set`, or a pi-burn.toml table) into a
+/// setting of `board`'s firmware, checked.
+pub fn parse_for(board: &str, text: &str, from: &str) -> Result<Setting> {
     let Some((name, value)) = text.split_once('=') else {
         bail!(usage(format!(
             "{from} {text}: expected NAME=VALUE (e.g. RamLimitTo3GB=0)"
         )));
     };
-    let def = def(name.trim())?;
+    let name = name.trim();
+    let (name, field) = match name.split_once('.') {
+        Some((n, f)) => (n, Some(f)),
+        None => (name, None),
+    };
+    let def = def_of(board, name)?;
+    let value = match field {
+        Some(f) => def.field_value(f, value)?,
+        None => def.value(value)?,
+    };
     Ok(Setting {
         def,
-        value: def.value(value)?,
+        value,
         from: from.to_string(),
     })
 }
 
-/// Keeps the last value given for each setting, in the order of first mention.
+/// Parses `NAME=VALUE` into a Pi 4 setting (see [`parse_for`]).
+pub fn parse_assignment(text: &str, from: &str) -> Result<Setting> {
+    parse_for("rpi4", text, from)
+}
+
+/// Keeps the last value given for each setting, in the order of first mention; the fields of a
+/// structure setting add up, field by field.
 pub fn merge(settings: Vec<Setting>) -> Vec<Setting> {
     let mut out: Vec<Setting> = vec![];
     for s in settings {
-        match out.iter_mut().find(|o| o.def.name == s.def.name) {
-            Some(o) => *o = s,
+        match out.iter_mut().find(|o| std::ptr::eq(o.def, s.def)) {
+            Some(o) => match (&mut o.value, s.value) {
+                (Value::Fields(old), Value::Fields(new)) => {
+                    old.extend(new);
+                    o.from = s.from;
+                }
+                (_, v) => {
+                    o.value = v;
+                    o.from = s.from;
+                }
+            },
             None => out.push(s),
         }
     }
     out
+}
+
+/// The known setting of `name` under vendor `guid` (as text), in any board's table.
+pub fn lookup(name: &str, guid: &str) -> Option<&'static Def> {
+    all().find(|d| d.name == name && d.guid.to_string().eq_ignore_ascii_case(guid))
 }

@@ -222,13 +222,96 @@ fn every_setting_has_its_guid_width_and_range() {
     );
     assert!(e.contains("computes it"), "{e}");
     // Every default is itself an allowed value.
-    for d in SETTINGS {
-        let text = match d.default_value() {
-            Value::Num(n) => n.to_string(),
-            Value::Text(t) => t,
-        };
-        assert!(d.value(&text).is_ok(), "{}", d.name);
+    for d in all() {
+        match d.default_value() {
+            Value::Num(n) => assert!(d.value(&n.to_string()).is_ok(), "{}", d.name),
+            Value::Text(t) => assert!(d.value(&t).is_ok(), "{}", d.name),
+            Value::Fields(m) => {
+                for (f, v) in m {
+                    assert!(d.field_value(&f, &v.to_string()).is_ok(), "{}.{f}", d.name);
+                }
+            }
+        }
     }
+}
+
+#[test]
+fn pi_5_settings_have_their_own_guids_widths_and_names() {
+    use settings::*;
+    let p5 = |a: &str| parse_for("rpi5", a, "--set");
+    let enc = |a: &str| {
+        let s = p5(a).unwrap();
+        (s.def.guid, s.def.attributes, s.def.encode(&s.value))
+    };
+    // SystemTableMode lives under RpiPlatformDxe's GUID on Pi 5, ConfigDxe's on Pi 4.
+    assert_eq!(
+        enc("SystemTableMode=1"),
+        (RPI5_PLATFORM, NV_BS_RT, 1u32.to_le_bytes().to_vec())
+    );
+    assert_eq!(
+        parse_for("rpi4", "SystemTableMode=1", "--set")
+            .unwrap()
+            .def
+            .guid,
+        CONFIG_DXE
+    );
+    // Exact widths: UINT8 where RpiPlatformDxe reads one byte.
+    assert_eq!(enc("AcpiSdLimitUhs=0").2, [0]);
+    assert_eq!(enc("AcpiSdCompatMode=1").2, [1]);
+    assert_eq!(enc("AcpiPcieEcamCompatMode=6").2, 6u32.to_le_bytes());
+    // MemoryAttributeManagerData: its own GUID, NV+BS.
+    assert_eq!(
+        enc("MemoryAttributeManagerData=0"),
+        (MEMORY_ATTRIBUTE, NV_BS, vec![0])
+    );
+    // Pcie1Settings: named fields of the packed 9-byte structure, the others at their defaults.
+    let s = merge(vec![
+        p5("Pcie1Settings.MaxLinkSpeed=3").unwrap(),
+        p5("pcie1settings.vdmtoqosmap=0x01020304").unwrap(),
+    ]);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].def.encode(&s[0].value), [1, 3, 0, 0, 0, 4, 3, 2, 1]);
+    assert_eq!(
+        s[0].def.decode(&[1, 3, 0, 0, 0, 4, 3, 2, 1]),
+        Some(s[0].value.clone()).map(|_| {
+            let mut m = std::collections::BTreeMap::new();
+            for (k, v) in [
+                ("Enabled", 1),
+                ("MaxLinkSpeed", 3),
+                ("AspmSupportL0s", 0),
+                ("AspmSupportL1", 0),
+                ("RcbMatchMps", 0),
+                ("VdmToQosMap", 0x01020304),
+            ] {
+                m.insert(k.to_string(), v);
+            }
+            Value::Fields(m)
+        })
+    );
+    // Refused: a Pi 4 name on Pi 5, a field out of range, no field, an unknown field.
+    for (bad, want) in [
+        ("RamLimitTo3GB=0", "the Pi 5 firmware has no such setting"),
+        ("Pcie1Settings.MaxLinkSpeed=4", "1..3"),
+        ("Pcie1Settings=3", "set its fields"),
+        ("Pcie1Settings.Speed=3", "no such field"),
+        ("Timeout.Field=1", "not a structure"),
+        ("AcpiPcieEcamCompatMode=5", "one of 1, 2, 3, 4, 6"),
+        ("AcpiPcie32BitBarSpaceSizeMB=1025", "0..1024"),
+    ] {
+        let e = p5(bad).unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2, "{bad}");
+        assert!(format!("{e:#}").contains(want), "{bad}: {e:#}");
+    }
+    // Pi 4 gains XhciReload and BootDiscoveryPolicy.
+    assert_eq!(
+        parse_for("rpi4", "BootDiscoveryPolicy=1", "--set")
+            .unwrap()
+            .def
+            .guid,
+        BOOT_DISCOVERY
+    );
+    assert!(parse_for("rpi4", "XhciReload=1", "--set").is_ok());
+    assert!(parse_for("rpi5", "XhciReload=1", "--set").is_err());
 }
 
 #[test]
@@ -244,7 +327,7 @@ fn listing_shows_stored_values_defaults_and_wrong_widths() {
     let (fd, _) = apply(&fd, &sets(&["Timeout=3", "AssetTag=node-7"]), "t").unwrap();
     let s = find_store(&fd, "t").unwrap();
     let (vars, _) = read_vars(&fd, &s, "t").unwrap();
-    let l = listing(&vars);
+    let l = listing(&vars, settings::RPI4);
     let get = |n: &str| l.iter().find(|x| x.name == n).unwrap();
     assert_eq!(get("RamLimitTo3GB").value, Some(Value::Num(0)));
     assert_eq!(get("Timeout").value, Some(Value::Num(3)));
@@ -258,7 +341,7 @@ fn listing_shows_stored_values_defaults_and_wrong_widths() {
         "{:?}",
         stm.problem
     );
-    assert_eq!(l.len(), SETTINGS.len());
+    assert_eq!(l.len(), settings::RPI4.len());
 }
 
 #[test]
@@ -314,7 +397,7 @@ fn of_two_live_records_the_listing_shows_the_one_edk2_reads_and_names_the_other(
     );
     let s = find_store(&fd, "t").unwrap();
     let (vars, _) = read_vars(&fd, &s, "t").unwrap();
-    let l = listing(&vars);
+    let l = listing(&vars, settings::RPI4);
     let c = l.iter().find(|x| x.name == "CpuClock").unwrap();
     assert_eq!(c.value, Some(Value::Num(0)));
     assert!(

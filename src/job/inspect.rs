@@ -1,0 +1,165 @@
+//! What a card's record says of its firmware, checked beyond the card: the release against
+//! the manifest's pins and, when the release's zip is in the cache, every file against what the
+//! release with the recorded settings and edits gives. What nothing checked is named.
+
+use crate::cluster::Custom;
+use crate::disk::cardcheck::CardCheck;
+use crate::firmware::cache::Cache;
+use crate::firmware::configtxt::Edit;
+use crate::firmware::digest::Sha256Digest;
+use crate::firmware::manifest::Manifest;
+use crate::firmware::uefivars::settings;
+use crate::firmware::uefivars::Setting;
+use crate::firmware::{verify_zip, Request, Source};
+use crate::progress::Progress;
+use crate::util::text::printable;
+
+/// The settings and edits a record names, as a customisation to apply again.
+pub fn recorded_custom(c: &CardCheck) -> Result<Custom, String> {
+    let r = &c.record;
+    let mut out = Custom::default();
+    for s in &r.uefi {
+        let def = settings::lookup(&s.name, &s.guid)
+            .ok_or_else(|| format!("UEFI {} is no setting pi-burn knows", printable(&s.name)))?;
+        out.settings.push(Setting {
+            def,
+            value: s.value.clone(),
+            from: s.from.clone(),
+        });
+    }
+    for e in &r.config_txt {
+        out.edits.push(Edit {
+            key: e.key.clone(),
+            value: e.value.clone(),
+            from: e.from.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// The record's release against the manifest's pins of it.
+fn check_pins(
+    c: &mut CardCheck,
+    release: Option<&crate::firmware::manifest::Release>,
+    zip: &Sha256Digest,
+) {
+    let r = c.record.clone();
+    let (board, version) = (printable(&r.board), printable(&r.firmware.version));
+    match release.map(|rel| rel.pins()) {
+        Some(Ok(pins)) => {
+            if pins.zip.is_some_and(|p| &p != zip) {
+                c.problems.push(format!(
+                    "the record says {board} {version} with zip sha256 {}, but the manifest pins {}",
+                    zip,
+                    pins.zip.map(|p| p.hex()).unwrap_or_default()
+                ));
+            }
+            if pins.nar.is_some_and(|p| p.sri() != r.firmware.nar_sha256) {
+                c.problems.push(format!(
+                    "the record says {board} {version} with NAR {}, but the manifest pins {}",
+                    printable(&r.firmware.nar_sha256),
+                    pins.nar.map(|p| p.sri()).unwrap_or_default()
+                ));
+            }
+        }
+        Some(Err(_)) => {}
+        None if r.firmware.version == format!("custom-{}", &zip.hex()[..12]) => {}
+        None => c.unchecked.push(format!(
+            "that {board} {version} is a release (this pi-burn's manifest does not list it)"
+        )),
+    }
+}
+
+/// The record's firmware claims: its release against `manifest`, its files against the
+/// release's when the zip is in the cache. Adds to the check's problems and unchecked claims.
+pub fn check_firmware(c: &mut CardCheck, manifest: &Manifest, progress: &dyn Progress) {
+    let r = c.record.clone();
+    let (board, version) = (printable(&r.board), printable(&r.firmware.version));
+    let release = manifest
+        .board(&r.board)
+        .ok()
+        .and_then(|b| b.release(&r.firmware.version).ok());
+    let Ok(zip) = Sha256Digest::from_hex(&r.firmware.zip_sha256) else {
+        c.problems
+            .push("the record's zip sha256 is not a SHA-256".into());
+        return;
+    };
+    check_pins(c, release, &zip);
+    let blob = Cache::from_env().ok().map(|cache| cache.blob_path(&zip));
+    let Some(zip_bytes) = blob
+        .filter(|b| b.is_file())
+        .and_then(|b| crate::util::read_limited(&b, 256 << 20, "a cached zip").ok())
+    else {
+        c.unchecked.push(format!(
+            "that the files are {board} {version}'s (its zip is not in the cache: `pi-burn verify --firmware {version} --firmware-zip ZIP` checks them)"
+        ));
+        return;
+    };
+    let req = Request {
+        board: r.board.clone(),
+        version: release.map(|rel| rel.version.clone()),
+        sha256: Some(zip),
+        max_unpacked: 256 << 20,
+    };
+    let fw = verify_zip(
+        manifest,
+        &req,
+        &zip_bytes,
+        "the cached zip",
+        Some(zip),
+        Source::Cache,
+    );
+    let mut fw = match fw {
+        Ok(f) => f,
+        Err(e) => {
+            c.unchecked.push(format!(
+                "that the files are {board} {version}'s (the cached zip does not verify: {e:#})"
+            ));
+            return;
+        }
+    };
+    if fw.nar_sha256.sri() != r.firmware.nar_sha256 {
+        c.problems.push(format!(
+            "the record's NAR {} is not the cached zip's {}",
+            printable(&r.firmware.nar_sha256),
+            fw.nar_sha256.sri()
+        ));
+    }
+    let custom = match recorded_custom(c) {
+        Ok(custom) => custom,
+        Err(e) => {
+            c.problems.push(e);
+            return;
+        }
+    };
+    let quiet = crate::progress::Silent { notices: false };
+    if let Err(e) = crate::job::customise(&mut fw, &custom, &quiet) {
+        c.problems.push(format!(
+            "the recorded settings do not apply to {board} {version}: {e:#}"
+        ));
+        return;
+    }
+    let mut differ = 0;
+    for (path, data) in fw.files.files() {
+        let recorded = r.files.iter().find(|f| f.path == path);
+        if recorded.is_none_or(|f| f.sha256 != Sha256Digest::of(data).hex()) {
+            differ += 1;
+            c.problems.push(format!(
+                "/{}: not what {board} {version} with the recorded settings and edits gives",
+                printable(path)
+            ));
+        }
+    }
+    for f in r.files.iter().filter(|f| fw.files.file(&f.path).is_none()) {
+        differ += 1;
+        c.problems.push(format!(
+            "/{}: in the record, but not in {board} {version}",
+            printable(&f.path)
+        ));
+    }
+    if differ == 0 {
+        progress.phase(&format!(
+            "every file checked against {board} {version} from the cache, with the recorded settings and edits"
+        ));
+    }
+}
