@@ -6,7 +6,7 @@
 //! | 0 | success |
 //! | 1 | any other failure |
 //! | 2 | [`UsageError`]: a wrong command line |
-//! | 3 | [`Mismatch`]: verification found a difference |
+//! | 3 | [`Mismatch`]: verification found a difference; [`Found`]: a check found what it looks for (a counterfeit) |
 //! | 4 | [`Refused`]: a safety check refused the device |
 
 use thiserror::Error;
@@ -27,6 +27,12 @@ impl Mismatch {
         format!("{n} difference{}", if n == 1 { "" } else { "s" })
     }
 }
+
+/// A check that found what it looks for, as one line (exit code 3): `probe` finding a
+/// counterfeit.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct Found(pub String);
 
 /// A refusal by a safety check (exit code 4).
 #[derive(Debug, Error)]
@@ -77,7 +83,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         if cause.is::<UsageError>() {
             return 2;
         }
-        if cause.is::<Mismatch>() {
+        if cause.is::<Mismatch>() || cause.is::<Found>() {
             return 3;
         }
         if cause.is::<Refused>() {

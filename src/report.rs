@@ -30,6 +30,9 @@ pub struct Report {
     /// What the firmware changed on a card since it was burned (verify).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<String>,
+    /// The capacity probe of a device burn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<crate::write::probe::Probed>,
 }
 
 #[derive(Debug, Serialize)]
@@ -107,6 +110,7 @@ impl Report {
             bytes_read_back: None,
             mismatches: None,
             changes: vec![],
+            probe: None,
         }
     }
 

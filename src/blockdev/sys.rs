@@ -202,6 +202,45 @@ pub fn interrupt_name() -> &'static str {
     }
 }
 
+/// Whether the device behind `f` answers a read of its first 4 KiB within `within`. The read
+/// is made by a child process: a read that stalls in the kernel (a device that does not
+/// answer) cannot be interrupted, and in a thread of this process it would hold the process's
+/// exit until the kernel gives up; the child is left to end with it. `true` also when no child
+/// can be made (the caller's own read then tells).
+pub fn answers_within(f: &File, within: std::time::Duration) -> bool {
+    let fd = f.as_raw_fd();
+    let mut buf = vec![0u8; 4096];
+    let ptr = buf.as_mut_ptr().cast::<libc::c_void>();
+    // SAFETY: after fork the child only calls pread(2) into `buf` (allocated before the fork,
+    // so no allocator lock is taken) and _exit(2), both async-signal-safe.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above; `ptr` points to 4096 writable bytes.
+        unsafe {
+            let n = libc::pread(fd, ptr, 4096, 0);
+            libc::_exit(i32::from(n < 0));
+        }
+    }
+    if pid < 0 {
+        return true;
+    }
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child with a valid status pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid || r < 0 {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            // SAFETY: kill(2) of our own child; it dies once its read returns.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// While alive, an interrupt does not end the program: the write engine sees
 /// [`interrupted`] and stops.
 pub struct Writing(());

@@ -52,6 +52,9 @@ pub enum Command {
     Images(ImagesArgs),
     /// List whole disks, and whether pi-burn would write to each (and why not).
     Devices,
+    /// Test whether a card or drive holds what it claims (a counterfeit does not), without
+    /// changing its content: every block the probe writes is saved first and put back.
+    Probe(ProbeArgs),
     /// Firmware releases: list them, fetch one into the cache, or check a local zip.
     #[command(subcommand)]
     Firmware(FirmwareCommand),
@@ -357,6 +360,19 @@ pub struct FlashArgs {
     pub device_opts: DeviceArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The whole-disk block device to test.
+    #[arg(value_name = "DEVICE")]
+    pub device: PathBuf,
+    /// Do not ask: the device name is taken as typed (needed without a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Allow a disk that is neither removable nor on USB or MMC.
+    #[arg(long)]
+    pub allow_fixed_disk: bool,
+}
+
 /// Safety options for block devices.
 #[derive(Debug, Args, Clone)]
 pub struct DeviceArgs {
@@ -372,6 +388,10 @@ pub struct DeviceArgs {
     /// Skip reading the written ranges back.
     #[arg(long)]
     pub no_verify: bool,
+    /// Skip the capacity probe (about 4 MiB written at random places first, to find a
+    /// counterfeit that holds less than it claims).
+    #[arg(long)]
+    pub no_probe: bool,
 }
 
 #[derive(Debug, Args)]

@@ -34,23 +34,30 @@ struct Card {
     firmware: String,
 }
 
-/// What `/dev/NAME` holds, read-only (its table, partitions, a card's record), within [`ANSWER_WITHIN`] (a disk whose reads stall is
-/// reported as not answering; its reader thread is left behind and ends with the process).
+/// What `/dev/NAME` holds, read-only (its table, partitions, a card's record), within
+/// [`ANSWER_WITHIN`]: a disk whose first read stalls is reported as not answering (that read
+/// is made by a child process, left behind); one that stalls later too, its reader thread left
+/// behind.
 /// Nothing when the disk cannot be opened (not root).
 fn holds(name: &str) -> Option<Result<Identity, String>> {
     let path = format!("/dev/{name}");
     let mut f = std::fs::File::open(&path).ok()?;
     let size = crate::blockdev::sys::size_bytes(&f).ok()?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(identify(&mut f, size));
-    });
-    Some(rx.recv_timeout(ANSWER_WITHIN).map_err(|_| {
+    let stalled = || {
         format!(
             "not answering: reads stalled for {} s",
             ANSWER_WITHIN.as_secs()
         )
-    }))
+    };
+    // A first read in a child process: a stalled one cannot hold this process's exit.
+    if !crate::blockdev::sys::answers_within(&f, ANSWER_WITHIN) {
+        return Some(Err(stalled()));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(identify(&mut f, size));
+    });
+    Some(rx.recv_timeout(ANSWER_WITHIN).map_err(|_| stalled()))
 }
 
 pub fn run(g: &Global) -> Result<()> {

@@ -1,6 +1,6 @@
 //! `pi-burn flash IMAGE DEVICE...`: golden images onto one or many cards.
 
-use super::prompt::{confirm, describe};
+use super::prompt::{confirm, describe, probe_line};
 use super::{finish_json, Global};
 use crate::cli::FlashArgs;
 use crate::error::Mismatch;
@@ -20,6 +20,8 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
     if !g.quiet || opts.dry_run || !opts.yes {
         for c in &claimed {
             eprint!("{}", describe(c.disk()));
+            let d = &c.disk().info;
+            eprint!("{}", probe_line(d.size, d.logical_sector_size, opts.probe));
         }
         eprintln!(
             "will write:  {} onto {} device(s): {}; partition table last, read back after",
@@ -56,7 +58,7 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
                     "target": target_json(c),
                     "ok": o.ok(), "error": o.error_text(), "bytes_written": s.bytes_written,
                     "bytes_read_back": s.bytes_read_back, "gpt_relocated": s.gpt_relocated,
-                    "grown": s.grown,
+                    "grown": s.grown, "probe": s.probe,
                 })
             }).collect::<Vec<_>>(),
         });
@@ -162,6 +164,11 @@ fn outcome_error(outcomes: &[TargetOutcome]) -> Result<()> {
     if failed.iter().all(differs) {
         return Err(Mismatch(lines).into());
     }
+    // Counterfeits are refused, like any device pi-burn will not write (exit 4).
+    let fake = |o: &&TargetOutcome| matches!(&o.result, Err(f) if matches!(f.error, TargetError::Counterfeit(_)));
+    if failed.iter().all(fake) {
+        return Err(crate::error::Refused(lines.join("; ")).into());
+    }
     Err(anyhow::anyhow!(
         "{} of {} device(s) failed: {}",
         failed.len(),
@@ -172,18 +179,24 @@ fn outcome_error(outcomes: &[TargetOutcome]) -> Result<()> {
 
 fn print_table(outcomes: &[TargetOutcome]) {
     println!(
-        "{:<24} {:<6} {:>12} {:>12} {:<9} error",
-        "device", "result", "written", "read back", "gpt moved"
+        "{:<24} {:<6} {:>12} {:>12} {:<9} {:<10} error",
+        "device", "result", "written", "read back", "gpt moved", "probe"
     );
     for o in outcomes {
         let s = o.stats();
         println!(
-            "{:<24} {:<6} {:>12} {:>12} {:<9} {}",
+            "{:<24} {:<6} {:>12} {:>12} {:<9} {:<10} {}",
             o.name,
             if o.ok() { "ok" } else { "FAILED" },
             human(s.bytes_written),
             human(s.bytes_read_back),
             if s.gpt_relocated { "yes" } else { "no" },
+            match &s.probe {
+                None => "skipped".to_string(),
+                Some(p) if p.verdict.is_fake() => "COUNTERFEIT".to_string(),
+                Some(p) if p.bytes_written == 0 => "too small".to_string(),
+                Some(p) => human(p.bytes_written),
+            },
             o.error_text().unwrap_or_default()
         );
     }

@@ -7,6 +7,7 @@ pub mod flash;
 pub mod images;
 pub mod inspect;
 pub mod meta;
+pub mod probe;
 pub mod prompt;
 pub mod record;
 pub mod sdcard;
@@ -41,6 +42,7 @@ pub fn run(command: &Command, g: &Global) -> Result<()> {
         Command::Inspect(a) => inspect::run(a, g),
         Command::Images(a) => images::run(a, g),
         Command::Devices => devices::run(g),
+        Command::Probe(a) => probe::run(a, g),
         Command::Firmware(c) => firmware::run(c, g),
         Command::Completions { shell } => meta::completions(*shell),
         Command::Man(a) => meta::man(a),

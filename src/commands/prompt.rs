@@ -62,6 +62,36 @@ pub fn describe(disk: &Disk) -> String {
     s
 }
 
+/// The plan's line for the capacity probe of a device of `size` bytes.
+pub fn probe_line(size: u64, sector_size: u64, probe: bool) -> String {
+    use crate::write::probe::honest_cost;
+    if !probe {
+        return "probe:       skipped (--no-probe): a counterfeit that holds less than it claims would take the data and lose it\n".into();
+    }
+    match honest_cost(size, sector_size) {
+        (0, _) => "probe:       none (the device is too small to probe)\n".into(),
+        (w, r) => format!(
+            "probe:       first {} written at random places and put back, {} read, to test that it holds its {} (a counterfeit is refused; --no-probe skips it)\n",
+            human(w),
+            human(r),
+            human(size)
+        ),
+    }
+}
+
+/// What the success line says of the probe.
+pub fn probe_summary(p: Option<&crate::write::probe::Probed>) -> String {
+    match p {
+        Some(p) if p.bytes_written > 0 => format!(
+            "; the probe ({} written) found it {}",
+            human(p.bytes_written),
+            p.describe()
+        ),
+        Some(p) => format!("; {}", p.describe()),
+        None => "; not probed (--no-probe)".into(),
+    }
+}
+
 /// One confirmation for every device: the user types their names, in order, separated by
 /// spaces. Without a terminal, refuses.
 pub fn confirm(devices: &[&Claimed], yes: bool) -> Result<()> {

@@ -1,6 +1,6 @@
 //! `pi-burn sdcard`: the UEFI firmware SD card, as an image file or on a block device.
 
-use super::prompt::{confirm, describe};
+use super::prompt::{confirm, describe, probe_line, probe_summary};
 use super::Global;
 use crate::cli::SdcardArgs;
 use crate::job::card::Card;
@@ -11,9 +11,11 @@ use anyhow::Result;
 
 /// The plan shown before a device is written: the device, what goes on it, and each setting
 /// and edit with where it came from.
-fn show_plan(target: &Target, card: &Card, fw: &crate::firmware::Firmware) {
+fn show_plan(target: &Target, card: &Card, fw: &crate::firmware::Firmware, probe: bool) {
     if let Target::Device(c) = target {
         eprint!("{}", describe(c.disk()));
+        let d = &c.disk().info;
+        eprint!("{}", probe_line(d.size, d.logical_sector_size, probe));
     }
     eprintln!(
         "will write:  {}; firmware {} {} ({} files and the card record); {} to write, table last",
@@ -51,7 +53,7 @@ pub fn run(args: &SdcardArgs, g: &Global) -> Result<()> {
     let opts = &job.device;
     if let Target::Device(c) = &target {
         if !g.quiet || opts.dry_run || !opts.yes {
-            show_plan(&target, &card, &fw);
+            show_plan(&target, &card, &fw, opts.probe);
         }
         if opts.dry_run {
             g.progress().phase("dry run: nothing was written");
@@ -79,6 +81,7 @@ pub fn run(args: &SdcardArgs, g: &Global) -> Result<()> {
     }
     report.bytes_written = Some(done.bytes_written);
     report.bytes_read_back = done.bytes_read_back;
+    report.probe = done.probe.clone();
     if g.json {
         println!("{}", report.to_json()?);
     } else if !g.quiet {
@@ -95,7 +98,7 @@ pub fn run(args: &SdcardArgs, g: &Global) -> Result<()> {
                 human(done.bytes_written)
             ),
             Target::Device(_) => println!(
-                "{path}: burned firmware {} {}: {} written{}",
+                "{path}: burned firmware {} {}: {} written{}{}",
                 fw.board,
                 fw.version,
                 human(done.bytes_written),
@@ -103,7 +106,8 @@ pub fn run(args: &SdcardArgs, g: &Global) -> Result<()> {
                     ", read back and verified"
                 } else {
                     ""
-                }
+                },
+                probe_summary(done.probe.as_ref())
             ),
         }
     }

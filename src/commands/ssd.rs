@@ -1,6 +1,6 @@
 //! `pi-burn ssd --node NAME`: the node's USB SSD gets the GPT its disko config describes.
 
-use super::prompt::{confirm, describe};
+use super::prompt::{confirm, describe, probe_line, probe_summary};
 use super::Global;
 use crate::cli::SsdArgs;
 use crate::disk::card::PARTITION_WIPE;
@@ -77,6 +77,11 @@ fn show_plan(job: &SsdJob, target: &Target, built: &BuiltSsd) {
         ),
         Target::Device(c) => {
             eprint!("{}", describe(c.disk()));
+            let d = &c.disk().info;
+            eprint!(
+                "{}",
+                probe_line(d.size, d.logical_sector_size, job.device.probe)
+            );
             eprint!(
                 "will write:  {}'s disk '{}': GPT, {} each end of every partition wiped, {}\n{}",
                 job.node,
@@ -169,6 +174,7 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
     }
     report.bytes_written = Some(done.bytes_written);
     report.bytes_read_back = done.bytes_read_back;
+    report.probe = done.probe.clone();
     finish(&job, g, &report, &target.path().display().to_string())
 }
 
@@ -207,6 +213,12 @@ fn finish(job: &SsdJob, g: &Global, report: &Report, target: &str) -> Result<()>
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if report.target.kind == "device" {
+        println!(
+            "{target}: {}",
+            probe_summary(report.probe.as_ref()).trim_start_matches("; ")
+        );
+    }
     match &job.source {
         // A JSON file may describe any machine's disks: no flake to name.
         ConfigSource::Json(_) => {

@@ -9,6 +9,7 @@ pub mod firmware;
 pub mod flash;
 pub mod images;
 pub mod inspect;
+pub mod probe;
 pub mod ssd;
 pub mod target;
 pub mod verify;

@@ -16,6 +16,8 @@ pub struct DeviceOpts {
     pub dry_run: bool,
     pub allow_fixed_disk: bool,
     pub verify: bool,
+    /// Test the device's real capacity before writing its data.
+    pub probe: bool,
 }
 
 impl DeviceOpts {
@@ -25,6 +27,7 @@ impl DeviceOpts {
             dry_run: a.dry_run,
             allow_fixed_disk: a.allow_fixed_disk,
             verify: !a.no_verify,
+            probe: !a.no_probe,
         }
     }
 
@@ -38,6 +41,7 @@ impl DeviceOpts {
         crate::write::Options {
             verify: self.verify,
             bmap_disk: None,
+            probe: self.probe,
         }
     }
 }

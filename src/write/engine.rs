@@ -49,10 +49,12 @@ pub enum TargetError {
     Io { what: String, source: io::Error },
     #[error("the image goes past the device's end ({size} bytes) at byte {end}")]
     PastEnd { end: u64, size: u64 },
-    #[error("read back differs from what was written at bytes {start}-{end}{}", wrap_text(*.wrap))]
+    #[error("read back differs from what was written at {}{}", ranges_text(.ranges, *.more), wrap_text(*.wrap))]
     Differs {
-        start: u64,
-        end: u64,
+        /// The written ranges (offset, end) that read back otherwise, the first few of them.
+        ranges: Vec<(u64, u64)>,
+        /// How many more did.
+        more: usize,
         /// The device returned the same bytes this many bytes away: it wraps around.
         wrap: Option<u64>,
     },
@@ -64,6 +66,25 @@ pub enum TargetError {
     /// The medium holds less than it claims (the capacity probe).
     #[error("{0}")]
     Counterfeit(String),
+}
+
+/// Differing ranges listed in a message.
+const DIFFERS_SHOWN: usize = 4;
+
+fn ranges_text(ranges: &[(u64, u64)], more: usize) -> String {
+    let list = ranges
+        .iter()
+        .map(|(a, b)| format!("{a}-{b}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let s = if ranges.len() + more == 1 { "" } else { "s" };
+    match more {
+        0 => format!("byte{s} {list}"),
+        n => format!(
+            "bytes {list} and {n} more range{}",
+            if n == 1 { "" } else { "s" }
+        ),
+    }
 }
 
 fn wrap_text(wrap: Option<u64>) -> String {
@@ -91,16 +112,26 @@ pub enum Wipe {
 
 /// A failed target: the error and what became of its table areas.
 #[derive(Debug, thiserror::Error)]
-#[error("{error}{}", match .wipe {
-    Wipe::Untouched => "; nothing was written".to_string(),
-    Wipe::Wiped => "; its partition table was wiped: burn it again".to_string(),
-    Wipe::Failed(w) => format!("; wiping its partition table again failed too ({w}): do not boot from it, burn it again"),
-})]
+#[error("{error}{}", wipe_text(.error, .wipe))]
 pub struct Failed {
     pub error: TargetError,
     pub wipe: Wipe,
     /// What the target took before it failed.
     pub done: Stats,
+}
+
+fn wipe_text(error: &TargetError, wipe: &Wipe) -> String {
+    match (error, wipe) {
+        (_, Wipe::Untouched) => "; nothing was written".to_string(),
+        // A counterfeit is not burned again: its table areas are all the probe left behind.
+        (TargetError::Counterfeit(_), Wipe::Wiped) => {
+            "; nothing else was written (its table areas are wiped)".to_string()
+        }
+        (_, Wipe::Wiped) => "; its partition table was wiped: burn it again".to_string(),
+        (_, Wipe::Failed(w)) => format!(
+            "; wiping its partition table again failed too ({w}): do not boot from it, burn it again"
+        ),
+    }
 }
 
 /// What a target took.
@@ -112,6 +143,9 @@ pub struct Stats {
     /// The disk was laid out anew on the larger target: what grew.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grown: Option<String>,
+    /// The capacity probe, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<crate::write::probe::Probed>,
 }
 
 /// One target's result.
@@ -214,8 +248,33 @@ impl<'p> Writer<'p> {
         );
     }
 
-    fn advance(&self, n: u64) {
+    /// Counts `n` bytes done in the current step.
+    pub fn advance(&self, n: u64) {
         self.progress.target(self.id, TargetStep::Advance(n));
+    }
+
+    /// What the probe writes and reads on an honest device.
+    pub fn probe_cost(&self) -> u64 {
+        let (w, r) = crate::write::probe::honest_cost(self.size, self.sink.sector_size());
+        w + r
+    }
+
+    /// The capacity probe (after the wipe, before the data): a device that does not hold what
+    /// it claims fails here, with nothing of the image written.
+    pub fn probe(&mut self) -> Result<(), TargetError> {
+        use crate::write::probe;
+        self.touched = true;
+        let (progress, id) = (self.progress, self.id);
+        let found = probe::run(self.sink.as_mut(), probe::fresh_seed(), &mut |n| {
+            progress.target(id, TargetStep::Advance(n))
+        })?;
+        let fake = found.verdict.is_fake();
+        let text = found.describe();
+        self.stats.probe = Some(found);
+        if fake {
+            return Err(TargetError::Counterfeit(text));
+        }
+        Ok(())
     }
 
     /// Zeros over the table areas: the first write to the target.
@@ -345,6 +404,8 @@ impl<'p> Writer<'p> {
         self.step(TargetPhase::ReadBack, total);
         let mut buf = vec![];
         let written = std::mem::take(&mut self.written);
+        let (mut differ, mut more, mut wrap) = (Vec::<(u64, u64)>::new(), 0usize, None);
+        let mut last_end = None;
         for &(off, len, sum) in &written {
             if crate::blockdev::sys::interrupted() {
                 return Err(TargetError::Interrupted(
@@ -360,16 +421,34 @@ impl<'p> Writer<'p> {
                 })?;
             self.stats.bytes_read_back += len;
             self.advance(len);
-            if crc32fast::hash(&buf) != sum {
-                let wrap = wrap_distance(self.sink.as_mut(), off, &buf, self.size);
-                return Err(TargetError::Differs {
-                    start: off,
-                    end: off + len,
-                    wrap,
-                });
+            if crc32fast::hash(&buf) == sum {
+                continue;
             }
+            if differ.is_empty() {
+                wrap = wrap_distance(self.sink.as_mut(), off, &buf, self.size);
+            }
+            // Touching ranges are one range.
+            if last_end == Some(off) {
+                if more == 0 {
+                    if let Some(last) = differ.last_mut() {
+                        last.1 = off + len;
+                    }
+                }
+            } else if differ.len() < DIFFERS_SHOWN {
+                differ.push((off, off + len));
+            } else {
+                more += 1;
+            }
+            last_end = Some(off + len);
         }
-        Ok(())
+        if differ.is_empty() {
+            return Ok(());
+        }
+        Err(TargetError::Differs {
+            ranges: differ,
+            more,
+            wrap,
+        })
     }
 
     /// The target failed with `error`: its table areas wiped again when it was touched.
@@ -419,10 +498,14 @@ fn coalesce(mut r: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
 /// the distance: the mark of a counterfeit whose address lines wrap around. Compares up to
 /// 64 KiB, and only data that is not one byte repeated (zeros, 0xFF) can tell.
 fn wrap_distance(sink: &mut dyn Sink, off: u64, found: &[u8], size: u64) -> Option<u64> {
-    let sample = &found[..found.len().min(64 << 10)];
-    if sample.is_empty() || sample.iter().all(|b| *b == sample[0]) {
-        return None;
-    }
+    // The first 64 KiB window of what was found that can tell (a bounded number of them).
+    const WINDOW: usize = 64 << 10;
+    let (at, sample) = found
+        .chunks(WINDOW)
+        .enumerate()
+        .take(256)
+        .find(|(_, w)| w.iter().any(|b| *b != w[0]))?;
+    let off = off + (at * WINDOW) as u64;
     let mut other = vec![0u8; sample.len()];
     let mut same_at = |at: u64| sink.read_back(at, &mut other).is_ok() && other == sample;
     (20..64u32)

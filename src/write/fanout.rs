@@ -33,6 +33,8 @@ pub struct Options {
     pub verify: bool,
     /// For an image file: the disk description its block map carries (an SSD image).
     pub bmap_disk: Option<String>,
+    /// Test each device's real capacity before its data (the probe; devices only).
+    pub probe: bool,
 }
 
 /// Why the reading side stopped every writer.
@@ -288,10 +290,21 @@ struct Fanout<'s, 'e> {
 }
 
 /// One target's thread: wipe, data, flush, table last, flush, reread, read back.
-fn run_target(mut w: Writer<'_>, rx: Receiver<Msg>, total: u64) -> TargetOutcome {
+fn run_target(mut w: Writer<'_>, rx: Receiver<Msg>, total: u64, probe: bool) -> TargetOutcome {
     let result = (|| -> Result<(), TargetError> {
-        w.step(TargetPhase::Write, total);
-        w.wipe()?;
+        if probe {
+            // The wipe goes first, then the probe, then the data.
+            let wipe = super::engine::table_area_bytes(w.size());
+            w.step(TargetPhase::Probe, w.probe_cost() + wipe);
+            w.wipe()?;
+            w.probe()?;
+            // One count for the write: the wipe's bytes are in it, done.
+            w.step(TargetPhase::Write, total);
+            w.advance(wipe);
+        } else {
+            w.step(TargetPhase::Write, total);
+            w.wipe()?;
+        }
         loop {
             match rx.recv() {
                 Ok(Msg::Data(c)) => w.write(c.off, &c.data)?,
@@ -377,13 +390,14 @@ impl<'s, 'e> Fanout<'s, 'e> {
             let (tx, rx) = sync_channel::<Msg>(4);
             let id = self.outcomes.len();
             let total = data + super::engine::table_area_bytes(sink.size());
+            let probe = self.options.probe;
             let mut w = Writer::new(id, sink, self.options.verify, self.progress);
             if let Some(r) = relaid {
                 w.relay(r);
             }
             // Writers ignore Ctrl-C: it reaches the reading thread, which stops them.
             let handle = crate::blockdev::sys::with_interrupts_blocked(|| {
-                self.scope.spawn(move || run_target(w, rx, total))
+                self.scope.spawn(move || run_target(w, rx, total, probe))
             });
             self.handles.push((id, handle));
             self.outcomes.push(None);

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod fanout;
 pub mod image;
 pub mod plan;
+pub mod probe;
 pub mod source;
 pub mod target;
 

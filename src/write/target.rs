@@ -58,6 +58,8 @@ pub struct Delivered {
     pub bytes_read_back: Option<u64>,
     /// The block map beside an image.
     pub bmap: Option<PathBuf>,
+    /// The capacity probe of a device, when it ran.
+    pub probe: Option<crate::write::probe::Probed>,
 }
 
 /// The bytes a device burn writes: the image's extents and the table areas wiped first.
@@ -96,6 +98,7 @@ pub fn deliver(
                 bytes_written: stats.bytes_written,
                 bytes_read_back: None,
                 bmap: Some(bmap),
+                probe: None,
             })
         }
         Target::Device(claimed) => {
@@ -123,6 +126,7 @@ pub fn deliver(
                     bytes_written: s.bytes_written,
                     bytes_read_back: options.verify.then_some(s.bytes_read_back),
                     bmap: None,
+                    probe: s.probe,
                 }),
                 Err(f) => Err(failure(&outcome.name, f)),
             }

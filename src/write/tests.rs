@@ -490,16 +490,12 @@ fn a_raw_image_shorter_than_its_table_is_refused_untouched() {
 
 #[test]
 fn a_read_back_difference_names_its_range_and_a_wrap_around_medium() {
-    let img = image();
     // A medium of 16 MiB that claims 64 MiB, every address modulo 16 MiB: the pattern at
     // 10 MiB lands at 10 MiB, but what was written above 16 MiB lands lower.
     let (sink, _, _) = mem_with("fake", 16 * MIB, 0, |m| m.wrap = Some(16 * MIB));
     // Written at 26 MiB + 17: the same pattern as at 10 MiB + 17, 16 MiB lower; the image's
     // own pattern at 10 MiB is overwritten by it, so its read-back differs.
-    let mut big = SparseImage::new(64 * MIB);
-    for (off, data) in img.blocks() {
-        big.write_at(off, data).unwrap();
-    }
+    let mut big = on_64_mib();
     let other: Vec<u8> = (0..65536u32).map(|i| (i * 13 % 241) as u8 + 3).collect();
     big.write_at(26 * MIB + 17, &other).unwrap();
     let out = run(Input::Sparse(&big), &Plan::from_sparse(&big), vec![sink]);
@@ -535,4 +531,104 @@ fn a_block_map_whose_disk_is_not_the_image_s_touches_no_target() {
         "{e}"
     );
     assert!(log.lock().unwrap().is_empty());
+}
+
+/// The 20 MiB test image's extents on a 64 MiB disk.
+fn on_64_mib() -> SparseImage {
+    let mut big = SparseImage::new(64 * MIB);
+    for (off, data) in image().blocks() {
+        big.write_at(off, data).unwrap();
+    }
+    big
+}
+
+/// `img` onto `sink` with the probe and the read-back.
+fn flash_probed(img: &SparseImage, sink: Box<dyn Sink>) -> Vec<TargetOutcome> {
+    let options = Options {
+        probe: true,
+        ..verify()
+    };
+    flash(
+        Input::Sparse(img),
+        &Plan::from_sparse(img),
+        vec![sink],
+        &options,
+        &Recorder::default(),
+    )
+}
+
+/// With the probe on, the same 16-MiB-in-64 fake is refused before any of the image reaches it:
+/// the table areas wiped, the probe's blocks the only other writes, the real size named.
+#[test]
+fn the_probe_refuses_a_counterfeit_before_its_data() {
+    let big = on_64_mib();
+    let (sink, data, log) = mem_with("fake", 16 * MIB, 0x33, |m| m.wrap = Some(16 * MIB));
+    let out = flash_probed(&big, sink);
+    let f = out[0].result.as_ref().unwrap_err();
+    assert!(matches!(f.error, TargetError::Counterfeit(_)), "{f}");
+    let e = f.to_string();
+    assert!(
+        e.contains("holds about 16 MiB, not 64 MiB") && e.contains("nothing else was written"),
+        "{e}"
+    );
+    let probe = f.done.probe.as_ref().expect("the probe's stats");
+    assert_eq!(probe.verdict, probe::Verdict::Wraps { every: 16 * MIB });
+    // No write of the image's: every write is a table area (zeros) or a probe block.
+    let log = log.lock().unwrap().clone();
+    let areas = table_areas(64 * MIB);
+    for op in &log {
+        if let Op::Write(o, l, zero) = op {
+            let is_area = areas.contains(&(*o, *l)) && *zero;
+            assert!(is_area || *o >= MIB, "{op:?}");
+        }
+    }
+    assert!(matches!(log.last(), Some(Op::Sync)));
+    assert!(data.lock().unwrap()[..512].iter().all(|b| *b == 0));
+}
+
+#[test]
+fn an_honest_target_is_probed_then_burned_and_the_cost_is_in_its_stats() {
+    let big = on_64_mib();
+    let (sink, data) = mem("honest", 64 * MIB, 0);
+    let out = flash_probed(&big, sink);
+    assert!(out[0].ok(), "{:?}", out[0]);
+    let s = out[0].stats();
+    let p = s.probe.expect("probed");
+    assert_eq!(p.verdict, probe::Verdict::Honest);
+    assert_eq!(
+        (p.bytes_written, p.bytes_read),
+        probe::honest_cost(64 * MIB, 512)
+    );
+    // The probe's writes are counted apart from the card's.
+    assert_eq!(s.bytes_written, big.written_bytes() + 2 * TABLE_AREA);
+    let got = data.lock().unwrap();
+    let mut want = vec![0u8; 20 * MIB as usize];
+    big.read_at(0, &mut want[..MIB as usize]);
+    assert_eq!(got[..MIB as usize], want[..MIB as usize]);
+}
+
+#[test]
+fn a_read_back_difference_lists_the_ranges_that_differ() {
+    let (sink, _, _) = mem_with("flaky", 20 * MIB, 0, |m| {
+        m.flip_on_read = Some(10 * MIB + 100)
+    });
+    let out = run(
+        Input::Sparse(&image()),
+        &Plan::from_sparse(&image()),
+        vec![sink],
+    );
+    let e = err(&out[0]);
+    assert!(
+        e.contains("read back differs from what was written at byte"),
+        "{e}"
+    );
+    match &out[0].result.as_ref().unwrap_err().error {
+        TargetError::Differs { ranges, more, .. } => {
+            assert_eq!(*more, 0);
+            assert!(
+                ranges.len() == 1 && ranges[0].0 <= 10 * MIB + 100 && ranges[0].1 > 10 * MIB + 100
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }

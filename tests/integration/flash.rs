@@ -17,21 +17,6 @@ fn backing(t: &TestDir, name: &str, size: u64) -> PathBuf {
     p
 }
 
-fn sectors_written(dev: &str) -> u64 {
-    let name = Path::new(dev)
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    let stat = std::fs::read_to_string(format!("/sys/block/{name}/stat")).unwrap();
-    stat.split_whitespace()
-        .nth(6)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 512
-}
-
 fn flash(t: &TestDir, image: &Path, devs: &[&str], extra: &[&str]) -> Output {
     t.pi_burn()
         .arg("flash")
@@ -45,14 +30,7 @@ fn flash(t: &TestDir, image: &Path, devs: &[&str], extra: &[&str]) -> Output {
 }
 
 fn verify_card(t: &TestDir, dev: &str) {
-    let o = t
-        .pi_burn()
-        .args(["verify", dev, "--manifest", MANIFEST])
-        .arg("--firmware-zip")
-        .arg(fixture_zip("rpi4", None))
-        .output()
-        .unwrap();
-    assert_success(&o);
+    assert_success(&t.verify_device(dev));
 }
 
 fn golden(t: &TestDir) -> PathBuf {
@@ -113,20 +91,23 @@ fn images_from_pi_burn_and_the_shell_recipe_land_on_bigger_devices() {
     .mapped_bytes();
     let file = backing(&t, "card.img", 600 * MIB);
     let lo = Loop::attach(&file, 512, false);
-    let before = sectors_written(&lo.dev);
+    let before = loop_bytes_written(&lo.dev);
     let o = flash(&t, &img, &[&lo.dev], &["--json"]);
     assert_success(&o);
-    let written = sectors_written(&lo.dev) - before;
+    let written = loop_bytes_written(&lo.dev) - before;
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(j["targets"][0]["gpt_relocated"], true);
     // The device counts whole pages; the report counts the bytes pi-burn wrote.
-    let reported = j["targets"][0]["bytes_written"].as_u64().unwrap();
+    let probe = &j["targets"][0]["probe"];
+    assert_eq!(probe["verdict"], "honest", "{probe}");
+    let probed = probe["bytes_written"].as_u64().unwrap();
+    let reported = j["targets"][0]["bytes_written"].as_u64().unwrap() + probed;
     assert!(
         written >= reported && written - reported <= 64 * 1024,
         "reported {reported}, the device saw {written}"
     );
     assert!(
-        (written as f64) <= 1.1 * mapped as f64,
+        ((written - probed) as f64) <= 1.1 * mapped as f64,
         "wrote {written} bytes for {mapped} mapped"
     );
     let v = run_ok(tool("sgdisk").arg("-v").arg(&lo.dev));
@@ -218,7 +199,7 @@ fn three_targets_where_one_is_too_small() {
     ];
     let loops: Vec<Loop> = files.iter().map(|f| Loop::attach(f, 512, false)).collect();
     let devs: Vec<&str> = loops.iter().map(|l| l.dev.as_str()).collect();
-    let before = sectors_written(devs[2]);
+    let before = loop_bytes_written(devs[2]);
     let o = flash(&t, &img, &devs, &[]);
     assert_fails_with(
         &o,
@@ -247,7 +228,7 @@ fn three_targets_where_one_is_too_small() {
     verify_card(&t, devs[0]);
     verify_card(&t, devs[1]);
     assert_eq!(
-        sectors_written(devs[2]),
+        loop_bytes_written(devs[2]),
         before,
         "the small device was not written"
     );
@@ -405,7 +386,7 @@ fn ctrl_c_before_any_write_exits_130_and_says_nothing_was_written() {
     // pi-burn waiting for its input's first MiB: nothing has been written yet.
     let dev_file = backing(&t, "dev.img", 64 * MIB);
     let lo = Loop::attach(&dev_file, 512, false);
-    let before = sectors_written(&lo.dev);
+    let before = loop_bytes_written(&lo.dev);
     let o = flash_from_pipe(
         &t,
         "sleep 60",
@@ -419,7 +400,7 @@ fn ctrl_c_before_any_write_exits_130_and_says_nothing_was_written() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(sectors_written(&lo.dev), before);
+    assert_eq!(loop_bytes_written(&lo.dev), before);
 }
 
 fn a_stream_that_ends_before_its_gpt_says_is_refused_as_truncated() {

@@ -263,6 +263,29 @@ impl TestDir {
             .unwrap()
     }
 
+    /// `pi-burn sdcard DEVICE --yes` from the good rpi4 fixture with the test manifest, plus
+    /// `extra`, without a terminal.
+    pub fn burn_device(&self, dev: &str, extra: &[&str]) -> Output {
+        self.pi_burn()
+            .args(["sdcard", dev, "--yes", "--manifest", MANIFEST])
+            .arg("--firmware-zip")
+            .arg(fixture_zip("rpi4", None))
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// `pi-burn verify DEVICE` against the good rpi4 fixture with the test manifest.
+    pub fn verify_device(&self, dev: &str) -> Output {
+        self.pi_burn()
+            .args(["verify", dev, "--manifest", MANIFEST])
+            .arg("--firmware-zip")
+            .arg(fixture_zip("rpi4", None))
+            .output()
+            .unwrap()
+    }
+
     /// `pi-burn sdcard --image NAME` from the good rpi4 fixture with the test manifest, plus `extra`.
     pub fn sdcard(&self, name: &str, extra: &[&str]) -> Output {
         self.sdcard_with("rpi4", None, name, extra)
@@ -386,4 +409,92 @@ impl Drop for Loop {
 pub fn sfdisk_json(disk: &Path) -> serde_json::Value {
     let out = run_ok(tool("sfdisk").arg("--json").arg(disk));
     serde_json::from_str(&out).unwrap()
+}
+
+pub const FAKE_DEVICE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/fake-device.py");
+
+/// Whether fake devices can be made here: root (for loop devices), /dev/fuse, fusermount3 and
+/// Debian's python3-fusepy.
+pub fn can_fake_devices() -> bool {
+    if !(is_root() && have_tool("losetup") && have_tool("fusermount3")) {
+        return false;
+    }
+    if !Path::new("/dev/fuse").exists() {
+        return skip("/dev/fuse is missing");
+    }
+    let fusepy = Command::new("/usr/bin/python3")
+        .args(["-c", "import fusepy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    fusepy || skip("python3-fusepy is not installed (/usr/bin/python3 cannot import fusepy)")
+}
+
+/// A fake storage device (fixtures/fake-device.py: a FUSE file) behind a loop device: detached,
+/// unmounted and stopped on drop.
+pub struct FakeDevice {
+    child: std::process::Child,
+    mnt: PathBuf,
+    pub lo: Option<Loop>,
+}
+
+impl FakeDevice {
+    /// Mounts a fake with `args` (e.g. `["--mode", "wrap", "--claimed", "1G", "--real",
+    /// "256M"]`) under `t` and attaches it.
+    pub fn start(t: &TestDir, name: &str, args: &[&str]) -> Self {
+        let mnt = t.path(name);
+        let child = Command::new("/usr/bin/python3")
+            .arg(FAKE_DEVICE)
+            .arg(&mnt)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let disk = mnt.join("disk");
+        let mut fake = FakeDevice {
+            child,
+            mnt,
+            lo: None,
+        };
+        for _ in 0..100 {
+            if disk.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(disk.exists(), "the fake device did not come up");
+        fake.lo = Some(Loop::attach(&disk, 512, false));
+        fake
+    }
+
+    pub fn dev(&self) -> &str {
+        &self.lo.as_ref().unwrap().dev
+    }
+}
+
+impl Drop for FakeDevice {
+    fn drop(&mut self) {
+        self.lo.take();
+        let _ = Command::new("fusermount3")
+            .args(["-u", "-z"])
+            .arg(&self.mnt)
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sectors written to a loop device so far (/sys/block/loopN/stat, field 7), in bytes.
+pub fn loop_bytes_written(dev: &str) -> u64 {
+    let name = Path::new(dev)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let stat = std::fs::read_to_string(format!("/sys/block/{name}/stat")).unwrap();
+    let f: Vec<u64> = stat
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    f[6] * 512
 }

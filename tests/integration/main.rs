@@ -7,6 +7,7 @@
 
 mod card_life;
 mod cluster;
+mod counterfeit;
 mod device;
 mod disko;
 mod download;
@@ -39,6 +40,7 @@ fn main() {
     let modules: &[Module] = &[
         ("card_life", card_life::TESTS),
         ("cluster", cluster::TESTS),
+        ("counterfeit", counterfeit::TESTS),
         ("device", device::TESTS),
         ("disko", disko::TESTS),
         ("download", download::TESTS),

@@ -1,0 +1,57 @@
+//! `pi-burn probe DEVICE`: does the device hold what it claims?
+
+use super::prompt::{confirm, describe};
+use super::{finish_json, Global};
+use crate::cli::ProbeArgs;
+use crate::error::Found;
+use crate::job::probe::ProbeJob;
+use crate::util::units::human;
+use crate::write::probe::{honest_cost, Verdict};
+use anyhow::{bail, Result};
+
+pub fn run(a: &ProbeArgs, g: &Global) -> Result<()> {
+    let job = ProbeJob::from_args(a);
+    let claimed = job.claim()?;
+    let d = &claimed.disk().info;
+    let (w, r) = honest_cost(d.size, d.logical_sector_size);
+    if w == 0 {
+        bail!(
+            "{}: too small to probe ({}, the probe needs 32 MiB)",
+            claimed.disk().path().display(),
+            human(d.size)
+        );
+    }
+    if !g.quiet || !job.yes {
+        eprint!("{}", describe(claimed.disk()));
+        eprintln!(
+            "will probe:  {} read, {} written at random places and put back (the content is kept; do not unplug it while the probe runs)",
+            human(r),
+            human(w)
+        );
+    }
+    confirm(&[&claimed], job.yes)?;
+    let p = job.run(&claimed, g.progress())?;
+    let path = claimed.disk().path().display().to_string();
+    let result = match &p.verdict {
+        v if v.is_fake() => Err(Found(format!("{path}: {}", p.describe())).into()),
+        Verdict::NotProbed { why } => Err(anyhow::anyhow!("{path}: not probed: {why}")),
+        _ => Ok(()),
+    };
+    if g.json {
+        let j = serde_json::json!({
+            "target": crate::report::Target { kind: "device", path: path.clone(), size: d.size },
+            "probe": p,
+            "honest": result.is_ok(),
+        });
+        return finish_json(j, result);
+    }
+    if result.is_ok() && !g.quiet {
+        println!(
+            "{path}: {} ({} blocks at random places and the wrap test read back as written; {} written and put back)",
+            p.describe(),
+            crate::write::probe::SAMPLES,
+            human(p.bytes_written)
+        );
+    }
+    result
+}
