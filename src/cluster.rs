@@ -6,7 +6,11 @@
 //! config_txt = { hdmi_force_hotplug = "1" }
 //! [nodes.pi-beta]
 //! uefi = { SystemTableMode = 2, AssetTag = "pi-beta" }
+//! [defaults.eeprom]
+//! BOOT_ORDER = 0xf41
 //! ```
+//! `eeprom` tables set bootloader properties (bootconf.txt) for `pi-burn eeprom`; with a
+//! `[defaults.eeprom]` table, `images` writes the cluster's EEPROM card too.
 //! A node's table overrides `[defaults]`; the command line overrides both. Unknown keys, unknown
 //! settings and nodes that the flake does not have are errors.
 
@@ -35,6 +39,7 @@ struct Table {
     uefi: BTreeMap<String, toml::Value>,
     #[serde(default)]
     config_txt: BTreeMap<String, toml::Value>,
+    eeprom: Option<BTreeMap<String, toml::Value>>,
 }
 
 /// What a card carries besides the firmware: UEFI settings and config.txt edits, each with
@@ -43,6 +48,8 @@ struct Table {
 pub struct Custom {
     pub settings: Vec<Setting>,
     pub edits: Vec<Edit>,
+    /// Bootloader properties (bootconf.txt), for EEPROM cards.
+    pub bootconf: Vec<Edit>,
 }
 
 impl Custom {
@@ -54,6 +61,7 @@ impl Custom {
         Custom {
             settings: settings::merge([self.settings, later.settings].concat()),
             edits: configtxt::merge([self.edits, later.edits].concat()),
+            bootconf: configtxt::merge([self.bootconf, later.bootconf].concat()),
         }
     }
 }
@@ -123,6 +131,21 @@ fn table(t: &Table, from: &str, board: &str) -> Result<Custom> {
         };
         out.edits.push(configtxt::edit(key, &value, from)?);
     }
+    for (key, v) in t.eeprom.iter().flatten() {
+        let value = match v {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => crate::eeprom::bootconf::int_text(key, *i),
+            v => bail!(usage(format!(
+                "{from} eeprom.{key} = {v}: expected a string or an integer"
+            ))),
+        };
+        out.bootconf.push(crate::eeprom::bootconf::edit(
+            key,
+            &value,
+            board,
+            &format!("{from} eeprom"),
+        )?);
+    }
     Ok(out)
 }
 
@@ -134,6 +157,8 @@ const MAX_FILE: u64 = 1 << 20;
 pub struct Cluster {
     defaults: Custom,
     nodes: BTreeMap<String, Custom>,
+    /// Whether `[defaults.eeprom]` is there: `images` then writes the cluster's EEPROM card.
+    pub eeprom_card: bool,
 }
 
 impl Cluster {
@@ -145,6 +170,7 @@ impl Cluster {
             return Ok(Cluster {
                 defaults: Custom::default(),
                 nodes: BTreeMap::new(),
+                eeprom_card: false,
             });
         }
         let text = crate::util::read_text_limited(&path, MAX_FILE, "a pi-burn.toml")
@@ -185,7 +211,22 @@ impl Cluster {
         Ok(Cluster {
             defaults,
             nodes: own,
+            eeprom_card: raw.defaults.as_ref().is_some_and(|d| d.eeprom.is_some()),
         })
+    }
+
+    /// What `[defaults]` gives.
+    pub fn defaults(&self) -> Custom {
+        self.defaults.clone()
+    }
+
+    /// Nodes with an `eeprom` table of their own.
+    pub fn eeprom_nodes(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|(_, c)| !c.bootconf.is_empty())
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// What the file gives `node`: `[defaults]`, then `[nodes.NODE]` key by key.

@@ -33,6 +33,18 @@ pub struct Report {
     /// The capacity probe of a device burn.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<crate::write::probe::Probed>,
+    /// An EEPROM card: the bootloader release and its bootconf.txt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eeprom: Option<EepromReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EepromReport {
+    pub board: String,
+    pub release: String,
+    pub build_timestamp: Option<u64>,
+    pub bootconf: Vec<crate::firmware::configtxt::EditApplied>,
+    pub bootconf_txt: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,6 +123,7 @@ impl Report {
             mismatches: None,
             changes: vec![],
             probe: None,
+            eeprom: None,
         }
     }
 

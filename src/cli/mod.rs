@@ -52,6 +52,9 @@ pub enum Command {
     Images(ImagesArgs),
     /// List whole disks, and whether pi-burn would write to each (and why not).
     Devices,
+    /// Make the EEPROM bootloader update card: recovery.bin and the pinned bootloader release
+    /// with the cluster's bootconf.txt settings in it, on an MBR FAT32 card.
+    Eeprom(EepromArgs),
     /// Test whether a card or drive holds what it claims (a counterfeit does not), without
     /// changing its content: every block the probe writes is saved first and put back.
     Probe(ProbeArgs),
@@ -274,16 +277,8 @@ pub enum Shell {
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("target").required(true).args(["device", "image"]))]
 pub struct SdcardArgs {
-    /// The whole-disk block device to burn (/dev/sdX, /dev/mmcblkN, /dev/disk/by-id/...).
-    #[arg(value_name = "DEVICE")]
-    pub device: Option<PathBuf>,
-    /// Write an image file at this path instead (created sparse; an existing file is replaced
-    /// only on success, and only when it holds a partition table unless --force).
-    #[arg(long, value_name = "PATH")]
-    pub image: Option<PathBuf>,
-    /// Replace an existing --image file even when it holds no partition table.
-    #[arg(long, requires = "image")]
-    pub force: bool,
+    #[command(flatten)]
+    pub target: CardTarget,
     /// Make the card another card (or card image) says it is, from its record: the firmware
     /// (verified against the record's hashes), node, settings, config.txt edits and table.
     /// Options given beside it override the record's, and the plan names them.
@@ -360,6 +355,75 @@ pub struct FlashArgs {
     pub device_opts: DeviceArgs,
 }
 
+/// Where a card goes: a device, or an image file.
+#[derive(Debug, Args, Clone)]
+pub struct CardTarget {
+    /// The whole-disk block device to burn (/dev/sdX, /dev/mmcblkN, /dev/disk/by-id/...).
+    #[arg(value_name = "DEVICE")]
+    pub device: Option<PathBuf>,
+    /// Write an image file at this path instead (created sparse; an existing file is replaced
+    /// only on success, and only when it holds a partition table unless --force).
+    #[arg(long, value_name = "PATH")]
+    pub image: Option<PathBuf>,
+    /// Replace an existing --image file even when it holds no partition table.
+    #[arg(long, requires = "image")]
+    pub force: bool,
+}
+
+impl CardTarget {
+    pub fn spec(&self) -> anyhow::Result<crate::job::TargetSpec> {
+        crate::job::TargetSpec::from_args(self.device.as_deref(), self.image.as_deref(), self.force)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct EepromArgs {
+    #[command(flatten)]
+    pub target: CardTarget,
+    /// Size of the image [default: 258 MiB: 1 MiB, a 256 MiB FAT32 partition, 1 MiB].
+    #[arg(long, value_name = "SIZE", requires = "image")]
+    pub size: Option<Size>,
+    /// The board whose bootloader to write: rpi4 (BCM2711: Pi 4, 400, CM4) or rpi5 (BCM2712:
+    /// Pi 5, 500, CM5) [default: rpi4].
+    #[arg(long)]
+    pub board: Option<String>,
+    /// The bootloader release, by its date (default: the newest the manifest pins for the board).
+    #[arg(long, value_name = "DATE")]
+    pub release: Option<String>,
+    /// Use this local pieeprom-DATE.bin (verified against the manifest's pins; e.g. from
+    /// nixpkgs' raspberrypi-eeprom, lib/firmware/raspberrypi/bootloader-2711/default/).
+    #[arg(long, value_name = "PATH")]
+    pub eeprom_file: Option<PathBuf>,
+    /// Use this local recovery.bin (verified against the manifest's pins).
+    #[arg(long, value_name = "PATH")]
+    pub recovery_file: Option<PathBuf>,
+    /// Use this local vl805-VERSION.bin (Pi 4; verified against the manifest's pins).
+    #[arg(long, value_name = "PATH")]
+    pub vl805_file: Option<PathBuf>,
+    /// Set a bootloader property in bootconf.txt (repeatable), checked by type; e.g.
+    /// BOOT_UART=1, POWER_OFF_ON_HALT=1, BOOT_ORDER=0xf41. The release's other lines are kept.
+    #[arg(long = "bootconf", value_name = "KEY=VALUE")]
+    pub bootconf: Vec<String>,
+    /// BOOT_ORDER by name, first tried first: sd, net, rpiboot, usb, usb-c, nvme, http, stop,
+    /// restart (a restart is added at the end); e.g. sd,usb is 0xf41.
+    #[arg(long, value_name = "MODES")]
+    pub boot_order: Option<String>,
+    /// Take this node's properties from FLAKE/pi-burn.toml ([defaults.eeprom], then
+    /// [nodes.NODE.eeprom]).
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+    /// The flake holding hosts/ and pi-burn.toml (with --node).
+    #[arg(long, value_name = "DIR", default_value = ".", requires = "node")]
+    pub flake: PathBuf,
+    /// Read this manifest instead of the built-in one.
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub device_opts: DeviceArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
     /// The whole-disk block device to test.
@@ -423,6 +487,13 @@ pub struct FirmwareArgs {
     /// needs --sha256. https only (plain http only to loopback addresses).
     #[arg(long, value_name = "URL", requires = "sha256")]
     pub firmware_url: Option<String>,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// How downloads go.
+#[derive(Debug, Args, Clone)]
+pub struct NetArgs {
     /// Use the cache only; never touch the network.
     #[arg(long)]
     pub offline: bool,
@@ -436,6 +507,20 @@ pub struct FirmwareArgs {
     /// Seconds after which no new download attempt starts: the bound on the whole download.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub max_time: u64,
+}
+
+impl NetArgs {
+    /// The download options these flags give.
+    pub fn fetch_options(&self) -> crate::firmware::fetch::FetchOptions {
+        use std::time::Duration;
+        crate::firmware::fetch::FetchOptions {
+            connect_timeout: Duration::from_secs(self.timeout.max(1)),
+            read_timeout: Duration::from_secs(self.timeout.max(1)),
+            retries: self.retries,
+            max_bytes: u64::MAX,
+            total: Duration::from_secs(self.max_time.max(1)),
+        }
+    }
 }
 
 /// The SD card's layout.

@@ -87,6 +87,11 @@ pub fn run(g: &Global) -> Result<()> {
                 board: printable(&r.board),
                 firmware: printable(&r.firmware.version),
             }),
+            Some(Ok(Identity::Eeprom(r))) => Some(Card {
+                node: r.node.as_deref().map(printable),
+                board: printable(&r.board),
+                firmware: format!("bootloader {}", printable(&r.release)),
+            }),
             _ => None,
         };
         let holds = found.map(|f| match f {

@@ -93,12 +93,39 @@ fn make(n: &NodeJobs, fw: &Firmware, out: &Path, g: &Global) -> Result<[Row; 2]>
     Ok([sd, ssd])
 }
 
+/// The EEPROM card `name` (the cluster's, or a node's) into the staging directory.
+fn make_eeprom(
+    name: &str,
+    e: &crate::job::eeprom::EepromJob,
+    files: &crate::eeprom::ReleaseFiles,
+    out: &Path,
+    g: &Global,
+) -> Result<Row> {
+    let target = e.target.claim(Default::default())?;
+    let b = e.build(files, &target)?;
+    let done = deliver(&b.built.disk, &target, &Options::default(), g.progress())?;
+    row(
+        name,
+        "eeprom",
+        target.path(),
+        out,
+        b.plan.size,
+        done.bytes_written,
+    )
+}
+
 pub fn run(a: &ImagesArgs, g: &Global) -> Result<()> {
     let job = ImagesJob::from_args(a)?;
     for n in job.nodes.iter().flat_map(|n| &n.ssd.notices) {
         g.progress().notice(n);
     }
     let fw = job.firmware.obtain(g.progress())?;
+    // The bootloader's files too, before anything is built.
+    let eeprom_files = job
+        .eeprom
+        .iter()
+        .map(|(_, e)| e.obtain(g.progress()))
+        .collect::<Result<Vec<_>>>()?;
     let staging = crate::write::image::StagedDir::create(&job.staging)?;
     // One thread per node: building the FATs and hashing the ranges is CPU work.
     let results: Vec<Result<[Row; 2]>> = std::thread::scope(|s| {
@@ -120,6 +147,12 @@ pub fn run(a: &ImagesArgs, g: &Global) -> Result<()> {
     let mut rows = vec![];
     for r in results {
         rows.extend(r?);
+    }
+    for ((name, e), files) in job.eeprom.iter().zip(&eeprom_files) {
+        rows.push(
+            make_eeprom(name, e, files, &job.out, g)
+                .with_context(|| format!("{name}'s EEPROM card"))?,
+        );
     }
     staging.commit(&job.out, job.force)?;
     if g.json {

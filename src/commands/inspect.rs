@@ -15,6 +15,18 @@ pub fn run(args: &InspectArgs, g: &Global) -> Result<()> {
     let manifest = Manifest::load(args.manifest.as_deref())?;
     let mut t = ReadTarget::open(args.device.as_deref(), args.image.as_deref())?;
     let (size, path) = (t.size(), t.path().to_string());
+    if let crate::disk::identify::Identity::Eeprom(rec) =
+        crate::disk::identify::identify(&mut t.file, size)
+    {
+        let mut c = crate::eeprom::check::check(&mut t.file, size, &path, *rec)?;
+        crate::job::eeprom::check_release(&mut c, &manifest);
+        super::record::print_eeprom(&t.report, &c, g)?;
+        return if c.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Mismatch(c.problems).into())
+        };
+    }
     let mut c = check(&mut t.file, size, &path)?;
     crate::job::inspect::check_firmware(&mut c, &manifest, g.progress());
     super::record::print(&t.report, &c, g)?;

@@ -2,6 +2,7 @@
 //! ([`crate::job`]), the job runs, the outcome is printed. Commands never call each other.
 
 pub mod devices;
+pub mod eeprom;
 pub mod firmware;
 pub mod flash;
 pub mod images;
@@ -42,6 +43,7 @@ pub fn run(command: &Command, g: &Global) -> Result<()> {
         Command::Inspect(a) => inspect::run(a, g),
         Command::Images(a) => images::run(a, g),
         Command::Devices => devices::run(g),
+        Command::Eeprom(a) => eeprom::run(a, g),
         Command::Probe(a) => probe::run(a, g),
         Command::Firmware(c) => firmware::run(c, g),
         Command::Completions { shell } => meta::completions(*shell),
@@ -69,19 +71,43 @@ pub fn finish_json(mut j: serde_json::Value, result: Result<()>) -> Result<()> {
 /// the report with them, with `--json`) and stays a verification failure; any other error
 /// goes up as it is.
 pub fn fail_with_report(
-    mut report: crate::report::Report,
+    report: &mut crate::report::Report,
     e: anyhow::Error,
     g: &Global,
-) -> Result<()> {
+) -> anyhow::Error {
     if let Some(m) = e.downcast_ref::<crate::error::Mismatch>() {
         if g.json {
             report.mismatches = Some(m.0.clone());
-            println!("{}", report.to_json()?);
+            if let Ok(j) = report.to_json() {
+                println!("{j}");
+            }
         } else {
             for line in &m.0 {
                 println!("{line}");
             }
         }
     }
-    Err(e)
+    e
+}
+
+/// Delivers `img` to `target` (an image with its block map, or a device through the engine)
+/// and fills `report` with what the write did; a failure is reported as
+/// [`fail_with_report`] does.
+pub fn deliver_reported(
+    img: &crate::disk::sparse::SparseImage,
+    target: &crate::write::Target,
+    options: &crate::write::Options,
+    report: &mut crate::report::Report,
+    g: &Global,
+) -> Result<crate::write::Delivered> {
+    let done = crate::write::deliver(img, target, options, g.progress())
+        .map_err(|e| fail_with_report(report, e, g))?;
+    if let Some(b) = &done.bmap {
+        g.progress()
+            .phase(&format!("image written, block map in {}", b.display()));
+    }
+    report.bytes_written = Some(done.bytes_written);
+    report.bytes_read_back = done.bytes_read_back;
+    report.probe = done.probe.clone();
+    Ok(done)
 }

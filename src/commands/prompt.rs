@@ -92,6 +92,27 @@ pub fn probe_summary(p: Option<&crate::write::probe::Probed>) -> String {
     }
 }
 
+/// Whether to write: a dry run ends here (nothing written; the report printed with --json);
+/// a device needs the user's word (or --yes).
+pub fn go_ahead(
+    target: &crate::write::Target,
+    opts: &crate::job::DeviceOpts,
+    report: &crate::report::Report,
+    g: &super::Global,
+) -> Result<bool> {
+    if opts.dry_run {
+        g.progress().phase("dry run: nothing was written");
+        if g.json {
+            println!("{}", report.to_json()?);
+        }
+        return Ok(false);
+    }
+    if let crate::write::Target::Device(c) = target {
+        confirm(&[c], opts.yes)?;
+    }
+    Ok(true)
+}
+
 /// One confirmation for every device: the user types their names, in order, separated by
 /// spaces. Without a terminal, refuses.
 pub fn confirm(devices: &[&Claimed], yes: bool) -> Result<()> {

@@ -7,6 +7,14 @@ use crate::report::Target;
 use crate::util::text::printable;
 use anyhow::Result;
 
+/// Prints the problems first, one per line; whether that is all (quiet, and none).
+fn problems_first(path: &str, problems: &[String], g: &Global) -> bool {
+    for line in problems {
+        println!("{path}: {}", printable(line));
+    }
+    g.quiet && problems.is_empty()
+}
+
 /// Prints a record and what checking the card against it found.
 pub fn print(target: &Target, c: &CardCheck, g: &Global) -> Result<()> {
     let (rec, problems) = (&c.record, &c.problems);
@@ -19,10 +27,7 @@ pub fn print(target: &Target, c: &CardCheck, g: &Global) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(());
     }
-    for line in problems {
-        println!("{path}: {}", printable(line));
-    }
-    if g.quiet && problems.is_empty() {
+    if problems_first(path, problems, g) {
         return Ok(());
     }
     // The record is read from the card: its text is printed escaped (no terminal control).
@@ -92,6 +97,75 @@ pub fn print(target: &Target, c: &CardCheck, g: &Global) -> Result<()> {
             } else {
                 " (RPI_EFI.fd's variable store as the firmware changed it)"
             }
+        );
+    } else {
+        println!(
+            "{path}: {} from the record",
+            crate::error::Mismatch::count(problems.len())
+        );
+    }
+    Ok(())
+}
+
+/// Prints an EEPROM card's record and what checking the card against it found.
+pub fn print_eeprom(
+    target: &Target,
+    c: &crate::eeprom::check::EepromCheck,
+    g: &Global,
+) -> Result<()> {
+    let (rec, problems) = (&c.record, &c.problems);
+    let path = &target.path;
+    if g.json {
+        let j = serde_json::json!({
+            "target": target, "eeprom_record": rec, "intact": problems.is_empty(),
+            "mismatches": problems, "checked": c.checked, "unchecked": c.unchecked,
+        });
+        println!("{}", serde_json::to_string_pretty(&j)?);
+        return Ok(());
+    }
+    if problems_first(path, problems, g) {
+        return Ok(());
+    }
+    let p = printable;
+    println!(
+        "{path}: EEPROM card{}: {} bootloader {}, made by {}",
+        rec.node
+            .as_ref()
+            .map(|n| format!(" for {}", p(n)))
+            .unwrap_or_default(),
+        p(&rec.board),
+        p(&rec.release),
+        p(&rec.made_by)
+    );
+    if let Some(ts) = rec.build_timestamp {
+        println!(
+            "  bootloader BUILD_TIMESTAMP {ts}; pieeprom.sig ts: {}",
+            rec.ts
+        );
+    }
+    for b in &rec.bootconf {
+        println!(
+            "  bootconf {}={} ({}, from {})",
+            p(&b.key),
+            p(&b.value),
+            p(&b.change),
+            p(&b.from)
+        );
+    }
+    println!("  bootconf.txt:");
+    for l in rec.bootconf_txt.lines().take(200) {
+        println!("    {}", p(l));
+    }
+    for ch in &c.checked {
+        println!("  checked: {}", p(ch));
+    }
+    for u in &c.unchecked {
+        println!("  unchecked: {}", p(u));
+    }
+    if problems.is_empty() {
+        println!(
+            "{path}: OK: the table, all {} files, pieeprom.bin's bootconf.txt and the .sig files match the record",
+            rec.files.len()
         );
     } else {
         println!(

@@ -1,12 +1,12 @@
 //! `pi-burn sdcard`: the UEFI firmware SD card, as an image file or on a block device.
 
-use super::prompt::{confirm, describe, probe_line, probe_summary};
+use super::prompt::{describe, go_ahead, probe_line, probe_summary};
 use super::Global;
 use crate::cli::SdcardArgs;
 use crate::job::card::Card;
 use crate::job::CardJob;
 use crate::util::units::human;
-use crate::write::{deliver, target::planned_bytes, Target};
+use crate::write::{target::planned_bytes, Target};
 use anyhow::Result;
 
 /// The plan shown before a device is written: the device, what goes on it, and each setting
@@ -51,37 +51,23 @@ pub fn run(args: &SdcardArgs, g: &Global) -> Result<()> {
     let card = job.build(&mut fw, &target, g.progress())?;
     let mut report = card.report(&fw, &target);
     let opts = &job.device;
-    if let Target::Device(c) = &target {
+    if let Target::Device(_) = &target {
         if !g.quiet || opts.dry_run || !opts.yes {
             show_plan(&target, &card, &fw, opts.probe);
         }
-        if opts.dry_run {
-            g.progress().phase("dry run: nothing was written");
-            if g.json {
-                println!("{}", report.to_json()?);
-            }
-            return Ok(());
-        }
-        confirm(&[c], opts.yes)?;
     } else {
         g.progress().phase("card built in memory");
     }
-    let done = match deliver(
+    if !go_ahead(&target, opts, &report, g)? {
+        return Ok(());
+    }
+    let done = super::deliver_reported(
         &card.built().disk,
         &target,
         &opts.write_options(),
-        g.progress(),
-    ) {
-        Ok(d) => d,
-        Err(e) => return super::fail_with_report(report, e, g),
-    };
-    if let Some(b) = &done.bmap {
-        g.progress()
-            .phase(&format!("image written, block map in {}", b.display()));
-    }
-    report.bytes_written = Some(done.bytes_written);
-    report.bytes_read_back = done.bytes_read_back;
-    report.probe = done.probe.clone();
+        &mut report,
+        g,
+    )?;
     if g.json {
         println!("{}", report.to_json()?);
     } else if !g.quiet {

@@ -1,6 +1,6 @@
 //! `pi-burn ssd --node NAME`: the node's USB SSD gets the GPT its disko config describes.
 
-use super::prompt::{confirm, describe, probe_line, probe_summary};
+use super::prompt::{describe, go_ahead, probe_line, probe_summary};
 use super::Global;
 use crate::cli::SsdArgs;
 use crate::disk::card::PARTITION_WIPE;
@@ -9,7 +9,7 @@ use crate::job::ssd::{BuiltSsd, SsdJob};
 use crate::report::Report;
 use crate::ssd::{ConfigSource, DiskoDisk};
 use crate::util::units::human;
-use crate::write::{deliver, Target};
+use crate::write::Target;
 use anyhow::Result;
 
 fn hybrid_text(plan: &DiskPlan, disk: &DiskoDisk) -> String {
@@ -150,31 +150,16 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<()> {
     }
     let mut report = Report::new(target.report(built.plan.size), &built.plan);
     report.filesystems = built.formatted.clone();
-    if opts.dry_run {
-        g.progress().phase("dry run: nothing was written");
-        if g.json {
-            println!("{}", report.to_json()?);
-        }
+    if !go_ahead(&target, opts, &report, g)? {
         return Ok(());
     }
-    if let Target::Device(c) = &target {
-        confirm(&[c], opts.yes)?;
-    }
-    let done = match deliver(
+    super::deliver_reported(
         &built.img,
         &target,
         &job.write_options(&target),
-        g.progress(),
-    ) {
-        Ok(d) => d,
-        Err(e) => return super::fail_with_report(report, e, g),
-    };
-    if let Some(b) = &done.bmap {
-        g.progress().phase(&format!("block map in {}", b.display()));
-    }
-    report.bytes_written = Some(done.bytes_written);
-    report.bytes_read_back = done.bytes_read_back;
-    report.probe = done.probe.clone();
+        &mut report,
+        g,
+    )?;
     finish(&job, g, &report, &target.path().display().to_string())
 }
 

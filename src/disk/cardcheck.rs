@@ -47,6 +47,10 @@ pub fn check<R: Read + Seek>(disk: &mut R, size: u64, origin: &str) -> Result<Ca
             ..
         } => bail!("{origin}: {e}: not a pi-burn card record"),
         Identity::Damaged(e) => bail!("{origin}: {e}"),
+        Identity::Eeprom(r) => bail!(
+            "{origin} is a pi-burn EEPROM card ({}), not a firmware card: `pi-burn inspect` checks it",
+            r.summary()
+        ),
         other => {
             let hint = match &other {
                 Identity::Table { partitions, .. }

@@ -27,6 +27,8 @@ pub struct Found {
 pub enum Identity {
     /// A firmware card pi-burn made: its record.
     Card(Box<CardRecord>),
+    /// An EEPROM bootloader card pi-burn made: its record.
+    Eeprom(Box<crate::eeprom::record::EepromRecord>),
     /// A partition table, not a pi-burn card.
     Table {
         kind: TableKind,
@@ -109,6 +111,12 @@ pub fn identify<R: Read + Seek>(disk: &mut R, size: u64) -> Identity {
             record::MAX_BYTES,
             "partition 1",
         ) {
+            Ok(OneFile::File(bytes)) if crate::eeprom::record::EepromRecord::is_one(&bytes) => {
+                match crate::eeprom::record::EepromRecord::parse(&bytes, "its partition 1") {
+                    Ok(r) => return Identity::Eeprom(Box::new(r)),
+                    Err(e) => bad_record = Some(format!("{e:#}")),
+                }
+            }
             Ok(OneFile::File(bytes)) => match CardRecord::parse(&bytes, "its partition 1") {
                 Ok(r) => return Identity::Card(Box::new(r)),
                 Err(e) => bad_record = Some(format!("{e:#}")),
@@ -157,6 +165,7 @@ impl Identity {
     pub fn describe(&self) -> String {
         match self {
             Identity::Card(r) => format!("a pi-burn card: {}", r.summary()),
+            Identity::Eeprom(r) => format!("a pi-burn EEPROM card: {}", r.summary()),
             Identity::Damaged(why) => format!("a FAT partition that cannot be read ({why})"),
             Identity::Iso => "an ISO 9660 image (an installer?), not a card".into(),
             Identity::Blank => "no partition table (blank where one would be)".into(),

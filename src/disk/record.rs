@@ -161,105 +161,26 @@ pub struct RecFile {
     pub sha256: String,
 }
 
-fn type_text(t: PartType) -> String {
-    match t {
-        PartType::Gpt(g) => g.to_string().to_uppercase(),
-        PartType::Mbr(b) => format!("0x{b:02x}"),
-    }
-}
-
-/// What the card carries, for the record.
-pub struct Inputs<'a> {
-    pub fw: &'a Firmware,
-    pub node: Option<&'a str>,
-    pub uefi: &'a [Applied],
-    pub config_txt: &'a [EditApplied],
-    pub label: &'a str,
-    /// The seed `--seed` gave, if it gave one.
-    pub seed: Option<&'a str>,
-}
-
-impl CardRecord {
-    /// The record of `files` (the firmware as written) on partition 1 of `plan`.
-    pub fn new(i: &Inputs, plan: &DiskPlan, files: &FileSet) -> Self {
+impl RecTable {
+    /// The table of `plan`, its partition 1 labelled `label`.
+    pub fn of(plan: &DiskPlan, label: &str) -> Self {
         let p = &plan.partitions[0];
-        CardRecord {
-            record: FORMAT,
-            made_by: format!("pi-burn {}", env!("CARGO_PKG_VERSION")),
-            node: i.node.map(str::to_string),
-            board: i.fw.board.clone(),
-            seed: i.seed.map(str::to_string),
-            firmware: RecFirmware {
-                version: i.fw.version.clone(),
-                zip_sha256: i.fw.zip_sha256.hex(),
-                nar_sha256: i.fw.nar_sha256.sri(),
-                start4: i.fw.start4.clone(),
-            },
-            table: RecTable {
-                kind: plan.table.name().into(),
-                sector_size: plan.sector_size,
-                partition: p.number,
-                first_lba: p.first_lba,
-                last_lba: p.last_lba,
-                part_type: type_text(p.part_type),
-                name: p.name.clone(),
-                label: i.label.to_ascii_uppercase(),
-                disk_bytes: plan.size,
-            },
-            uefi: i
-                .uefi
-                .iter()
-                .map(|a| RecSetting {
-                    name: a.name.clone(),
-                    guid: a.guid.clone(),
-                    value: a.value.clone(),
-                    from: a.from.clone(),
-                })
-                .collect(),
-            config_txt: i
-                .config_txt
-                .iter()
-                .map(|e| RecEdit {
-                    key: e.key.clone(),
-                    value: e.value.clone(),
-                    from: e.from.clone(),
-                })
-                .collect(),
-            store: files
-                .file(STORE_FILE)
-                .and_then(|fd| store_of(STORE_FILE, fd)),
-            files: files
-                .files()
-                .map(|(path, data)| RecFile {
-                    path: path.to_string(),
-                    bytes: data.len() as u64,
-                    sha256: Sha256Digest::of(data).hex(),
-                })
-                .collect(),
+        RecTable {
+            kind: plan.table.name().into(),
+            sector_size: plan.sector_size,
+            partition: p.number,
+            first_lba: p.first_lba,
+            last_lba: p.last_lba,
+            part_type: type_text(p.part_type),
+            name: p.name.clone(),
+            label: label.to_ascii_uppercase(),
+            disk_bytes: plan.size,
         }
     }
 
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut b = serde_json::to_vec_pretty(self).expect("a record serialises");
-        b.push(b'\n');
-        b
-    }
-
-    pub fn parse(bytes: &[u8], origin: &str) -> Result<Self> {
-        let r: CardRecord = serde_json::from_slice(bytes)
-            .with_context(|| format!("{origin}: /{PATH} is not a pi-burn card record"))?;
-        if r.record != FORMAT {
-            bail!(
-                "{origin}: /{PATH} is record format {}; this pi-burn reads format {FORMAT}",
-                r.record
-            );
-        }
-        Ok(r)
-    }
-
-    /// Differences between the record's table and the one found.
-    pub fn check_table(&self, found: &FoundTable, label: &str) -> Vec<String> {
-        let t = &self.table;
+    /// Differences between this table and the one found.
+    pub fn check(&self, found: &FoundTable, label: &str) -> Vec<String> {
+        let t = self;
         let mut out = vec![];
         if found.table.name() != t.kind {
             out.push(format!(
@@ -314,34 +235,141 @@ impl CardRecord {
         }
         out
     }
+}
+
+/// Differences between the recorded files and `seen` (path -> size, SHA-256), the record
+/// itself left out.
+/// `found` names where `seen` comes from ("found" on the card, "the firmware gives").
+pub fn check_files(
+    files: &[RecFile],
+    seen: &BTreeMap<String, (u64, Sha256Digest)>,
+    found: &str,
+) -> Vec<String> {
+    let mut out = vec![];
+    for f in files {
+        match seen.get(&f.path) {
+            None => out.push(format!("/{}: missing from the card", f.path)),
+            Some((bytes, sha)) if *bytes != f.bytes || sha.hex() != f.sha256 => out.push(format!(
+                "/{}: changed (recorded {} bytes, sha256 {}; {found} {bytes} bytes, sha256 {sha})",
+                f.path, f.bytes, f.sha256
+            )),
+            Some(_) => {}
+        }
+    }
+    for path in seen.keys() {
+        if path != PATH && !files.iter().any(|f| &f.path == path) {
+            out.push(format!("/{path}: on the card but not in its record"));
+        }
+    }
+    out
+}
+
+impl RecFile {
+    /// Every file of `files`, hashed.
+    pub fn all(files: &FileSet) -> Vec<RecFile> {
+        files
+            .files()
+            .map(|(path, data)| RecFile {
+                path: path.to_string(),
+                bytes: data.len() as u64,
+                sha256: Sha256Digest::of(data).hex(),
+            })
+            .collect()
+    }
+}
+
+fn type_text(t: PartType) -> String {
+    match t {
+        PartType::Gpt(g) => g.to_string().to_uppercase(),
+        PartType::Mbr(b) => format!("0x{b:02x}"),
+    }
+}
+
+/// What the card carries, for the record.
+pub struct Inputs<'a> {
+    pub fw: &'a Firmware,
+    pub node: Option<&'a str>,
+    pub uefi: &'a [Applied],
+    pub config_txt: &'a [EditApplied],
+    pub label: &'a str,
+    /// The seed `--seed` gave, if it gave one.
+    pub seed: Option<&'a str>,
+}
+
+impl CardRecord {
+    /// The record of `files` (the firmware as written) on partition 1 of `plan`.
+    pub fn new(i: &Inputs, plan: &DiskPlan, files: &FileSet) -> Self {
+        CardRecord {
+            record: FORMAT,
+            made_by: format!("pi-burn {}", env!("CARGO_PKG_VERSION")),
+            node: i.node.map(str::to_string),
+            board: i.fw.board.clone(),
+            seed: i.seed.map(str::to_string),
+            firmware: RecFirmware {
+                version: i.fw.version.clone(),
+                zip_sha256: i.fw.zip_sha256.hex(),
+                nar_sha256: i.fw.nar_sha256.sri(),
+                start4: i.fw.start4.clone(),
+            },
+            table: RecTable::of(plan, i.label),
+            uefi: i
+                .uefi
+                .iter()
+                .map(|a| RecSetting {
+                    name: a.name.clone(),
+                    guid: a.guid.clone(),
+                    value: a.value.clone(),
+                    from: a.from.clone(),
+                })
+                .collect(),
+            config_txt: i
+                .config_txt
+                .iter()
+                .map(|e| RecEdit {
+                    key: e.key.clone(),
+                    value: e.value.clone(),
+                    from: e.from.clone(),
+                })
+                .collect(),
+            store: files
+                .file(STORE_FILE)
+                .and_then(|fd| store_of(STORE_FILE, fd)),
+            files: RecFile::all(files),
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = serde_json::to_vec_pretty(self).expect("a record serialises");
+        b.push(b'\n');
+        b
+    }
+
+    pub fn parse(bytes: &[u8], origin: &str) -> Result<Self> {
+        let r: CardRecord = serde_json::from_slice(bytes)
+            .with_context(|| format!("{origin}: /{PATH} is not a pi-burn card record"))?;
+        if r.record != FORMAT {
+            bail!(
+                "{origin}: /{PATH} is record format {}; this pi-burn reads format {FORMAT}",
+                r.record
+            );
+        }
+        Ok(r)
+    }
+
+    /// Differences between the record's table and the one found.
+    pub fn check_table(&self, found: &FoundTable, label: &str) -> Vec<String> {
+        self.table.check(found, label)
+    }
 
     /// Differences between the recorded files and `seen` (path -> size, SHA-256), the record
-    /// itself left out.
-    /// `found` names where `seen` comes from ("found" on the card, "the firmware gives").
+    /// itself left out. `found` names where `seen` comes from ("found" on the card, "the
+    /// firmware gives").
     pub fn check_files(
         &self,
         seen: &BTreeMap<String, (u64, Sha256Digest)>,
         found: &str,
     ) -> Vec<String> {
-        let mut out = vec![];
-        for f in &self.files {
-            match seen.get(&f.path) {
-                None => out.push(format!("/{}: missing from the card", f.path)),
-                Some((bytes, sha)) if *bytes != f.bytes || sha.hex() != f.sha256 => {
-                    out.push(format!(
-                        "/{}: changed (recorded {} bytes, sha256 {}; {found} {bytes} bytes, sha256 {sha})",
-                        f.path, f.bytes, f.sha256
-                    ))
-                }
-                Some(_) => {}
-            }
-        }
-        for path in seen.keys() {
-            if path != PATH && !self.files.iter().any(|f| &f.path == path) {
-                out.push(format!("/{path}: on the card but not in its record"));
-            }
-        }
-        out
+        check_files(&self.files, seen, found)
     }
 
     /// One-line summary for listings.

@@ -4,6 +4,7 @@
 //! ```text
 //! $PI_BURN_CACHE_DIR | $XDG_CACHE_HOME/pi-burn | ~/.cache/pi-burn
 //!   blobs/<sha256>.zip        a zip that passed verification (written by rename, never in place)
+//!   blobs/<sha256>.bin        a bootloader file (pieeprom, recovery.bin, vl805) that matched its pin
 //!   refs/<board>/<version>    the sha256 of the zip that verified as that release
 //!   partial/<sha256 of url>   an interrupted download, resumed by the next attempt
 //!   lock                      held by a run while it downloads (concurrent runs take turns)
@@ -38,6 +39,18 @@ impl Cache {
 
     pub fn blob_path(&self, sha: &Sha256Digest) -> PathBuf {
         self.root.join("blobs").join(format!("{sha}.zip"))
+    }
+
+    /// A verified bootloader file: stored by its SHA-256 (its pin), no reference needed.
+    pub fn file_path(&self, sha: &Sha256Digest) -> PathBuf {
+        self.root.join("blobs").join(format!("{sha}.bin"))
+    }
+
+    /// Stores a file that matched its pin.
+    pub fn store_file(&self, sha: &Sha256Digest, bytes: &[u8]) -> Result<PathBuf> {
+        let p = self.file_path(sha);
+        write_atomic(&p, bytes)?;
+        Ok(p)
     }
 
     fn ref_path(&self, board: &str, version: &str) -> PathBuf {

@@ -17,6 +17,95 @@ pub const EMBEDDED: &str = include_str!("../../firmware-manifest.toml");
 pub struct Manifest {
     pub schema: u32,
     pub boards: BTreeMap<String, Board>,
+    /// The EEPROM bootloader releases, per board (`pi-burn eeprom`).
+    #[serde(default)]
+    pub eeprom: BTreeMap<String, EepromBoard>,
+}
+
+/// A board's bootloader releases (raspberrypi/rpi-eeprom).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EepromBoard {
+    pub description: String,
+    /// The release used when none is asked for.
+    pub default: String,
+    pub releases: Vec<EepromRelease>,
+}
+
+/// One bootloader release: its files, each pinned by size and SHA-256.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EepromRelease {
+    /// The release's date, `YYYY-MM-DD` (its name in rpi-eeprom).
+    pub date: String,
+    /// The rpi-eeprom commit the files are fetched at.
+    pub commit: String,
+    pub pieeprom: PinnedFile,
+    pub recovery: PinnedFile,
+    /// The USB 3 controller's firmware (Pi 4 boards with a VL805 EEPROM of their own).
+    pub vl805: Option<PinnedFile>,
+}
+
+/// A file of a release.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedFile {
+    /// Its path in rpi-eeprom.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    /// Where to download it, when not from rpi-eeprom at the commit (a mirror, the tests' server).
+    pub url: Option<String>,
+}
+
+impl PinnedFile {
+    pub fn digest(&self) -> Result<Sha256Digest> {
+        Sha256Digest::from_hex(&self.sha256).with_context(|| format!("{}: sha256", self.path))
+    }
+    /// The download URL: `url`, else the raw file at the release's commit.
+    pub fn url(&self, commit: &str) -> String {
+        self.url.clone().unwrap_or_else(|| {
+            format!(
+                "https://github.com/raspberrypi/rpi-eeprom/raw/{commit}/{}",
+                self.path
+            )
+        })
+    }
+    /// The name it has on a card: the path's last part without the release's date or
+    /// version (`pieeprom.bin`, `recovery.bin`, `vl805.bin`).
+    pub fn base(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+impl EepromRelease {
+    /// Every pinned file: (role, file).
+    pub fn files(&self) -> Vec<(&'static str, &PinnedFile)> {
+        let mut v = vec![("pieeprom", &self.pieeprom), ("recovery", &self.recovery)];
+        if let Some(f) = &self.vl805 {
+            v.push(("vl805", f));
+        }
+        v
+    }
+}
+
+impl EepromBoard {
+    pub fn release(&self, date: &str) -> Result<&EepromRelease> {
+        self.releases
+            .iter()
+            .find(|r| r.date == date)
+            .with_context(|| {
+                format!(
+                    "no bootloader release {} is pinned (pinned: {})",
+                    crate::util::text::printable(date),
+                    self.releases
+                        .iter()
+                        .map(|r| r.date.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,7 +170,8 @@ impl Release {
     }
 }
 
-fn parse_date(s: &str) -> Result<(u16, u8, u8)> {
+/// `YYYY-MM-DD` as (year, month, day).
+pub fn parse_date(s: &str) -> Result<(u16, u8, u8)> {
     let parts: Vec<&str> = s.split('-').collect();
     let bad = || anyhow::anyhow!("'{s}' is not a date of the form YYYY-MM-DD");
     if parts.len() != 3 || parts[0].len() != 4 || parts[1].len() != 2 || parts[2].len() != 2 {
@@ -138,7 +228,42 @@ impl Manifest {
                 );
             }
         }
+        for (name, b) in &m.eeprom {
+            let want = match name.as_str() {
+                "rpi4" => 512 << 10,
+                "rpi5" => 2 << 20,
+                _ => bail!("manifest {origin}: eeprom.{name}: boards are rpi4 and rpi5"),
+            };
+            for r in &b.releases {
+                parse_date(&r.date).with_context(|| format!("manifest {origin}: eeprom.{name}"))?;
+                for (role, f) in r.files() {
+                    f.digest().with_context(|| {
+                        format!("manifest {origin}: eeprom.{name} {} {role}", r.date)
+                    })?;
+                }
+                if r.pieeprom.size != want {
+                    bail!(
+                        "manifest {origin}: eeprom.{name} {}: pieeprom is {} bytes; a {name} image is {want}",
+                        r.date,
+                        r.pieeprom.size
+                    );
+                }
+            }
+            b.release(&b.default)
+                .with_context(|| format!("manifest {origin}: eeprom.{name}: default"))?;
+        }
         Ok(m)
+    }
+
+    /// A board's bootloader releases.
+    pub fn eeprom_board(&self, name: &str) -> Result<&EepromBoard> {
+        self.eeprom.get(name).with_context(|| {
+            format!(
+                "the manifest pins no bootloader for board '{}' (it pins: {})",
+                crate::util::text::printable(name),
+                self.eeprom.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
     }
 
     pub fn embedded() -> Self {
@@ -222,6 +347,29 @@ mod tests {
             "d2a97e36665920dbb5a6aea200e48fc59b1e26cf94a478db7f57833118c2b64a"
         );
         assert!(m.board("rpi5").is_ok());
+    }
+
+    #[test]
+    fn the_embedded_manifest_pins_facts_8_s_bootloader_files() {
+        let m = Manifest::embedded();
+        let rpi4 = m.eeprom_board("rpi4").unwrap();
+        let r = rpi4.release(&rpi4.default).unwrap();
+        assert_eq!(r.date, "2026-05-17");
+        assert_eq!(
+            r.pieeprom.sha256,
+            "f1da1bda48c8f19d6eccd94f160a2c8da48fd0acdbfa47f0ac58353208d188c3"
+        );
+        assert_eq!(r.vl805.as_ref().unwrap().size, 99352);
+        assert_eq!(
+            r.pieeprom.url(&r.commit),
+            "https://github.com/raspberrypi/rpi-eeprom/raw/86759b04b22173e10186139ac3ae4debcd0d7252/firmware-2711/default/pieeprom-2026-05-17.bin"
+        );
+        let rpi5 = m.eeprom_board("rpi5").unwrap();
+        let r5 = rpi5.release(&rpi5.default).unwrap();
+        assert_eq!((r5.pieeprom.size, r5.recovery.size), (2 << 20, 105396));
+        assert!(r5.vl805.is_none());
+        let e = m.eeprom_board("rpi3").unwrap_err().to_string();
+        assert!(e.contains("rpi4, rpi5"), "{e}");
     }
 
     #[test]

@@ -371,7 +371,7 @@ impl CardJob {
             overrides.push("--firmware/--sha256".into());
         }
         let firmware = FirmwareJob::from_args(&fa)?;
-        let target = TargetSpec::from_args(a.device.as_deref(), a.image.as_deref(), a.force)?;
+        let target = a.target.spec()?;
         let mut layout = layout_from_record(&r, &a.layout, &mut overrides)?;
         if target.is_device() {
             // A device is used whole with its own sector size.
@@ -416,7 +416,7 @@ impl CardJob {
         if let Some(p) = &a.from_record {
             return Self::from_record(a, p);
         }
-        let target = TargetSpec::from_args(a.device.as_deref(), a.image.as_deref(), a.force)?;
+        let target = a.target.spec()?;
         if target.is_device() && a.layout.size.is_some() {
             bail!(usage("--size is for image files; a device is used whole"));
         }

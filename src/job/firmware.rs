@@ -9,7 +9,6 @@ use crate::firmware::manifest::Manifest;
 use crate::firmware::{obtain, Firmware, Online, Origin, Request};
 use crate::progress::Progress;
 use anyhow::Result;
-use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct FirmwareJob {
@@ -51,14 +50,8 @@ impl FirmwareJob {
             manifest,
             request,
             origin,
-            offline: a.offline,
-            fetch: FetchOptions {
-                connect_timeout: Duration::from_secs(a.timeout.max(1)),
-                read_timeout: Duration::from_secs(a.timeout.max(1)),
-                retries: a.retries,
-                max_bytes: u64::MAX,
-                total: Duration::from_secs(a.max_time.max(1)),
-            },
+            offline: a.net.offline,
+            fetch: a.net.fetch_options(),
         })
     }
 

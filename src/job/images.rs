@@ -24,6 +24,9 @@ pub struct ImagesJob {
     pub force: bool,
     pub firmware: FirmwareJob,
     pub nodes: Vec<NodeJobs>,
+    /// EEPROM cards pi-burn.toml asks for: the cluster's (`[defaults.eeprom]`), and one per
+    /// node with an `eeprom` table of its own: (node or "cluster", job).
+    pub eeprom: Vec<(String, super::eeprom::EepromJob)>,
 }
 
 /// `.OUT.pi-burn-PID.tmp` beside `out`.
@@ -89,6 +92,34 @@ impl ImagesJob {
                 .with_context(|| format!("node {node}"))?;
             jobs.push(n);
         }
+        let mut eeprom = vec![];
+        let wanted = cluster
+            .eeprom_card
+            .then(|| ("cluster".to_string(), None, cluster.defaults().bootconf))
+            .into_iter()
+            .chain(
+                cluster
+                    .eeprom_nodes()
+                    .into_iter()
+                    .map(|n| (n.clone(), Some(n.clone()), cluster.for_node(&n).bootconf)),
+            );
+        for (name, node, edits) in wanted {
+            let file = match &node {
+                Some(n) => format!("{n}-eeprom.img"),
+                None => "eeprom.img".into(),
+            };
+            let job = super::eeprom::EepromJob::for_cluster(
+                &firmware.manifest,
+                firmware.board(),
+                edits,
+                node,
+                staging.join(file),
+                false,
+                firmware.offline,
+            )
+            .with_context(|| format!("{} [defaults.eeprom]", crate::cluster::FILE))?;
+            eeprom.push((name, job));
+        }
         Ok(ImagesJob {
             flake: a.flake.clone(),
             out: a.out.clone(),
@@ -96,6 +127,7 @@ impl ImagesJob {
             force: a.force,
             firmware,
             nodes: jobs,
+            eeprom,
         })
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod card;
 pub mod custom;
+pub mod eeprom;
 pub mod firmware;
 pub mod flash;
 pub mod images;

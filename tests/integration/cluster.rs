@@ -665,16 +665,7 @@ fn devices_names_the_node_and_firmware_of_a_pi_burn_card() {
     let t = TestDir::new();
     assert_success(&sdcard_node(&t, Path::new(FLAKE), "pi-alpha", "a.img", &[]));
     let lo = Loop::attach(&t.path("a.img"), 512, true);
-    let o = t.pi_burn().args(["--json", "devices"]).output().unwrap();
-    assert_success(&o);
-    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let row = j["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["path"] == lo.dev.as_str())
-        .unwrap_or_else(|| panic!("{} not listed", lo.dev))
-        .clone();
+    let row = t.devices_row(&lo.dev);
     assert_eq!(row["card"]["node"], "pi-alpha");
     assert_eq!(row["card"]["firmware"], "v9.0");
     let o = t.pi_burn().arg("devices").output().unwrap();

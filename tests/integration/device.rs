@@ -18,9 +18,7 @@ fn can_run() -> bool {
 
 /// A sparse file of `size` bytes.
 fn backing(t: &TestDir, name: &str, size: u64) -> PathBuf {
-    let p = t.path(name);
-    std::fs::File::create(&p).unwrap().set_len(size).unwrap();
-    p
+    t.sparse_file(name, size)
 }
 
 fn burn(t: &TestDir, dev: &str, extra: &[&str]) -> Output {
@@ -280,16 +278,7 @@ fn a_loop_device_whose_file_was_deleted_is_in_use_and_refused() {
     let file = backing(&t, "gone.img", 600 * MIB);
     let lo = Loop::attach(&file, 512, false);
     std::fs::remove_file(&file).unwrap();
-    let o = t.pi_burn().args(["--json", "devices"]).output().unwrap();
-    assert_success(&o);
-    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let row = rows["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["path"] == lo.dev.as_str())
-        .unwrap()
-        .clone();
+    let row = t.devices_row(&lo.dev);
     assert_eq!(row["in_use"], true, "{row}");
     assert!(
         row["reasons"][0].as_str().unwrap().contains("deleted file"),

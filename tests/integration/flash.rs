@@ -12,9 +12,7 @@ fn can_run() -> bool {
 }
 
 fn backing(t: &TestDir, name: &str, size: u64) -> PathBuf {
-    let p = t.path(name);
-    std::fs::File::create(&p).unwrap().set_len(size).unwrap();
-    p
+    t.sparse_file(name, size)
 }
 
 fn flash(t: &TestDir, image: &Path, devs: &[&str], extra: &[&str]) -> Output {

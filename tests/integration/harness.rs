@@ -154,6 +154,23 @@ pub fn fixture_zip(board: &str, variant: Option<&str>) -> PathBuf {
     path
 }
 
+pub const EEPROM_GENERATOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/make-eeprom.py");
+
+/// A synthetic bootloader file of fixtures/make-eeprom.py (pieeprom-2711.bin, recovery-2711.bin,
+/// vl805.bin ...), made once per test run.
+pub fn eeprom_fixture(name: &str) -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let d = tempfile::tempdir().unwrap();
+        if !have_tool("python3") {
+            panic!("python3 is needed to generate the EEPROM fixtures (fixtures/make-eeprom.py)");
+        }
+        run_ok(Command::new("python3").arg(EEPROM_GENERATOR).arg(d.path()));
+        d
+    });
+    dir.path().join(name)
+}
+
 /// The fixture's files, read from the zip with the zip crate: (path, bytes).
 pub fn zip_files(zip: &Path) -> Vec<(String, Vec<u8>)> {
     use std::io::Read;
@@ -239,6 +256,27 @@ impl TestDir {
             .arg(fixture_zip("rpi4", None))
             .output()
             .unwrap()
+    }
+
+    /// `pi-burn --json devices` (which must succeed) and its row for `dev`.
+    pub fn devices_row(&self, dev: &str) -> serde_json::Value {
+        let o = self.pi_burn().args(["--json", "devices"]).output().unwrap();
+        assert_success(&o);
+        let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        j["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["path"] == dev)
+            .unwrap_or_else(|| panic!("{dev} not listed: {j}"))
+            .clone()
+    }
+
+    /// A sparse file of `size` bytes (a device's backing file).
+    pub fn sparse_file(&self, name: &str, size: u64) -> PathBuf {
+        let p = self.path(name);
+        std::fs::File::create(&p).unwrap().set_len(size).unwrap();
+        p
     }
 
     /// Files under the cache's blobs/ and partial/ directories.

@@ -11,6 +11,7 @@ mod counterfeit;
 mod device;
 mod disko;
 mod download;
+mod eeprom;
 mod flash;
 mod harness;
 mod hostile;
@@ -44,6 +45,7 @@ fn main() {
         ("device", device::TESTS),
         ("disko", disko::TESTS),
         ("download", download::TESTS),
+        ("eeprom", eeprom::TESTS),
         ("flash", flash::TESTS),
         ("hostile", hostile::TESTS),
         ("json", json::TESTS),
