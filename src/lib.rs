@@ -21,6 +21,7 @@ pub mod eeprom;
 pub mod error;
 pub mod firmware;
 pub mod job;
+pub mod keys;
 pub mod progress;
 pub mod report;
 pub mod ssd;

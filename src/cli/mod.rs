@@ -55,6 +55,10 @@ pub enum Command {
     /// Make the EEPROM bootloader update card: recovery.bin and the pinned bootloader release
     /// with the cluster's bootconf.txt settings in it, on an MBR FAT32 card.
     Eeprom(EepromArgs),
+    /// Make each node's SSH host key and initrd SSH host key before its first boot, in the
+    /// tree nixos-anywhere's --extra-files copies onto it; print what secrets.nix and
+    /// known_hosts need.
+    Keys(KeysArgs),
     /// Test whether a card or drive holds what it claims (a counterfeit does not), without
     /// changing its content: every block the probe writes is saved first and put back.
     Probe(ProbeArgs),
@@ -422,6 +426,26 @@ pub struct EepromArgs {
     pub net: NetArgs,
     #[command(flatten)]
     pub device_opts: DeviceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// The flake: every hosts/NODE/disk-config.nix is a node.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub flake: PathBuf,
+    /// Where to keep the keys: OUT/NODE/etc/ssh/... (outside the flake's git work tree unless
+    /// ignored by git: a flake's files go into the world-readable Nix store).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Only this node.
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+    /// Replace existing keys (each replaced one is named with its old fingerprint).
+    #[arg(long)]
+    pub rotate: bool,
+    /// The port of the initrd's SSH server, for its known_hosts line.
+    #[arg(long, value_name = "PORT", default_value_t = 2222)]
+    pub initrd_port: u16,
 }
 
 #[derive(Debug, Args)]

@@ -189,6 +189,10 @@ pub fn run(a: &ImagesArgs, g: &Global) -> Result<()> {
             fw.version,
             job.out.display()
         );
+        println!(
+            "next: the nodes' SSH host keys before their first boot (for secrets.nix and nixos-anywhere --extra-files): pi-burn keys --flake {} --out DIR (outside the flake's git work tree)",
+            job.flake.display()
+        );
     }
     Ok(())
 }

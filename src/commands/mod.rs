@@ -7,6 +7,7 @@ pub mod firmware;
 pub mod flash;
 pub mod images;
 pub mod inspect;
+pub mod keys;
 pub mod meta;
 pub mod probe;
 pub mod prompt;
@@ -45,6 +46,7 @@ pub fn run(command: &Command, g: &Global) -> Result<()> {
         Command::Devices => devices::run(g),
         Command::Eeprom(a) => eeprom::run(a, g),
         Command::Probe(a) => probe::run(a, g),
+        Command::Keys(a) => keys::run(a, g),
         Command::Firmware(c) => firmware::run(c, g),
         Command::Completions { shell } => meta::completions(*shell),
         Command::Man(a) => meta::man(a),

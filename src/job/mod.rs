@@ -10,6 +10,7 @@ pub mod firmware;
 pub mod flash;
 pub mod images;
 pub mod inspect;
+pub mod keys;
 pub mod probe;
 pub mod ssd;
 pub mod target;

@@ -16,6 +16,7 @@ mod flash;
 mod harness;
 mod hostile;
 mod json;
+mod keys;
 mod library;
 mod nar;
 mod newcomer;
@@ -49,6 +50,7 @@ fn main() {
         ("flash", flash::TESTS),
         ("hostile", hostile::TESTS),
         ("json", json::TESTS),
+        ("keys", keys::TESTS),
         ("library", library::TESTS),
         ("nar", nar::TESTS),
         ("newcomer", newcomer::TESTS),

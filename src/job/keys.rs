@@ -1,0 +1,133 @@
+//! `keys`: which nodes, and whether `--out` is a safe place for private keys: never where the
+//! flake's files go into the world-readable Nix store (the flake's git work tree, unless git
+//! ignores the path; the whole flake directory when it is not in git).
+
+use crate::cli::KeysArgs;
+use crate::error::{usage, Refused};
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+pub struct KeysJob {
+    pub flake: PathBuf,
+    pub out: PathBuf,
+    pub nodes: Vec<String>,
+    pub rotate: bool,
+    pub initrd_port: u16,
+}
+
+/// `p` made absolute without following what does not exist yet: its longest existing
+/// ancestor canonicalised, the rest appended.
+fn absolute(p: &Path) -> Result<PathBuf> {
+    let p = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    };
+    let mut rest = vec![];
+    let mut at = p.as_path();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(at) {
+            let mut out = c;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return Ok(out);
+        }
+        match (at.file_name(), at.parent()) {
+            (Some(n), Some(parent)) => {
+                rest.push(n.to_os_string());
+                at = parent;
+            }
+            _ => return Ok(p),
+        }
+    }
+}
+
+/// The git work tree holding `dir`, if any (the nearest ancestor with a `.git`).
+fn work_tree(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .take(256)
+        .find(|a| a.join(".git").exists())
+        .map(Path::to_path_buf)
+}
+
+/// Whether git ignores `path` in the work tree `root` (`git check-ignore`).
+fn ignored(root: &Path, path: &Path) -> Result<bool, String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["check-ignore", "-q", "--"])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("git cannot be run ({e})"))?;
+    match out.status.code() {
+        Some(0) => Ok(true),
+        Some(1) => Ok(false),
+        _ => Err(format!(
+            "git check-ignore failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
+/// Refuses an `out` whose files a build of `flake` would copy into the Nix store.
+pub fn check_out(flake: &Path, out: &Path) -> Result<()> {
+    let (flake_abs, out_abs) = (absolute(flake)?, absolute(out)?);
+    if out_abs.starts_with("/nix/store") {
+        bail!(Refused(format!(
+            "--out {}: inside the Nix store, readable by every user",
+            out.display()
+        )));
+    }
+    match work_tree(&flake_abs) {
+        Some(root) if out_abs.starts_with(&root) => match ignored(&root, &out_abs) {
+            Ok(true) => Ok(()),
+            Ok(false) => bail!(Refused(format!(
+                "--out {}: inside the flake's git work tree {} and not ignored by git; a flake copies its tracked files into the world-readable Nix store, so private keys do not belong there: add the directory to .gitignore, or choose one outside",
+                out.display(),
+                root.display()
+            ))),
+            Err(why) => bail!(Refused(format!(
+                "--out {}: inside the flake's git work tree {}, and whether git ignores it cannot be told ({why}): choose a directory outside",
+                out.display(),
+                root.display()
+            ))),
+        },
+        None if out_abs.starts_with(&flake_abs) => bail!(Refused(format!(
+            "--out {}: inside the flake {}, which is not in git: Nix copies all of it into the world-readable Nix store; choose a directory outside",
+            out.display(),
+            flake.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+impl KeysJob {
+    pub fn from_args(a: &KeysArgs) -> Result<Self> {
+        let all = crate::ssd::config::nodes(&a.flake);
+        if all.is_empty() {
+            bail!(usage(format!(
+                "--flake {}: no hosts/NODE/disk-config.nix, so no nodes",
+                a.flake.display()
+            )));
+        }
+        let nodes = match &a.node {
+            Some(n) if all.contains(n) => vec![n.clone()],
+            Some(n) => bail!(usage(format!(
+                "--node {}: not a node of {} (its nodes: {})",
+                crate::util::text::printable(n),
+                a.flake.display(),
+                all.join(", ")
+            ))),
+            None => all,
+        };
+        check_out(&a.flake, &a.out)?;
+        Ok(KeysJob {
+            flake: a.flake.clone(),
+            out: a.out.clone(),
+            nodes,
+            rotate: a.rotate,
+            initrd_port: a.initrd_port,
+        })
+    }
+}
