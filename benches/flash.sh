@@ -2,7 +2,8 @@
 # Flashing benchmark (issue 6), in one run, onto loop devices over fresh sparse files (root):
 #   images: pi-burn's golden SD image (514 MiB, ~8 MB mapped, its own block map) and a 1 GiB
 #           image half full of data (random 1 MiB chunks, every other one; bmaptool's block map)
-#   tools:  pi-burn flash (with read-back verification), dd bs=4M oflag=direct conv=fsync, and
+#   tools:  pi-burn flash (with read-back verification and the capacity probe; pi-burn-np without
+#           the probe), dd bs=4M oflag=direct conv=fsync, and
 #           bmaptool copy (Debian bmap-tools; it checks range hashes, it does not read back)
 # Prints the median wall time per tool and image, the ratio against bmaptool, and the bytes each
 # wrote (from /sys/block/loopN/stat) against the image's mapped data.
@@ -51,6 +52,7 @@ run_one() {  # tool image -> "seconds bytes"
   b0=$(written); t0=$(now)
   case $tool in
     pi-burn) "$bin" -q flash "$img" "$loop" --yes >/dev/null ;;
+    pi-burn-np) "$bin" -q flash "$img" "$loop" --yes --no-probe >/dev/null ;;
     dd) dd if="$img" of="$loop" bs=4M oflag=direct conv=fsync status=none ;;
     bmaptool) bmaptool -q copy --bmap "$img.bmap" "$img" "$loop" ;;
   esac
@@ -63,16 +65,16 @@ printf '%-8s %-9s %10s %8s %14s %9s\n' image tool median_s vs_bmap bytes_written
 for img in golden half; do
   m=$(mapped "$work/$img.img.bmap")
   declare -A med byt
-  for tool in bmaptool pi-burn dd; do
+  for tool in bmaptool pi-burn pi-burn-np dd; do
     : > "$work/r"
     for _ in $(seq "$runs"); do run_one "$tool" "$work/$img.img" >> "$work/r"; done
     med[$tool]=$(awk '{print $1}' "$work/r" | median)
     byt[$tool]=$(awk '{print $2}' "$work/r" | median)
   done
-  for tool in bmaptool pi-burn dd; do
+  for tool in bmaptool pi-burn pi-burn-np dd; do
     printf '%-8s %-9s %10.3f %7.2fx %14d %8.2fx\n' "$img" "$tool" "${med[$tool]}" \
       "$(echo "${med[$tool]} / ${med[bmaptool]}" | bc -l)" "${byt[$tool]}" "$(echo "${byt[$tool]} / $m" | bc -l)"
   done
   unset med byt
 done
-echo "(pi-burn also reads back and compares everything it wrote; bmaptool and dd do not)"
+echo "(pi-burn also reads back and compares everything it wrote, and probes the device's capacity first, 8.5 MiB written and put back; pi-burn-np is pi-burn --no-probe; bmaptool and dd do neither)"

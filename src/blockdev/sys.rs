@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 // From <linux/fs.h>; the same numbers on x86_64 and aarch64.
 const BLKRRPART: libc::c_ulong = 0x125F; // _IO(0x12, 95)
@@ -211,12 +211,16 @@ pub fn answers_within(f: &File, within: std::time::Duration) -> bool {
     let fd = f.as_raw_fd();
     let mut buf = vec![0u8; 4096];
     let ptr = buf.as_mut_ptr().cast::<libc::c_void>();
-    // SAFETY: after fork the child only calls pread(2) into `buf` (allocated before the fork,
-    // so no allocator lock is taken) and _exit(2), both async-signal-safe.
+    // SAFETY: after fork the child only calls close_range(2)/close(2), pread(2) into `buf`
+    // (allocated before the fork, so no allocator lock is taken) and _exit(2), all
+    // async-signal-safe.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         // SAFETY: as above; `ptr` points to 4096 writable bytes.
         unsafe {
+            // Every descriptor but the device's is closed first: a child left behind in a
+            // stalled read must not hold this process's stdout (a pipe its reader waits on).
+            close_all_but(fd);
             let n = libc::pread(fd, ptr, 4096, 0);
             libc::_exit(i32::from(n < 0));
         }
@@ -238,6 +242,27 @@ pub fn answers_within(f: &File, within: std::time::Duration) -> bool {
             return false;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Closes every file descriptor but `keep` (in a forked child; async-signal-safe).
+///
+/// # Safety
+/// Only for a child just forked: descriptors other threads of the parent use are closed.
+unsafe fn close_all_but(keep: RawFd) {
+    let Ok(k) = libc::c_uint::try_from(keep) else {
+        return;
+    };
+    // SAFETY: close_range(2) on descriptor numbers only; the caller owns the process.
+    let low = k == 0 || unsafe { libc::syscall(libc::SYS_close_range, 0, k - 1, 0) } == 0;
+    // SAFETY: as above.
+    let high = unsafe { libc::syscall(libc::SYS_close_range, k + 1, libc::c_uint::MAX, 0) } == 0;
+    if !(low && high) {
+        // Kernels before 5.9: the descriptors a pi-burn run can have.
+        for d in (0..1024).filter(|&d| d != keep) {
+            // SAFETY: close(2) of a descriptor number; EBADF for unused ones is harmless.
+            unsafe { libc::close(d) };
+        }
     }
 }
 

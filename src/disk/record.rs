@@ -100,14 +100,20 @@ impl RecVar {
 
 /// The variable store of `fd` as a record holds it.
 pub fn store_of(file: &str, fd: &[u8]) -> Option<RecStore> {
+    store_and_digest(file, fd).map(|(s, _)| s)
+}
+
+/// [`store_of`], and the SHA-256 of the whole file (from the same pass).
+fn store_and_digest(file: &str, fd: &[u8]) -> Option<(RecStore, Sha256Digest)> {
     let s = crate::firmware::uefivars::snapshot(fd, file).ok()?;
-    Some(RecStore {
+    let store = RecStore {
         file: file.to_string(),
         offset: s.offset as u64,
         len: s.len as u64,
         outside_sha256: s.outside.hex(),
         variables: s.vars.iter().map(RecVar::of).collect(),
-    })
+    };
+    Some((store, s.whole))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,12 +273,21 @@ pub fn check_files(
 impl RecFile {
     /// Every file of `files`, hashed.
     pub fn all(files: &FileSet) -> Vec<RecFile> {
+        Self::hashed(files, &[])
+    }
+
+    /// Every file of `files`, hashed, except those whose digest `known` already gives.
+    pub fn hashed(files: &FileSet, known: &[(&str, Sha256Digest)]) -> Vec<RecFile> {
         files
             .files()
             .map(|(path, data)| RecFile {
                 path: path.to_string(),
                 bytes: data.len() as u64,
-                sha256: Sha256Digest::of(data).hex(),
+                sha256: known
+                    .iter()
+                    .find(|(p, _)| *p == path)
+                    .map_or_else(|| Sha256Digest::of(data), |(_, d)| *d)
+                    .hex(),
             })
             .collect()
     }
@@ -299,6 +314,14 @@ pub struct Inputs<'a> {
 impl CardRecord {
     /// The record of `files` (the firmware as written) on partition 1 of `plan`.
     pub fn new(i: &Inputs, plan: &DiskPlan, files: &FileSet) -> Self {
+        let store = files
+            .file(STORE_FILE)
+            .and_then(|fd| store_and_digest(STORE_FILE, fd));
+        let known: Vec<(&str, Sha256Digest)> = store
+            .as_ref()
+            .map(|(_, d)| (STORE_FILE, *d))
+            .into_iter()
+            .collect();
         CardRecord {
             record: FORMAT,
             made_by: format!("pi-burn {}", env!("CARGO_PKG_VERSION")),
@@ -331,10 +354,8 @@ impl CardRecord {
                     from: e.from.clone(),
                 })
                 .collect(),
-            store: files
-                .file(STORE_FILE)
-                .and_then(|fd| store_of(STORE_FILE, fd)),
-            files: RecFile::all(files),
+            store: store.map(|(s, _)| s),
+            files: RecFile::hashed(files, &known),
         }
     }
 

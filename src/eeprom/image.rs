@@ -199,7 +199,7 @@ impl EepromImage {
     /// The build's time (`BUILD_TIMESTAMP=<unix seconds>` in the bootcode), when it has one.
     pub fn build_timestamp(&self) -> Option<u64> {
         const KEY: &[u8] = b"BUILD_TIMESTAMP=";
-        let at = self.bytes.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+        let at = crate::util::find(&self.bytes, KEY)? + KEY.len();
         let digits: Vec<u8> = self.bytes[at..]
             .iter()
             .take(12)

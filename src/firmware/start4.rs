@@ -42,7 +42,7 @@ impl Build {
 fn values<'a>(elf: &'a [u8], key: &'a [u8]) -> impl Iterator<Item = String> + 'a {
     let mut at = 0;
     std::iter::from_fn(move || {
-        let i = elf.get(at..)?.windows(key.len()).position(|w| w == key)?;
+        let i = crate::util::find(elf.get(at..)?, key)?;
         let start = at + i + key.len();
         at = start;
         let v: Vec<u8> = elf[start..]

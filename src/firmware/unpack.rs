@@ -267,7 +267,7 @@ mod tests {
         let z = zip_of(&[("config.txt", b"arm_64bit=1"), ("CONFIG.txt", b"x")]);
         let mut bytes = z;
         let mut i = 0;
-        while let Some(p) = bytes[i..].windows(10).position(|w| w == b"CONFIG.txt") {
+        while let Some(p) = crate::util::find(&bytes[i..], b"CONFIG.txt") {
             let at = i + p;
             bytes[at..at + 10].copy_from_slice(b"config.txt");
             i = at + 10;

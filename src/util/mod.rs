@@ -10,6 +10,11 @@ use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::path::Path;
 
+/// Where `needle` first occurs in `hay` (memchr's SIMD search: firmware files are MiBs).
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    memchr::memmem::find(hay, needle)
+}
+
 /// [`read_limited`] of a text file (UTF-8).
 pub fn read_text_limited(path: &Path, max: u64, what: &str) -> Result<String> {
     String::from_utf8(read_limited(path, max, what)?)

@@ -44,7 +44,7 @@ fn not_here(cmd: &str) -> Option<&'static str> {
     if words
         .iter()
         .skip(1)
-        .any(|w| w.starts_with('/') || w.starts_with('~'))
+        .any(|w| w.starts_with('/') || w.starts_with('~') || w.starts_with("../"))
     {
         return Some("writes outside the working directory");
     }
@@ -124,7 +124,20 @@ fn readme_examples_run_as_written() {
         let mut args: Vec<String> = cmd.split_whitespace().skip(1).map(str::to_string).collect();
         let verify_zip = args.first().map(String::as_str) == Some("firmware")
             && args.get(1).map(String::as_str) == Some("verify");
-        if args.iter().any(|a| a == "--firmware-zip") || verify_zip {
+        let sub = args.first().map(String::as_str);
+        if sub == Some("eeprom") {
+            // The bootloader release from the synthetic fixtures, pinned by the test manifest.
+            args.extend(["--manifest".into(), MANIFEST.into()]);
+            for (flag, f) in [
+                ("--eeprom-file", "pieeprom-2711.bin"),
+                ("--recovery-file", "recovery-2711.bin"),
+                ("--vl805-file", "vl805.bin"),
+            ] {
+                args.extend([flag.into(), eeprom_fixture(f).display().to_string()]);
+            }
+        } else if sub == Some("inspect") {
+            args.extend(["--manifest".into(), MANIFEST.into()]);
+        } else if args.iter().any(|a| a == "--firmware-zip") || verify_zip {
             // Its own zip (the fixture under that name), pinned by the test manifest.
             args.extend(["--manifest".into(), MANIFEST.into()]);
         } else if takes_firmware(&cmd) {

@@ -78,7 +78,7 @@ pub struct Var {
 pub fn find_store(fd: &[u8], origin: &str) -> Result<Store> {
     let mut found_other = None;
     let mut at = 0;
-    while let Some(i) = fd[at..].windows(4).position(|w| w == b"_FVH") {
+    while let Some(i) = crate::util::find(&fd[at..], b"_FVH") {
         let sig = at + i;
         at = sig + 4;
         let Some(base) = sig.checked_sub(0x28) else {
@@ -199,7 +199,10 @@ pub struct Effective {
 pub struct Snapshot {
     pub offset: usize,
     pub len: usize,
+    /// The SHA-256 of the file outside the region, and of the whole file (one pass over the
+    /// bytes before the region serves both).
     pub outside: crate::firmware::digest::Sha256Digest,
+    pub whole: crate::firmware::digest::Sha256Digest,
     pub vars: Vec<Effective>,
 }
 
@@ -215,6 +218,31 @@ pub fn outside_digest(
     h.update(&fd[..offset.min(fd.len())]);
     h.update(&fd[end..]);
     crate::firmware::digest::Sha256Digest::from_hasher(h)
+}
+
+/// [`outside_digest`] and the SHA-256 of all of `fd`, sharing the hash of the bytes before the
+/// region.
+pub fn digests(
+    fd: &[u8],
+    offset: usize,
+    len: usize,
+) -> (
+    crate::firmware::digest::Sha256Digest,
+    crate::firmware::digest::Sha256Digest,
+) {
+    use crate::firmware::digest::Sha256Digest;
+    use sha2::Digest;
+    let start = offset.min(fd.len());
+    let end = offset.saturating_add(len).min(fd.len());
+    let mut before = sha2::Sha256::new();
+    before.update(&fd[..start]);
+    let mut whole = before.clone();
+    before.update(&fd[end..]);
+    whole.update(&fd[start..]);
+    (
+        Sha256Digest::from_hasher(before),
+        Sha256Digest::from_hasher(whole),
+    )
 }
 
 /// The snapshot of `fd`: its store found and read (a corrupt store is an error), each live
@@ -237,10 +265,12 @@ pub fn snapshot(fd: &[u8], origin: &str) -> Result<Snapshot> {
         }
     }
     let len = REGION.min(fd.len() - s.fv_offset);
+    let (outside, whole) = digests(fd, s.fv_offset, len);
     Ok(Snapshot {
         offset: s.fv_offset,
         len,
-        outside: outside_digest(fd, s.fv_offset, len),
+        outside,
+        whole,
         vars: out,
     })
 }
