@@ -202,66 +202,224 @@ pub fn interrupt_name() -> &'static str {
     }
 }
 
-/// Whether the device behind `f` answers a read of its first 4 KiB within `within`. The read
-/// is made by a child process: a read that stalls in the kernel (a device that does not
-/// answer) cannot be interrupted, and in a thread of this process it would hold the process's
-/// exit until the kernel gives up; the child is left to end with it. `true` also when no child
-/// can be made (the caller's own read then tells).
-pub fn answers_within(f: &File, within: std::time::Duration) -> bool {
-    let fd = f.as_raw_fd();
-    let mut buf = vec![0u8; 4096];
-    let ptr = buf.as_mut_ptr().cast::<libc::c_void>();
-    // SAFETY: after fork the child only calls close_range(2)/close(2), pread(2) into `buf`
-    // (allocated before the fork, so no allocator lock is taken) and _exit(2), all
-    // async-signal-safe.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: as above; `ptr` points to 4096 writable bytes.
-        unsafe {
-            // Every descriptor but the device's is closed first: a child left behind in a
-            // stalled read must not hold this process's stdout (a pipe its reader waits on).
-            close_all_but(fd);
-            let n = libc::pread(fd, ptr, 4096, 0);
-            libc::_exit(i32::from(n < 0));
+/// What a child of [`answer_from_child`] wrote, and whether it finished.
+pub struct Answer {
+    pub bytes: Vec<u8>,
+    /// The child ended of itself, successfully, within the time; else it was killed and
+    /// `bytes` is what it had written by then.
+    pub complete: bool,
+}
+
+/// The write end of the pipe a child answers on.
+struct PipeWriter(RawFd);
+
+impl io::Write for PipeWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if write_all_fd(self.0, buf) {
+            Ok(buf.len())
+        } else {
+            Err(io::Error::last_os_error())
         }
     }
-    if pid < 0 {
-        return true;
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
+}
+
+/// Runs `work` in a forked child, which writes its answer (at most `limit` bytes), and
+/// returns what it wrote within `within`; a child not finished by then is killed and left
+/// behind.
+///
+/// For opening and reading a device that may not answer: a read stalled in the kernel
+/// cannot be interrupted, and the device's last close, and any open of it meanwhile, waits
+/// for it; in this process that would hold its exit (and its stdout) until the kernel gives
+/// up. The child closes every descriptor but the pipe it answers on first, and opens the
+/// device itself, so a child stuck there holds nothing of this process's.
+///
+/// Only for a single-threaded caller (`pi-burn devices`): the child then runs `work` with
+/// every lock in a known state. A panic or an error in `work` ends the child (an error
+/// here).
+pub fn answer_from_child(
+    within: std::time::Duration,
+    limit: usize,
+    work: impl FnOnce(&mut dyn io::Write) -> io::Result<()>,
+) -> io::Result<Answer> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 writes two descriptors into the array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let (r, w) = (fds[0], fds[1]);
+    // SAFETY: fork(2); the child below never returns into the caller: it ends in _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: in the child just forked: close everything but the pipe's write end.
+        unsafe { close_all_but(&[w]) };
+        let mut out = PipeWriter(w);
+        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut out))) {
+            Ok(Ok(())) => 0,
+            Ok(Err(_)) => 1,
+            Err(_) => 2,
+        };
+        // SAFETY: _exit(2) ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    // SAFETY: closing our copy of the pipe's write end; the child has its own.
+    unsafe { libc::close(w) };
+    if pid < 0 {
+        let e = io::Error::last_os_error();
+        // SAFETY: closing the read end this function opened.
+        unsafe { libc::close(r) };
+        return Err(e);
+    }
+    let got = read_until(r, within, limit);
+    // SAFETY: closing the read end this function opened.
+    unsafe { libc::close(r) };
+    let status = match &got {
+        Ok((_, true)) => reap(pid, std::time::Duration::from_secs(1)),
+        _ => None,
+    };
+    if status.is_none() {
+        // SAFETY: kill(2) of our own child; it dies once its read returns.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // Reaped now if the kill took at once; else left to init when this process ends.
+        let _ = reap(pid, std::time::Duration::from_millis(100));
+    }
+    let (bytes, ended) = got?;
+    match status {
+        Some(0) => Ok(Answer {
+            bytes,
+            complete: true,
+        }),
+        Some(code) => Err(io::Error::other(format!(
+            "the reading child process failed (exit {code})"
+        ))),
+        None if ended => Err(io::Error::other(
+            "the reading child process closed its answer but did not end",
+        )),
+        None => Ok(Answer {
+            bytes,
+            complete: false,
+        }),
+    }
+}
+
+/// Writes all of `buf` to `fd`; false on an error.
+fn write_all_fd(fd: RawFd, mut buf: &[u8]) -> bool {
+    while !buf.is_empty() {
+        // SAFETY: write(2) from a live slice of `buf.len()` bytes.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        match usize::try_from(n) {
+            Ok(0) => return false,
+            Ok(n) => buf = &buf[n..],
+            Err(_) if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Reads `fd` within `within`: what it gave and whether it reached its end by then; an error
+/// past `limit` bytes.
+fn read_until(fd: RawFd, within: std::time::Duration, limit: usize) -> io::Result<(Vec<u8>, bool)> {
+    let deadline = std::time::Instant::now() + within;
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok((out, false));
+        }
+        let ms = libc::c_int::try_from(left.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll(2) on one pollfd that lives on this stack frame.
+        let n = unsafe { libc::poll(&mut p, 1, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            continue;
+        }
+        // SAFETY: read(2) into `chunk`, which has room for `chunk.len()` bytes.
+        let got = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
+        match usize::try_from(got) {
+            Ok(0) => return Ok((out, true)),
+            Ok(k) => {
+                if out.len() + k > limit {
+                    return Err(io::Error::other(format!(
+                        "the reading child process answered more than {limit} bytes"
+                    )));
+                }
+                out.extend_from_slice(&chunk[..k]);
+            }
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// The exit code of child `pid` once it has ended (128 + the signal for one killed), waiting
+/// at most `within`; `None` if it has not ended by then.
+fn reap(pid: libc::pid_t, within: std::time::Duration) -> Option<i32> {
     let deadline = std::time::Instant::now() + within;
     loop {
         let mut status = 0;
         // SAFETY: waitpid on our own child with a valid status pointer.
         let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid || r < 0 {
-            return true;
+        if r == pid {
+            return Some(if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            });
         }
-        if std::time::Instant::now() >= deadline {
-            // SAFETY: kill(2) of our own child; it dies once its read returns.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            return false;
+        if r < 0 || std::time::Instant::now() >= deadline {
+            return None;
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 
-/// Closes every file descriptor but `keep` (in a forked child; async-signal-safe).
+/// Closes every file descriptor but those in `keep` (in a forked child).
 ///
 /// # Safety
-/// Only for a child just forked: descriptors other threads of the parent use are closed.
-unsafe fn close_all_but(keep: RawFd) {
-    let Ok(k) = libc::c_uint::try_from(keep) else {
-        return;
-    };
-    // SAFETY: close_range(2) on descriptor numbers only; the caller owns the process.
-    let low = k == 0 || unsafe { libc::syscall(libc::SYS_close_range, 0, k - 1, 0) } == 0;
-    // SAFETY: as above.
-    let high = unsafe { libc::syscall(libc::SYS_close_range, k + 1, libc::c_uint::MAX, 0) } == 0;
-    if !(low && high) {
+/// Only for a child just forked: descriptors other code of the parent uses are closed.
+unsafe fn close_all_but(keep: &[RawFd]) {
+    let mut keep: Vec<libc::c_uint> = keep
+        .iter()
+        .filter_map(|&k| libc::c_uint::try_from(k).ok())
+        .collect();
+    keep.sort_unstable();
+    let mut from: libc::c_uint = 0;
+    let mut ok = true;
+    for k in keep.iter().copied().chain([libc::c_uint::MAX]) {
+        if k > from {
+            let to = if k == libc::c_uint::MAX { k } else { k - 1 };
+            // SAFETY: close_range(2) on descriptor numbers only.
+            ok &= unsafe { libc::syscall(libc::SYS_close_range, from, to, 0) } == 0;
+        }
+        from = k.saturating_add(1);
+    }
+    if !ok {
         // Kernels before 5.9: the descriptors a pi-burn run can have.
-        for d in (0..1024).filter(|&d| d != keep) {
-            // SAFETY: close(2) of a descriptor number; EBADF for unused ones is harmless.
-            unsafe { libc::close(d) };
+        for d in 0..1024u32 {
+            if keep.binary_search(&d).is_err() {
+                // SAFETY: close(2) of a descriptor number; EBADF for unused ones is harmless.
+                unsafe { libc::close(d as RawFd) };
+            }
         }
     }
 }
@@ -305,6 +463,46 @@ pub fn with_interrupts_blocked<T>(f: impl FnOnce() -> T) -> T {
 mod tests {
     use super::*;
     use std::fs::OpenOptions;
+
+    #[test]
+    fn a_child_answers_or_is_left_behind_within_its_time() {
+        use std::io::{Read, Write};
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("dev");
+        std::fs::write(&p, vec![7u8; 100_000]).unwrap();
+        let copy = |out: &mut dyn Write| {
+            let mut v = vec![];
+            File::open(&p)?.read_to_end(&mut v)?;
+            out.write_all(&v)
+        };
+        let a = answer_from_child(Duration::from_secs(5), 1 << 20, copy).unwrap();
+        assert!(a.complete);
+        assert_eq!(a.bytes, vec![7u8; 100_000]);
+        let start = Instant::now();
+        let a = answer_from_child(Duration::from_millis(300), 16, |out| {
+            out.write_all(b"first\n")?;
+            std::thread::sleep(Duration::from_secs(20));
+            out.write_all(b"second\n")
+        })
+        .unwrap();
+        assert!(!a.complete);
+        assert_eq!(a.bytes, b"first\n");
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        let e = answer_from_child(Duration::from_secs(5), 16, copy)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("more than 16 bytes"), "{e}");
+        let e = answer_from_child(Duration::from_secs(5), 16, |_| panic!("in the child"))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("failed (exit 2)"), "{e}");
+        let e = answer_from_child(Duration::from_secs(5), 16, |_| Err(io::Error::other("no")))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("failed (exit 1)"), "{e}");
+    }
 
     #[test]
     fn pwrite_all_writes_every_slice_in_order() {

@@ -7,7 +7,7 @@ use crate::disk::identify::{identify, Identity};
 use crate::util::text::printable;
 use crate::util::units::human;
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// How long one disk may take to answer the reads of its table and record.
@@ -27,37 +27,116 @@ struct Row {
     reasons: Vec<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct Card {
     node: Option<String>,
     board: String,
     firmware: String,
 }
 
-/// What `/dev/NAME` holds, read-only (its table, partitions, a card's record), within
-/// [`ANSWER_WITHIN`]: a disk whose first read stalls is reported as not answering (that read
-/// is made by a child process, left behind); one that stalls later too, its reader thread left
-/// behind.
-/// Nothing when the disk cannot be opened (not root).
-fn holds(name: &str) -> Option<Result<Identity, String>> {
-    let path = format!("/dev/{name}");
-    let mut f = std::fs::File::open(&path).ok()?;
-    let size = crate::blockdev::sys::size_bytes(&f).ok()?;
-    let stalled = || {
-        format!(
-            "not answering: reads stalled for {} s",
-            ANSWER_WITHIN.as_secs()
-        )
-    };
-    // A first read in a child process: a stalled one cannot hold this process's exit.
-    if !crate::blockdev::sys::answers_within(&f, ANSWER_WITHIN) {
-        return Some(Err(stalled()));
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(identify(&mut f, size));
+/// What a disk holds, as read by the child process of [`look`].
+#[derive(Serialize, Deserialize)]
+struct Found {
+    card: Option<Card>,
+    holds: String,
+}
+
+/// The checks that open the disk, made by the child process of [`look`].
+#[derive(Serialize, Deserialize)]
+struct Opened {
+    not_writable: Option<String>,
+    held_exclusively: bool,
+}
+
+/// What [`look`] learnt of a disk.
+struct Looked {
+    /// The checks, or why they could not be made (a refusal reason).
+    opened: Result<Opened, String>,
+    /// What it holds (or why that is not known); `None` when it is not read (a fixed disk, or
+    /// one that cannot be opened, not root).
+    holds: Option<Result<Found, String>>,
+}
+
+/// Opens `/dev/NAME` (for the writability and exclusive-use checks, `excl` for the latter)
+/// and, for a `portable` disk, reads what it holds (its table, partitions, a card's record),
+/// read-only, within [`ANSWER_WITHIN`] in all. A child process opens and reads it: a disk
+/// that stalls is reported as not answering, and the child is left behind holding nothing
+/// of this process's (a stalled read, the disk's last close and any open meanwhile wait in
+/// the kernel and would hold this process's exit, and its stdout, until the kernel gives up).
+fn look(name: &str, excl: bool, portable: bool) -> Looked {
+    let path = std::path::PathBuf::from(format!("/dev/{name}"));
+    let a = crate::blockdev::sys::answer_from_child(ANSWER_WITHIN, 1 << 20, |out| {
+        let not_writable = not_writable(&path);
+        let opened = Opened {
+            held_exclusively: excl && not_writable.is_none() && held_exclusively(&path),
+            not_writable,
+        };
+        serde_json::to_writer(&mut *out, &opened)?;
+        out.write_all(b"\n")?;
+        let found = portable
+            .then(|| {
+                let mut f = std::fs::File::open(&path).ok()?;
+                let size = crate::blockdev::sys::size_bytes(&f).ok()?;
+                Some(found(identify(&mut f, size)))
+            })
+            .flatten();
+        serde_json::to_writer(&mut *out, &found)?;
+        out.write_all(b"\n")
     });
-    Some(rx.recv_timeout(ANSWER_WITHIN).map_err(|_| stalled()))
+    let failed = |why: String| Looked {
+        opened: Err(format!("{} could not be checked: {why}", path.display())),
+        holds: portable.then(|| Err(format!("cannot be read: {why}"))),
+    };
+    let a = match a {
+        Ok(a) => a,
+        Err(e) => return failed(e.to_string()),
+    };
+    let mut lines = a.bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+    let opened = match lines.next().map(serde_json::from_slice::<Opened>) {
+        Some(Ok(o)) => Ok(o),
+        Some(Err(e)) => return failed(format!("its reading child process answered {e}")),
+        None => Err(format!(
+            "{} does not answer: opening it stalled for {} s",
+            path.display(),
+            ANSWER_WITHIN.as_secs()
+        )),
+    };
+    let holds = match lines.next().map(serde_json::from_slice::<Option<Found>>) {
+        Some(Ok(f)) => f.map(Ok),
+        Some(Err(e)) => return failed(format!("its reading child process answered {e}")),
+        None if !portable => None,
+        None => Some(Err(format!(
+            "not answering: {} stalled for {} s",
+            if opened.is_ok() {
+                "reads"
+            } else {
+                "opening it"
+            },
+            ANSWER_WITHIN.as_secs()
+        ))),
+    };
+    Looked { opened, holds }
+}
+
+/// The card fields and the description of what [`identify`] found.
+fn found(id: Identity) -> Found {
+    let card = match &id {
+        Identity::Card(r) => Some(Card {
+            node: r.node.as_deref().map(printable),
+            board: printable(&r.board),
+            firmware: printable(&r.firmware.version),
+        }),
+        Identity::Eeprom(r) => Some(Card {
+            node: r.node.as_deref().map(printable),
+            board: printable(&r.board),
+            firmware: format!("bootloader {}", printable(&r.release)),
+        }),
+        _ => None,
+    };
+    Found {
+        card,
+        holds: id.describe(),
+    }
 }
 
 pub fn run(g: &Global) -> Result<()> {
@@ -70,34 +149,31 @@ pub fn run(g: &Global) -> Result<()> {
         let path = format!("/dev/{}", disk.name);
         let mut reasons = blockers(&t, &disk, Allow::default())?;
         let mut busy = !in_use(&t, &disk)?.is_empty();
-        if let Some(w) = not_writable(std::path::Path::new(&path)) {
-            reasons.push(w);
-        } else if reasons.is_empty() && held_exclusively(std::path::Path::new(&path)) {
-            reasons.push(format!(
-                "{path} is held open exclusively (a mount, RAID, LVM, LUKS, or another pi-burn writing it)"
-            ));
-            busy = true;
-        }
         // Fixed disks (the machine's own) are never read: pi-burn writes none by default.
         let portable = disk.removable || matches!(disk.transport.as_str(), "usb" | "mmc" | "loop");
-        let found = portable.then(|| holds(&disk.name)).flatten();
-        let card = match &found {
-            Some(Ok(Identity::Card(r))) => Some(Card {
-                node: r.node.as_deref().map(printable),
-                board: printable(&r.board),
-                firmware: printable(&r.firmware.version),
-            }),
-            Some(Ok(Identity::Eeprom(r))) => Some(Card {
-                node: r.node.as_deref().map(printable),
-                board: printable(&r.board),
-                firmware: format!("bootloader {}", printable(&r.release)),
-            }),
-            _ => None,
+        let looked = look(&disk.name, reasons.is_empty(), portable);
+        match looked.opened {
+            Ok(Opened {
+                not_writable: Some(w),
+                ..
+            }) => reasons.push(w),
+            Ok(Opened {
+                held_exclusively: true,
+                ..
+            }) => {
+                reasons.push(format!(
+                    "{path} is held open exclusively (a mount, RAID, LVM, LUKS, or another pi-burn writing it)"
+                ));
+                busy = true;
+            }
+            Ok(_) => {}
+            Err(why) => reasons.push(why),
+        }
+        let (card, holds) = match looked.holds {
+            Some(Ok(f)) => (f.card, Some(f.holds)),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
         };
-        let holds = found.map(|f| match f {
-            Ok(i) => i.describe(),
-            Err(e) => e,
-        });
         rows.push(Row {
             path,
             accepted: reasons.is_empty(),
