@@ -110,18 +110,6 @@ fn read_key(path: &Path) -> Result<Option<PublicKey>> {
     Ok(Some(key.public_key().clone()))
 }
 
-fn info(path: &Path, public: &PublicKey, fate: Fate, replaced: Option<String>) -> Result<KeyInfo> {
-    Ok(KeyInfo {
-        path: path.display().to_string(),
-        public: public
-            .to_openssh()
-            .context("writing a public key in OpenSSH form")?,
-        fingerprint: public.fingerprint(HashAlg::Sha256).to_string(),
-        fate,
-        replaced,
-    })
-}
-
 /// The key at `path` (comment `comment`): kept when there is one, unless `rotate`; made
 /// otherwise. Its `.pub` is written from the private key whenever it is missing or differs.
 pub fn ensure(path: &Path, comment: &str, rotate: bool) -> Result<KeyInfo> {
@@ -151,17 +139,22 @@ pub fn ensure(path: &Path, comment: &str, rotate: bool) -> Result<KeyInfo> {
             (key.public_key().clone(), fate, replaced)
         }
     };
-    let line = format!(
-        "{}\n",
-        public
-            .to_openssh()
-            .context("writing a public key in OpenSSH form")?
-    );
-    let current = std::fs::read_to_string(&pub_path).unwrap_or_default();
-    if current != line {
+    let public_line = public
+        .to_openssh()
+        .context("writing a public key in OpenSSH form")?;
+    let line = format!("{public_line}\n");
+    // Read within the key files' bound: a .pub that is larger, or unreadable, is rewritten.
+    let current = crate::util::read_text_limited(&pub_path, MAX_KEY, "a public key");
+    if current.ok().as_deref() != Some(line.as_str()) {
         write_atomic(&pub_path, line.as_bytes(), 0o644)?;
     }
-    info(path, &public, fate, replaced)
+    Ok(KeyInfo {
+        path: path.display().to_string(),
+        public: public_line,
+        fingerprint: public.fingerprint(HashAlg::Sha256).to_string(),
+        fate,
+        replaced,
+    })
 }
 
 #[cfg(test)]

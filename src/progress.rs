@@ -112,7 +112,7 @@ impl Lines {
     }
 }
 
-/// "writing /dev/sdb (7.94 MiB)", "flushing /dev/sdb".
+/// "writing /dev/sdb (7.94 MiB)", "flushing card.img".
 fn step_line(name: &str, phase: TargetPhase, total: u64) -> String {
     if total == 0 {
         format!("{} {name}", phase.verb())
@@ -293,16 +293,16 @@ mod tests {
     #[test]
     fn a_target_step_is_one_line_with_its_byte_count() {
         assert_eq!(
-            step_line("/dev/sdb", TargetPhase::Write, 8 << 20),
-            "writing /dev/sdb (8 MiB)"
+            step_line("card.img", TargetPhase::Write, 8 << 20),
+            "writing card.img (8 MiB)"
         );
         assert_eq!(
-            step_line("/dev/sdb", TargetPhase::Flush, 0),
-            "flushing /dev/sdb"
+            step_line("card.img", TargetPhase::Flush, 0),
+            "flushing card.img"
         );
         assert_eq!(
-            step_line("/dev/sdb", TargetPhase::ReadBack, 1 << 20),
-            "reading back /dev/sdb (1 MiB)"
+            step_line("card.img", TargetPhase::ReadBack, 1 << 20),
+            "reading back card.img (1 MiB)"
         );
     }
 }

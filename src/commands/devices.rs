@@ -52,9 +52,11 @@ struct Opened {
 struct Looked {
     /// The checks, or why they could not be made (a refusal reason).
     opened: Result<Opened, String>,
+    /// A pi-burn card's node, board and firmware.
+    card: Option<Card>,
     /// What it holds (or why that is not known); `None` when it is not read (a fixed disk, or
     /// one that cannot be opened, not root).
-    holds: Option<Result<Found, String>>,
+    holds: Option<String>,
 }
 
 /// Opens `/dev/NAME` (for the writability and exclusive-use checks, `excl` for the latter)
@@ -85,7 +87,8 @@ fn look(name: &str, excl: bool, portable: bool) -> Looked {
     });
     let failed = |why: String| Looked {
         opened: Err(format!("{} could not be checked: {why}", path.display())),
-        holds: portable.then(|| Err(format!("cannot be read: {why}"))),
+        card: None,
+        holds: portable.then(|| format!("cannot be read: {why}")),
     };
     let a = match a {
         Ok(a) => a,
@@ -101,21 +104,29 @@ fn look(name: &str, excl: bool, portable: bool) -> Looked {
             ANSWER_WITHIN.as_secs()
         )),
     };
-    let holds = match lines.next().map(serde_json::from_slice::<Option<Found>>) {
-        Some(Ok(f)) => f.map(Ok),
+    let (card, holds) = match lines.next().map(serde_json::from_slice::<Option<Found>>) {
+        Some(Ok(Some(f))) => (f.card, Some(f.holds)),
+        Some(Ok(None)) => (None, None),
         Some(Err(e)) => return failed(format!("its reading child process answered {e}")),
-        None if !portable => None,
-        None => Some(Err(format!(
-            "not answering: {} stalled for {} s",
-            if opened.is_ok() {
-                "reads"
-            } else {
-                "opening it"
-            },
-            ANSWER_WITHIN.as_secs()
-        ))),
+        None if !portable => (None, None),
+        None => (
+            None,
+            Some(format!(
+                "not answering: {} stalled for {} s",
+                if opened.is_ok() {
+                    "reads"
+                } else {
+                    "opening it"
+                },
+                ANSWER_WITHIN.as_secs()
+            )),
+        ),
     };
-    Looked { opened, holds }
+    Looked {
+        opened,
+        card,
+        holds,
+    }
 }
 
 /// The card fields and the description of what [`identify`] found.
@@ -169,17 +180,12 @@ pub fn run(g: &Global) -> Result<()> {
             Ok(_) => {}
             Err(why) => reasons.push(why),
         }
-        let (card, holds) = match looked.holds {
-            Some(Ok(f)) => (f.card, Some(f.holds)),
-            Some(Err(e)) => (None, Some(e)),
-            None => (None, None),
-        };
         rows.push(Row {
             path,
             accepted: reasons.is_empty(),
             in_use: busy,
-            card,
-            holds,
+            card: looked.card,
+            holds: looked.holds,
             reasons,
             disk,
         });

@@ -7,7 +7,7 @@ use crate::error::Mismatch;
 use crate::job::flash::FlashJob;
 use crate::util::units::human;
 use crate::write::device::DeviceSink;
-use crate::write::{flash, head_problems, read_head, TargetError, TargetOutcome};
+use crate::write::{flash, read_head, target_problems, TargetError, TargetOutcome};
 use anyhow::{Context, Result};
 
 pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
@@ -90,7 +90,7 @@ fn dry_run(
     // Every check a real run makes before writing: the image's table, its size and
     // sector size against each device.
     let head = read_head(src.input).context("reading the image's first MiB")?;
-    let problems = head_problems(
+    let per_target = target_problems(
         &head,
         src.plan.image_size,
         src.plan.require_table,
@@ -103,6 +103,7 @@ fn dry_run(
             )
         }),
     );
+    let problems: Vec<String> = per_target.iter().flatten().cloned().collect();
     let result = if problems.is_empty() {
         g.progress()
             .phase("dry run: every check passed; nothing was written");
@@ -117,9 +118,9 @@ fn dry_run(
     if g.json {
         let j = serde_json::json!({
             "image": src.name, "source": src.kind.name(), "dry_run": true, "write": src.how,
-            "targets": claimed.iter().map(|c| serde_json::json!({
+            "targets": claimed.iter().zip(&per_target).map(|(c, p)| serde_json::json!({
                 "target": target_json(c),
-                "ok": !problems.iter().any(|p| p.starts_with(&format!("{}:", c.disk().path().display()))),
+                "ok": p.is_none(),
             })).collect::<Vec<_>>(),
             "problems": problems,
         });

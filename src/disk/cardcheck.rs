@@ -119,13 +119,7 @@ impl CardCheck {
         if sha.hex() == recorded.sha256 && *bytes == recorded.bytes {
             return None;
         }
-        let (off, len) = (
-            usize::try_from(store.offset).ok()?,
-            usize::try_from(store.len).ok()?,
-        );
-        let outside = uefivars::outside_digest(fd, off, len);
-        (fd.len() as u64 == recorded.bytes && outside.hex() == store.outside_sha256)
-            .then(|| fd.clone())
+        unchanged_outside(store, fd, recorded.bytes).then(|| fd.clone())
     }
 
     /// The card's store against the store as burned: what the firmware changed.
@@ -286,6 +280,16 @@ impl CardCheck {
     }
 }
 
+/// Whether `found` is `whole_len` bytes and every byte outside the region `burned` names (the
+/// one the firmware rewrites) is as burned.
+fn unchanged_outside(burned: &RecStore, found: &[u8], whole_len: u64) -> bool {
+    let (Ok(off), Ok(len)) = (usize::try_from(burned.offset), usize::try_from(burned.len)) else {
+        return false;
+    };
+    found.len() as u64 == whole_len
+        && uefivars::outside_digest(found, off, len).hex() == burned.outside_sha256
+}
+
 /// A firmware file `found` against the store `burned` describes: `None` when a byte outside the
 /// region the firmware rewrites differs (or the length), an error when its store is damaged,
 /// else what the firmware changed inside (empty: nothing).
@@ -294,13 +298,7 @@ pub fn store_diff(
     found: &[u8],
     whole_len: u64,
 ) -> Option<Result<Vec<String>, String>> {
-    let (off, len) = (
-        usize::try_from(burned.offset).ok()?,
-        usize::try_from(burned.len).ok()?,
-    );
-    if found.len() as u64 != whole_len
-        || uefivars::outside_digest(found, off, len).hex() != burned.outside_sha256
-    {
+    if !unchanged_outside(burned, found, whole_len) {
         return None;
     }
     Some(match uefivars::snapshot(found, &format!("/{STORE_FILE}")) {

@@ -573,25 +573,22 @@ impl CardJob {
             sha256: crate::firmware::digest::Sha256Digest::of(&bytes).hex(),
         });
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        let card = Card {
-            plan,
-            layout,
-            label: self.layout.label.clone(),
-            built: None,
-            files,
-            customised,
-        };
-        progress.phase(&format!("building {}", card.plan_line()));
+        let label = self.layout.label.clone();
+        progress.phase(&format!("building {}", plan_line(&plan, &layout, &label)));
         let built = crate::disk::card::build_sdcard(
-            &card.plan,
+            &plan,
             &fw.files,
-            &self.layout.label,
-            &card.layout.seed,
+            &label,
+            &layout.seed,
             super::timestamp(fw.date)?,
         )?;
         Ok(Card {
-            built: Some(built),
-            ..card
+            plan,
+            layout,
+            label,
+            built,
+            files,
+            customised,
         })
     }
 }
@@ -601,7 +598,7 @@ pub struct Card {
     pub plan: DiskPlan,
     pub layout: SdLayout,
     pub label: String,
-    built: Option<crate::disk::card::BuiltCard>,
+    built: crate::disk::card::BuiltCard,
     pub files: Vec<FileReport>,
     pub customised: Customised,
 }
@@ -610,26 +607,12 @@ pub use crate::disk::card::BuiltCard;
 
 impl Card {
     pub fn built(&self) -> &BuiltCard {
-        self.built.as_ref().expect("a card is returned built")
+        &self.built
     }
 
     /// "514 MiB gpt table; partition 1 at sector 2048, 512 MiB, name '...', FAT32 'FIRMWARE'".
     pub fn plan_line(&self) -> String {
-        let plan = &self.plan;
-        format!(
-            "{} ({} bytes) {} table; partition 1 at sector {}, {}, {}FAT32 '{}'",
-            human(plan.size),
-            plan.size,
-            plan.table.name(),
-            plan.partitions[0].first_lba,
-            human(self.layout.partition_size),
-            if plan.table == TableKind::Gpt {
-                format!("name '{}', ", self.layout.partition_name)
-            } else {
-                String::new()
-            },
-            self.label.to_ascii_uppercase()
-        )
+        plan_line(&self.plan, &self.layout, &self.label)
     }
 
     /// The report of this card on `target` (bytes written to be filled in).
@@ -641,6 +624,24 @@ impl Card {
         r.config_txt = self.customised.config_txt.clone();
         r
     }
+}
+
+/// The plan of a card in one line (see [`Card::plan_line`]).
+fn plan_line(plan: &DiskPlan, layout: &SdLayout, label: &str) -> String {
+    format!(
+        "{} ({} bytes) {} table; partition 1 at sector {}, {}, {}FAT32 '{}'",
+        human(plan.size),
+        plan.size,
+        plan.table.name(),
+        plan.partitions[0].first_lba,
+        human(layout.partition_size),
+        if plan.table == TableKind::Gpt {
+            format!("name '{}', ", layout.partition_name)
+        } else {
+            String::new()
+        },
+        label.to_ascii_uppercase()
+    )
 }
 
 /// The card job `images` makes for a node: the node's layout and settings, defaults for the

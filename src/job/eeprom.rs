@@ -53,15 +53,7 @@ pub struct EepromJob {
 fn toml_edits(flake: &Path, node: Option<&str>, board: &str) -> Result<Vec<Edit>> {
     let nodes = crate::ssd::config::nodes(flake);
     if let Some(n) = node {
-        if !nodes.iter().any(|x| x == n) {
-            bail!(usage(format!(
-                "--node {}: {} has no hosts/{}/ (its nodes: {})",
-                crate::util::text::printable(n),
-                flake.display(),
-                crate::util::text::printable(n),
-                nodes.join(", ")
-            )));
-        }
+        crate::ssd::config::check_node(flake, n, &nodes)?;
     }
     let cluster = crate::cluster::Cluster::load(flake, &nodes, board)?;
     Ok(match node {

@@ -112,13 +112,10 @@ impl KeysJob {
             )));
         }
         let nodes = match &a.node {
-            Some(n) if all.contains(n) => vec![n.clone()],
-            Some(n) => bail!(usage(format!(
-                "--node {}: not a node of {} (its nodes: {})",
-                crate::util::text::printable(n),
-                a.flake.display(),
-                all.join(", ")
-            ))),
+            Some(n) => {
+                crate::ssd::config::check_node(&a.flake, n, &all)?;
+                vec![n.clone()]
+            }
             None => all,
         };
         check_out(&a.flake, &a.out)?;

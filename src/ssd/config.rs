@@ -370,6 +370,19 @@ pub fn nodes(flake: &Path) -> Vec<String> {
     out
 }
 
+/// Refuses (a usage error) a `--node` that is not one of `nodes`, the flake's.
+pub fn check_node(flake: &Path, node: &str, nodes: &[String]) -> Result<()> {
+    if nodes.iter().any(|n| n == node) {
+        return Ok(());
+    }
+    let n = crate::util::text::printable(node);
+    bail!(crate::error::usage(format!(
+        "--node {n}: {} has no hosts/{n}/disk-config.nix (its nodes: {})",
+        flake.display(),
+        nodes.join(", ")
+    )))
+}
+
 /// The command that makes a `--disko-json` file on a machine with Nix.
 pub fn json_command(flake: &Path, node: &str) -> String {
     format!(

@@ -368,11 +368,12 @@ impl<'p> Writer<'p> {
         r: crate::write::plan::Relaid,
     ) -> Result<(), TargetError> {
         use crate::disk::geometry::HEAD;
+        let zeros = vec![0u8; 4 << 20];
         for &(o, l) in &r.zero {
             let mut at = o;
             while at < o + l {
-                let n = (o + l - at).min(4 << 20);
-                self.write(at, &vec![0u8; n as usize])?;
+                let n = (o + l - at).min(zeros.len() as u64);
+                self.write(at, &zeros[..n as usize])?;
                 at += n;
             }
         }

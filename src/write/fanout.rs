@@ -238,30 +238,27 @@ pub fn read_head(input: Input<'_>) -> io::Result<Vec<u8>> {
 }
 
 /// What a real run would refuse, per target (name, size, sector size), from the image's head:
-/// the checks made before any device is touched.
-pub fn head_problems(
+/// the checks made before any device is touched. One entry per target, in order: `None` for
+/// one that can take the image.
+pub fn target_problems(
     head: &[u8],
     image_size: Option<u64>,
     require_table: bool,
     targets: impl Iterator<Item = (String, u64, u64)>,
-) -> Vec<String> {
+) -> Vec<Option<String>> {
     let table = head_table(head, image_size, require_table);
-    let mut out = vec![];
-    for (name, size, ss) in targets {
-        match &table {
-            Err(e) => out.push(format!("{name}: {e}")),
+    targets
+        .map(|(name, size, ss)| match &table {
+            Err(e) => Some(format!("{name}: {e}")),
             Ok(t) => {
                 let image_size = image_size.or(match t {
                     HeadTable::Gpt(g) => Some(g.image_size()),
                     _ => None,
                 });
-                if let Some(why) = misfit(t, image_size, size, ss) {
-                    out.push(format!("{name}: {why}"));
-                }
+                misfit(t, image_size, size, ss).map(|why| format!("{name}: {why}"))
             }
-        }
-    }
-    out
+        })
+        .collect()
 }
 
 /// The producer side: it collects the image's first MiB, then (knowing the table) refuses the

@@ -18,7 +18,7 @@ pub mod source;
 pub mod target;
 
 pub use engine::{table_areas, Failed, Sink, Stats, TargetError, TargetOutcome, Wipe};
-pub use fanout::{flash, head_problems, read_head, Input, Options};
+pub use fanout::{flash, read_head, target_problems, Input, Options};
 pub use plan::{Plan, Range, Ranges};
 pub use target::{deliver, Delivered, Target};
 
