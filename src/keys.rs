@@ -191,6 +191,35 @@ mod tests {
     }
 
     #[test]
+    fn empty_truncated_and_oversized_key_files_are_named_not_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        let good = d.path().join("good");
+        ensure(&good, "c", false).unwrap();
+        let pem = std::fs::read(&good).unwrap();
+        let huge = vec![b'A'; (MAX_KEY + 1) as usize];
+        for (name, bytes) in [
+            ("empty", Vec::new()),
+            ("truncated", pem[..pem.len() / 2].to_vec()),
+            ("huge", huge),
+        ] {
+            let p = d.path().join(name);
+            std::fs::write(&p, &bytes).unwrap();
+            let e = format!("{:#}", ensure(&p, "c", false).unwrap_err());
+            assert!(e.contains(name) && !e.contains('\n'), "{name}: {e}");
+            assert_eq!(std::fs::read(&p).unwrap(), bytes, "{name} was changed");
+        }
+        // A .pub that is garbage or past the bound is written again from the private key.
+        let pubp = d.path().join("good.pub");
+        std::fs::write(&pubp, vec![b'x'; (MAX_KEY + 1) as usize]).unwrap();
+        let k = ensure(&good, "c", false).unwrap();
+        assert_eq!(k.fate, Fate::Kept);
+        assert_eq!(
+            std::fs::read_to_string(&pubp).unwrap(),
+            format!("{}\n", k.public)
+        );
+    }
+
+    #[test]
     fn a_file_that_is_no_key_is_named_not_replaced() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("k");
