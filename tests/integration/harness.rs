@@ -512,13 +512,15 @@ impl FakeDevice {
 
 impl Drop for FakeDevice {
     fn drop(&mut self) {
-        self.lo.take();
+        // The FUSE process first: its end fails every read still waiting on it (a stalling
+        // fake), so the loop device detaches at once instead of after the stalls (50 s).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
         let _ = Command::new("fusermount3")
             .args(["-u", "-z"])
             .arg(&self.mnt)
             .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.lo.take();
     }
 }
 

@@ -17,6 +17,7 @@ mod harness;
 mod hostile;
 mod json;
 mod keys;
+mod layers;
 mod library;
 mod nar;
 mod newcomer;
@@ -51,6 +52,7 @@ fn main() {
         ("hostile", hostile::TESTS),
         ("json", json::TESTS),
         ("keys", keys::TESTS),
+        ("layers", layers::TESTS),
         ("library", library::TESTS),
         ("nar", nar::TESTS),
         ("newcomer", newcomer::TESTS),
@@ -64,11 +66,45 @@ fn main() {
         .flat_map(|(module, tests)| {
             tests.iter().map(move |(name, f)| {
                 let f = *f;
-                libtest_mimic::Trial::ignorable_test(format!("{module}::{name}"), move || {
-                    Ok(harness::run_trial(f))
+                let full = format!("{module}::{name}");
+                libtest_mimic::Trial::ignorable_test(full.clone(), move || {
+                    let start = std::time::Instant::now();
+                    let done = harness::run_trial(f);
+                    took(full, start.elapsed());
+                    Ok(done)
                 })
             })
         })
         .collect();
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    print_durations();
+    conclusion.exit();
+}
+
+/// Each test's wall time, kept for the table printed at the end.
+static DURATIONS: std::sync::Mutex<Vec<(String, std::time::Duration)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn took(name: String, d: std::time::Duration) {
+    if let Ok(mut v) = DURATIONS.lock() {
+        v.push((name, d));
+    }
+}
+
+/// Every test's duration, slowest first (on stderr): where CI's time goes.
+fn print_durations() {
+    let Ok(mut v) = DURATIONS.lock() else { return };
+    if v.is_empty() {
+        return;
+    }
+    v.sort_by_key(|x| std::cmp::Reverse(x.1));
+    let total: std::time::Duration = v.iter().map(|x| x.1).sum();
+    eprintln!(
+        "\ntest durations, slowest first ({} tests, {:.1} s in all):",
+        v.len(),
+        total.as_secs_f64()
+    );
+    for (name, d) in v.iter() {
+        eprintln!("{:>8.2} s  {name}", d.as_secs_f64());
+    }
 }
