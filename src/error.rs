@@ -1,22 +1,50 @@
-//! The kinds of failure that choose pi-burn's exit code, in one place. Everything else is an
-//! ordinary error (exit 1) carried by anyhow with its context chain.
+//! The kinds of failure that choose pi-burn's exit code, in one place: one code per fact.
+//! Everything else is an ordinary failure (exit 1) carried by anyhow with its context chain.
 //!
-//! | code | kind |
-//! |---|---|
-//! | 0 | success |
-//! | 1 | any other failure |
-//! | 2 | [`UsageError`]: a wrong command line |
-//! | 3 | [`Mismatch`]: verification found a difference; [`Found`]: a check found what it looks for (a counterfeit) |
-//! | 4 | [`Refused`]: a safety check refused the device |
+//! | code | [`Exit`] | the fact |
+//! |---|---|---|
+//! | 0 | `Success` | the command did what it was asked |
+//! | 1 | `Failure` | it could not (a file, the network, a device's I/O, a config it cannot use) |
+//! | 2 | [`UsageError`] | the command line, or a setting it names, is wrong |
+//! | 3 | [`Mismatch`], [`Found`] | a check found that a card, image, zip or device is not what it should be (a difference, a damaged card, a counterfeit) |
+//! | 4 | [`Refused`] | a safety rule refused the device or path before anything was written |
+//! | 130 | `Interrupted` | Ctrl-C or SIGTERM |
 
 use thiserror::Error;
+
+/// How a run ended, as its exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exit {
+    Success,
+    Failure,
+    Usage,
+    Mismatch,
+    Refused,
+    Interrupted,
+}
+
+impl Exit {
+    /// The process's exit status.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::Failure => 1,
+            Exit::Usage => 2,
+            Exit::Mismatch => 3,
+            Exit::Refused => 4,
+            Exit::Interrupted => 130,
+        }
+    }
+}
 
 /// A wrong command line found after parsing (exit code 2).
 #[derive(Debug, Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// One or more differences between what was written and what should be there (exit code 3).
+/// One or more differences between what a card, image, zip or device is and what it should
+/// be (exit code 3). Each is one line.
 #[derive(Debug, Error)]
 #[error("verification failed: {}: {}", Mismatch::count(.0.len()), .0.join("; "))]
 pub struct Mismatch(pub Vec<String>);
@@ -28,8 +56,8 @@ impl Mismatch {
     }
 }
 
-/// A check that found what it looks for, as one line (exit code 3): `probe` finding a
-/// counterfeit.
+/// A check that found what it looks for, as one line (exit code 3, as a [`Mismatch`]): a
+/// counterfeit device, a card that cannot be read.
 #[derive(Debug, Error)]
 #[error("{0}")]
 pub struct Found(pub String);
@@ -39,24 +67,11 @@ pub struct Found(pub String);
 #[error("{0}")]
 pub struct Refused(pub String);
 
-/// A zip whose hash is not the pinned one: a mismatch for `firmware verify`, a failure
-/// elsewhere.
+/// A zip whose hash is not the pinned one: a failure to use it (exit 1); `firmware verify`,
+/// whose question it answers, reports it as a [`Mismatch`].
 #[derive(Debug, Error)]
 #[error("{0}")]
 pub struct HashMismatch(pub String);
-
-/// The command already printed this outcome as its `--json` object (with the error in it):
-/// nothing more goes to stdout. Wraps the error, whose kind still picks the exit code.
-#[derive(Debug, Error)]
-#[error("{0:#}")]
-pub struct Reported(pub anyhow::Error);
-
-impl Reported {
-    /// The error's fields for a JSON outcome: `error` and `exit_code`.
-    pub fn fields(e: &anyhow::Error) -> (String, u8) {
-        (format!("{e:#}"), exit_code(e))
-    }
-}
 
 /// An error with what to do about it after it (the error's own chain stays whole inside).
 #[derive(Debug, Error)]
@@ -71,26 +86,28 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
 }
 
-/// The exit code for an error: the first kind found in its chain.
-pub fn exit_code(e: &anyhow::Error) -> u8 {
-    if let Some(Reported(inner)) = e.downcast_ref::<Reported>() {
-        return exit_code(inner);
-    }
+/// How an error ends the run: the first kind found in its chain.
+pub fn exit_of(e: &anyhow::Error) -> Exit {
     if let Some(Hinted { inner, .. }) = e.downcast_ref::<Hinted>() {
-        return exit_code(inner);
+        return exit_of(inner);
     }
     for cause in e.chain() {
         if cause.is::<UsageError>() {
-            return 2;
+            return Exit::Usage;
         }
         if cause.is::<Mismatch>() || cause.is::<Found>() {
-            return 3;
+            return Exit::Mismatch;
         }
         if cause.is::<Refused>() {
-            return 4;
+            return Exit::Refused;
         }
     }
-    1
+    Exit::Failure
+}
+
+/// The exit code for an error (see [`exit_of`]).
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    exit_of(e).code()
 }
 
 #[cfg(test)]
@@ -108,5 +125,11 @@ mod tests {
         assert_eq!(exit_code(&Mismatch(vec!["x".into()]).into()), 3);
         assert_eq!(exit_code(&anyhow::anyhow!("plain")), 1);
         assert_eq!(exit_code(&HashMismatch("h".into()).into()), 1);
+        let hinted: anyhow::Error = Hinted {
+            inner: usage("x"),
+            hint: "y".into(),
+        }
+        .into();
+        assert_eq!(exit_code(&hinted), 2);
     }
 }

@@ -22,6 +22,7 @@ pub mod error;
 pub mod firmware;
 pub mod job;
 pub mod keys;
+pub mod media;
 pub mod progress;
 pub mod report;
 pub mod ssd;

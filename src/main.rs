@@ -1,14 +1,12 @@
-//! pi-burn's entry point: parse, run, print one error line, map it to an exit code.
-//!
-//! Exit codes: 0 success, 1 failure, 2 usage error, 3 verification mismatch, 4 refused by a
-//! safety check.
+//! pi-burn's entry point: parse, run the command, render its outcome once, exit with its code
+//! (the table is in `error.rs` and the README).
 
 #![deny(unsafe_code)]
 
 use clap::FromArgMatches as _;
 use pi_burn::cli::Cli;
-use pi_burn::commands::{self, Global};
-use pi_burn::error::Mismatch;
+use pi_burn::commands::{self, Global, Outcome};
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -16,54 +14,31 @@ fn main() -> ExitCode {
     pi_burn::blockdev::sys::default_sigpipe();
     // Ctrl-C: exit 130 at once, or, while devices are written, after wiping their tables.
     pi_burn::blockdev::sys::handle_interrupts();
-    let cli = match pi_burn::cli::command()
+    let (outcome, json, quiet) = match pi_burn::cli::command()
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m))
     {
-        Ok(cli) => cli,
-        Err(e) => return usage_error(e),
-    };
-    let g = Global {
-        json: cli.json,
-        quiet: cli.quiet,
-        verbose: cli.verbose,
-        progress: pi_burn::progress::for_terminal(cli.quiet, cli.verbose > 0),
-    };
-    let result = commands::run(&cli.command, &g);
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // Interrupted: 130, as shells report a SIGINT, whatever the error it caused.
-            let code = if pi_burn::blockdev::sys::interrupted() {
-                130
-            } else {
-                pi_burn::error::exit_code(&e)
+        Ok(cli) => {
+            let g = Global {
+                json: cli.json,
+                quiet: cli.quiet,
+                verbose: cli.verbose,
+                progress: pi_burn::progress::for_terminal(cli.quiet, cli.verbose > 0),
             };
-            match e.downcast_ref::<Mismatch>() {
-                // The mismatches themselves went to stdout (one per line, or in the report).
-                Some(m) => eprintln!(
-                    "pi-burn: verification failed: {}",
-                    Mismatch::count(m.0.len())
-                ),
-                None => {
-                    eprintln!("pi-burn: {e:#}");
-                    let reported = e.downcast_ref::<pi_burn::error::Reported>().is_some();
-                    if g.json && !reported {
-                        // A failure is one JSON object on stdout too.
-                        println!(
-                            "{}",
-                            serde_json::json!({ "error": format!("{e:#}"), "exit_code": code })
-                        );
-                    }
-                }
-            }
-            ExitCode::from(code)
+            (commands::run(&cli.command, &g), cli.json, cli.quiet)
         }
-    }
+        Err(e) => (usage_error(e), json_asked(), false),
+    };
+    let (out, err) = outcome.render(json, quiet);
+    // stdout may be a closed pipe: nothing more to do about it.
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    let _ = std::io::stdout().flush();
+    eprint!("{err}");
+    ExitCode::from(outcome.exit().code())
 }
 
 /// clap's errors on one line, like every other error (help and version print as usual).
-fn usage_error(e: clap::Error) -> ExitCode {
+fn usage_error(e: clap::Error) -> Outcome {
     use clap::error::ErrorKind;
     if matches!(
         e.kind(),
@@ -82,16 +57,13 @@ fn usage_error(e: clap::Error) -> ExitCode {
         })
         .collect::<Vec<_>>()
         .join(" ");
-    let line = line.trim_start_matches("error: ");
-    eprintln!("pi-burn: {line}");
-    // --json asked for one JSON object per run, failures included; the parse failed, so look
-    // for it among the raw arguments (before any `--`).
-    if std::env::args()
+    Outcome::failed(pi_burn::error::usage(line.trim_start_matches("error: ")))
+}
+
+/// Whether `--json` was asked for, among the raw arguments (before any `--`): the parse failed.
+fn json_asked() -> bool {
+    std::env::args()
         .skip(1)
         .take_while(|a| a != "--")
         .any(|a| a == "--json")
-    {
-        println!("{}", serde_json::json!({ "error": line, "exit_code": 2 }));
-    }
-    ExitCode::from(2)
 }

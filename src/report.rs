@@ -47,11 +47,35 @@ pub struct EepromReport {
     pub bootconf_txt: String,
 }
 
-#[derive(Debug, Serialize)]
+/// The `target` object of every report: `{kind, path, size}`.
+#[derive(Debug, Clone, Serialize)]
 pub struct Target {
     pub kind: &'static str,
     pub path: String,
     pub size: u64,
+}
+
+impl Target {
+    /// The target a disk of `size` bytes goes to.
+    pub fn of(t: &crate::write::Target, size: u64) -> Self {
+        Target {
+            kind: match t {
+                crate::write::Target::Image(_) => "image",
+                crate::write::Target::Device(_) => "device",
+            },
+            path: t.path().display().to_string(),
+            size,
+        }
+    }
+
+    /// A claimed device.
+    pub fn device(c: &crate::blockdev::Claimed) -> Self {
+        Target {
+            kind: "device",
+            path: c.disk().path().display().to_string(),
+            size: c.disk().info.size,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -204,12 +204,19 @@ pub fn held_exclusively(path: &Path) -> bool {
 }
 
 /// A disk every safety rule let through: the only kind of device the write engine is given.
+/// It carries what the disk held when it was claimed (read by the caller's reader), so that
+/// what is shown before the user agrees needs no more I/O.
 #[derive(Debug, Clone)]
-pub struct Claimed(Disk);
+pub struct Claimed(Disk, String);
 
 impl Claimed {
-    /// Refuses `disk` (exit 4) naming every blocker, or claims it.
-    pub fn claim(disk: Disk, allow: Allow) -> Result<Claimed> {
+    /// Refuses `disk` (exit 4) naming every blocker, or claims it; `holds` says what the disk
+    /// (its path, its size) holds now.
+    pub fn claim(
+        disk: Disk,
+        allow: Allow,
+        holds: impl FnOnce(&Path, u64) -> String,
+    ) -> Result<Claimed> {
         let blocked = disk.blockers(allow)?;
         if !blocked.is_empty() {
             bail!(crate::error::Refused(format!(
@@ -218,11 +225,17 @@ impl Claimed {
                 blocked.join("; ")
             )));
         }
-        Ok(Claimed(disk))
+        let now = holds(disk.path(), disk.info.size);
+        Ok(Claimed(disk, now))
     }
 
     pub fn disk(&self) -> &Disk {
         &self.0
+    }
+
+    /// What the disk held when it was claimed, in one line.
+    pub fn holds(&self) -> &str {
+        &self.1
     }
 
     /// Opened exclusively, its identity checked again against what was shown.

@@ -8,10 +8,37 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-// From <linux/fs.h>; the same numbers on x86_64 and aarch64.
-const BLKRRPART: libc::c_ulong = 0x125F; // _IO(0x12, 95)
-const BLKSSZGET: libc::c_ulong = 0x1268; // _IO(0x12, 104)
-const BLKGETSIZE64: libc::c_ulong = 0x8008_1272; // _IOR(0x12, 114, u64)
+// The ioctl numbers of <linux/fs.h>, encoded as <asm-generic/ioctl.h> does: the encoding of
+// x86, Arm, RISC-V, LoongArch and s390. Alpha, MIPS, PowerPC and SPARC encode the direction
+// bits otherwise: refused at compile time rather than sending them wrong numbers.
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "riscv64",
+    target_arch = "loongarch64",
+    target_arch = "s390x"
+)))]
+compile_error!("pi-burn's block-device ioctl numbers use the asm-generic encoding; this architecture encodes them otherwise (see blockdev/sys.rs)");
+
+/// `_IOC(dir, type, nr, size)` of asm-generic: dir at bit 30, size at 16, type at 8.
+const fn ioc(
+    dir: libc::c_ulong,
+    ty: libc::c_ulong,
+    nr: libc::c_ulong,
+    size: usize,
+) -> libc::c_ulong {
+    (dir << 30) | ((size as libc::c_ulong) << 16) | (ty << 8) | nr
+}
+const IOC_NONE: libc::c_ulong = 0;
+const IOC_READ: libc::c_ulong = 2;
+const BLKRRPART: libc::c_ulong = ioc(IOC_NONE, 0x12, 95, 0); // _IO(0x12, 95)
+const BLKSSZGET: libc::c_ulong = ioc(IOC_NONE, 0x12, 104, 0); // _IO(0x12, 104)
+const BLKGETSIZE64: libc::c_ulong = ioc(IOC_READ, 0x12, 114, std::mem::size_of::<u64>()); // _IOR(0x12, 114, size_t)
+
+// The values <linux/fs.h> gives on x86_64 and aarch64, checked at compile time.
+const _: () = assert!(BLKRRPART == 0x125F && BLKSSZGET == 0x1268 && BLKGETSIZE64 == 0x8008_1272);
 
 /// The device's size in bytes.
 pub fn size_bytes(f: &File) -> io::Result<u64> {
@@ -238,9 +265,26 @@ impl io::Write for PipeWriter {
 /// device itself, so a child stuck there holds nothing of this process's.
 ///
 /// Only for a single-threaded caller (`pi-burn devices`): the child then runs `work` with
-/// every lock in a known state. A panic or an error in `work` ends the child (an error
-/// here).
+/// every lock in a known state. That precondition is checked (the process's threads counted
+/// in /proc): with another thread running, nothing is forked and this is an error. A panic
+/// or an error in `work` ends the child (an error here).
 pub fn answer_from_child(
+    within: std::time::Duration,
+    limit: usize,
+    work: impl FnOnce(&mut dyn io::Write) -> io::Result<()>,
+) -> io::Result<Answer> {
+    let threads = std::fs::read_dir("/proc/self/task")?.count();
+    if threads != 1 {
+        return Err(io::Error::other(format!(
+            "not forking a reader with {threads} threads running (another thread may hold a lock the child would need)"
+        )));
+    }
+    fork_answer(within, limit, work)
+}
+
+/// [`answer_from_child`] without its check (the unit test runs under the test harness, whose
+/// threads hold no lock the child takes).
+fn fork_answer(
     within: std::time::Duration,
     limit: usize,
     work: impl FnOnce(&mut dyn io::Write) -> io::Result<()>,
@@ -476,11 +520,16 @@ mod tests {
             File::open(&p)?.read_to_end(&mut v)?;
             out.write_all(&v)
         };
-        let a = answer_from_child(Duration::from_secs(5), 1 << 20, copy).unwrap();
+        // Under the test harness (threads): refused, nothing forked.
+        let e = answer_from_child(Duration::from_secs(5), 1 << 20, copy)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("threads running"), "{e}");
+        let a = fork_answer(Duration::from_secs(5), 1 << 20, copy).unwrap();
         assert!(a.complete);
         assert_eq!(a.bytes, vec![7u8; 100_000]);
         let start = Instant::now();
-        let a = answer_from_child(Duration::from_millis(300), 16, |out| {
+        let a = fork_answer(Duration::from_millis(300), 16, |out| {
             out.write_all(b"first\n")?;
             std::thread::sleep(Duration::from_secs(20));
             out.write_all(b"second\n")
@@ -490,15 +539,13 @@ mod tests {
         assert_eq!(a.bytes, b"first\n");
         let took = start.elapsed();
         assert!(took < Duration::from_secs(5), "{took:?}");
-        let e = answer_from_child(Duration::from_secs(5), 16, copy)
-            .err()
-            .unwrap();
+        let e = fork_answer(Duration::from_secs(5), 16, copy).err().unwrap();
         assert!(e.to_string().contains("more than 16 bytes"), "{e}");
-        let e = answer_from_child(Duration::from_secs(5), 16, |_| panic!("in the child"))
+        let e = fork_answer(Duration::from_secs(5), 16, |_| panic!("in the child"))
             .err()
             .unwrap();
         assert!(e.to_string().contains("failed (exit 2)"), "{e}");
-        let e = answer_from_child(Duration::from_secs(5), 16, |_| Err(io::Error::other("no")))
+        let e = fork_answer(Duration::from_secs(5), 16, |_| Err(io::Error::other("no")))
             .err()
             .unwrap();
         assert!(e.to_string().contains("failed (exit 1)"), "{e}");

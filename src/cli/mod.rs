@@ -374,12 +374,6 @@ pub struct CardTarget {
     pub force: bool,
 }
 
-impl CardTarget {
-    pub fn spec(&self) -> anyhow::Result<crate::job::TargetSpec> {
-        crate::job::TargetSpec::from_args(self.device.as_deref(), self.image.as_deref(), self.force)
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct EepromArgs {
     #[command(flatten)]

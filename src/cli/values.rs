@@ -41,14 +41,10 @@ impl FromStr for MbrType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let hex = t
-            .strip_prefix("0x")
-            .or_else(|| t.strip_prefix("0X"))
-            .unwrap_or(t);
-        match u8::from_str_radix(hex, 16) {
-            Ok(0) | Ok(0xee) => Err(format!("{t} cannot hold the firmware partition")),
-            Ok(b) => Ok(MbrType(b)),
-            Err(_) => Err(format!(
+        match crate::util::text::hex(t, false, 2) {
+            Some(0) | Some(0xee) => Err(format!("{t} cannot hold the firmware partition")),
+            Some(b) => Ok(MbrType(b as u8)),
+            None => Err(format!(
                 "'{t}' is not a partition type byte (e.g. 0xef or 0x0c)"
             )),
         }

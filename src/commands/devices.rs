@@ -1,9 +1,9 @@
 //! `pi-burn devices`: the whole disks, what each holds, and whether pi-burn would write to it.
 
-use super::Global;
+use super::Outcome;
 use crate::blockdev::sysfs::{self, DiskInfo, SysTree};
 use crate::blockdev::{blockers, held_exclusively, in_use, not_writable, Allow};
-use crate::disk::identify::{identify, Identity};
+use crate::media::{identify, Identity};
 use crate::util::text::printable;
 use crate::util::units::human;
 use anyhow::Result;
@@ -150,7 +150,7 @@ fn found(id: Identity) -> Found {
     }
 }
 
-pub fn run(g: &Global) -> Result<()> {
+pub fn run() -> Result<Outcome> {
     let t = SysTree::system();
     let mut rows = vec![];
     for dev in sysfs::list_disks(&t) {
@@ -190,21 +190,25 @@ pub fn run(g: &Global) -> Result<()> {
             disk,
         });
     }
-    if g.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "devices": rows }))?
-        );
-        return Ok(());
-    }
-    print_rows(&rows);
-    Ok(())
+    let lines = row_lines(&rows);
+    Ok(Outcome::of(&serde_json::json!({ "devices": rows }))?.lines(lines))
 }
 
-fn print_rows(rows: &[Row]) {
-    println!(
+fn row_lines(rows: &[Row]) -> Vec<String> {
+    let mut lines = vec![];
+    macro_rules! say {
+        ($($t:tt)*) => { lines.push(format!($($t)*)) };
+    }
+    say!(
         "{:<14} {:>10} {:<9} {:<4} {:<28} {:<20} {:<6} {:<20} pi-burn",
-        "device", "size", "transport", "rm", "model", "serial", "in use", "card"
+        "device",
+        "size",
+        "transport",
+        "rm",
+        "model",
+        "serial",
+        "in use",
+        "card"
     );
     for r in rows {
         // The model names the disk; the vendor field is often a bare id (0x1b1c, ATA).
@@ -225,7 +229,7 @@ fn print_rows(rows: &[Row]) {
                 c.firmware
             )
         });
-        println!(
+        say!(
             "{:<14} {:>10} {:<9} {:<4} {:<28} {:<20} {:<6} {card:<20} {}",
             r.path,
             human(r.disk.size),
@@ -245,10 +249,11 @@ fn print_rows(rows: &[Row]) {
             }
         );
         for id in &r.disk.by_id {
-            println!("{:<14} {id}", "");
+            say!("{:<14} {id}", "");
         }
         if let (Some(h), None) = (&r.holds, &r.card) {
-            println!("{:<14} holds: {h}", "");
+            say!("{:<14} holds: {h}", "");
         }
     }
+    lines
 }

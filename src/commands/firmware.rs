@@ -1,9 +1,9 @@
 //! `pi-burn firmware list|fetch|verify`.
 
-use super::Global;
+use super::{Global, Outcome};
 use crate::cli::{ExportArgs, FirmwareCommand, SettingsArgs};
-use crate::disk::verify::Mismatch;
 use crate::error::usage;
+use crate::error::Mismatch;
 use crate::firmware::cache::Cache;
 use crate::firmware::manifest::Manifest;
 use crate::firmware::{verify_zip, Source};
@@ -27,9 +27,9 @@ struct ReleaseRow {
     hash_source: Option<String>,
 }
 
-pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
+pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<Outcome> {
     match cmd {
-        FirmwareCommand::List { manifest } => list(manifest.as_deref(), g),
+        FirmwareCommand::List { manifest } => list(manifest.as_deref()),
         FirmwareCommand::Fetch(a) => {
             let fw = FirmwareJob::from_args(&a.firmware)?.obtain(g.progress())?;
             if let Some(path) = &a.firmware.firmware_zip {
@@ -43,33 +43,29 @@ pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
                 }
                 Cache::from_env()?.store(&fw.board, &fw.version, &sha, &bytes)?;
             }
-            if g.json {
-                let (kind, hash) = fw.hash();
-                let j = serde_json::json!({
-                    "board": fw.board, "version": fw.version, "source": fw.source,
-                    "hash_kind": kind, "hash": hash, "zip_sha256": fw.zip_sha256.hex(),
-                    "nar_sha256": fw.nar_sha256.sri(),
-                    "cached_at": Cache::from_env()?.blob_path(&fw.zip_sha256).display().to_string(),
-                });
-                println!("{}", serde_json::to_string_pretty(&j)?);
-            } else if !g.quiet {
-                println!(
-                    "{} {}: {} at {} (sha256 {}, NAR {})",
-                    fw.board,
-                    fw.version,
-                    match fw.source {
-                        Source::Cache => "already in the cache",
-                        Source::Local => "verified and imported into the cache",
-                        Source::Network => "downloaded, verified and cached",
-                    },
-                    Cache::from_env()?.blob_path(&fw.zip_sha256).display(),
-                    fw.zip_sha256,
-                    fw.nar_sha256.sri()
-                );
-            }
-            Ok(())
+            let (kind, hash) = fw.hash();
+            let cached_at = Cache::from_env()?.blob_path(&fw.zip_sha256);
+            Ok(Outcome::of(&serde_json::json!({
+                "board": fw.board, "version": fw.version, "source": fw.source,
+                "hash_kind": kind, "hash": hash, "zip_sha256": fw.zip_sha256.hex(),
+                "nar_sha256": fw.nar_sha256.sri(),
+                "cached_at": cached_at.display().to_string(),
+            }))?
+            .line(format!(
+                "{} {}: {} at {} (sha256 {}, NAR {})",
+                fw.board,
+                fw.version,
+                match fw.source {
+                    Source::Cache => "already in the cache",
+                    Source::Local => "verified and imported into the cache",
+                    Source::Network => "downloaded, verified and cached",
+                },
+                cached_at.display(),
+                fw.zip_sha256,
+                fw.nar_sha256.sri()
+            )))
         }
-        FirmwareCommand::Settings(a) => settings(a, g),
+        FirmwareCommand::Settings(a) => settings(a),
         FirmwareCommand::Export(a) => export(a, g),
         FirmwareCommand::Verify { path, pin } => {
             let (manifest, req) = crate::job::firmware::request(pin)?;
@@ -78,16 +74,13 @@ pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
             match verify_zip(&manifest, &req, &zip, &name, None, Source::Local) {
                 Ok(fw) => {
                     let (kind, hash) = fw.hash();
-                    if g.json {
-                        let j = serde_json::json!({
-                            "path": name, "ok": true, "board": fw.board, "version": fw.version,
-                            "hash_kind": kind, "hash": hash, "zip_sha256": fw.zip_sha256.hex(),
-                            "nar_sha256": fw.nar_sha256.sri(), "files": fw.files.file_count(),
-                            "bytes": fw.files.payload_bytes(),
-                        });
-                        println!("{}", serde_json::to_string_pretty(&j)?);
-                    } else {
-                        println!(
+                    Ok(Outcome::of(&serde_json::json!({
+                        "path": name, "ok": true, "board": fw.board, "version": fw.version,
+                        "hash_kind": kind, "hash": hash, "zip_sha256": fw.zip_sha256.hex(),
+                        "nar_sha256": fw.nar_sha256.sri(), "files": fw.files.file_count(),
+                        "bytes": fw.files.payload_bytes(),
+                    }))?
+                    .line(format!(
                             "{name}: OK: {} {} ({kind} matched)\n  sha256 {}\n  NAR    {}\n  {} files, {} bytes",
                             fw.board,
                             fw.version,
@@ -95,20 +88,16 @@ pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
                             fw.nar_sha256.sri(),
                             fw.files.file_count(),
                             fw.files.payload_bytes()
-                        );
-                    }
-                    Ok(())
+                        )))
                 }
                 // Only a wrong hash is a mismatch (exit 3); an unreadable zip is an error.
                 Err(e) if e.downcast_ref::<crate::firmware::HashMismatch>().is_some() => {
                     let line = format!("{e:#}");
-                    if g.json {
-                        let j =
-                            serde_json::json!({ "path": name, "ok": false, "mismatches": [line] });
-                        return super::finish_json(j, Err(Mismatch(vec![line]).into()));
-                    }
-                    println!("{name}: {line}");
-                    Err(Mismatch(vec![line]).into())
+                    Ok(Outcome::of(
+                        &serde_json::json!({ "path": name, "ok": false, "mismatches": [line] }),
+                    )?
+                    .problems([format!("{name}: {line}")])
+                    .ending(Err(Mismatch(vec![line]).into())))
                 }
                 Err(e) => Err(e),
             }
@@ -116,7 +105,7 @@ pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<()> {
     }
 }
 
-fn list(manifest: Option<&std::path::Path>, g: &Global) -> Result<()> {
+fn list(manifest: Option<&std::path::Path>) -> Result<Outcome> {
     let m = Manifest::load(manifest)?;
     let cache = Cache::from_env()?;
     let mut rows = vec![];
@@ -153,34 +142,30 @@ fn list(manifest: Option<&std::path::Path>, g: &Global) -> Result<()> {
             })
         })
         .collect();
-    if g.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "custom": custom,
-                "cache": cache.root.display().to_string(),
-                "boards": m.boards.iter().map(|(n, b)| (n.clone(), b.description.clone())).collect::<std::collections::BTreeMap<_, _>>(),
-                "releases": rows,
-            }))?
-        );
-        return Ok(());
+    let mut lines = vec![];
+    macro_rules! say {
+        ($($t:tt)*) => { lines.push(format!($($t)*)) };
     }
-    println!("cache: {}", cache.root.display());
+    say!("cache: {}", cache.root.display());
     for (n, b) in &m.boards {
-        println!("board {n}: {}", b.description);
+        say!("board {n}: {}", b.description);
     }
-    println!(
+    say!(
         "{:<6} {:<8} {:<10} {:<8} {:<7} default",
-        "board", "version", "date", "pinned", "cached"
+        "board",
+        "version",
+        "date",
+        "pinned",
+        "cached"
     );
-    for r in rows {
+    for r in &rows {
         let pinned = match (&r.sha256, &r.nar_sha256) {
             (Some(_), Some(_)) => "zip+nar",
             (Some(_), None) => "zip",
             (None, Some(_)) => "nar",
             (None, None) => "-",
         };
-        println!(
+        say!(
             "{:<6} {:<8} {:<10} {:<8} {:<7} {}",
             r.board,
             r.version,
@@ -191,9 +176,9 @@ fn list(manifest: Option<&std::path::Path>, g: &Global) -> Result<()> {
         );
     }
     if !custom.is_empty() {
-        println!("cached builds the manifest does not pin (use them with --sha256 HEX):");
+        say!("cached builds the manifest does not pin (use them with --sha256 HEX):");
         for c in &custom {
-            println!(
+            say!(
                 "  {:<6} {:<20} sha256 {}",
                 c["board"].as_str().unwrap_or(""),
                 c["version"].as_str().unwrap_or(""),
@@ -201,7 +186,13 @@ fn list(manifest: Option<&std::path::Path>, g: &Global) -> Result<()> {
             );
         }
     }
-    Ok(())
+    Ok(Outcome::of(&serde_json::json!({
+        "custom": custom,
+        "cache": cache.root.display().to_string(),
+        "boards": m.boards.iter().map(|(n, b)| (n.clone(), b.description.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+        "releases": rows,
+    }))?
+    .lines(lines))
 }
 
 /// The largest RPI_EFI.fd read (the real ones are 2 or 4 MiB).
@@ -233,14 +224,14 @@ fn fd_of(a: &SettingsArgs) -> Result<(String, Vec<u8>, Option<String>)> {
     let OneFile::File(fd) = read_one(&mut t.file, size, FD, MAX_FD, &path)? else {
         bail!("{path}: partition 1 has no /{FD} of at most 64 MiB");
     };
-    let board = match crate::disk::identify::identify(&mut t.file, size) {
-        crate::disk::identify::Identity::Card(r) => Some(r.board),
+    let board = match crate::media::identify(&mut t.file, size) {
+        crate::media::Identity::Card(r) => Some(r.board),
         _ => None,
     };
     Ok((format!("{path}:/{FD}"), fd, board))
 }
 
-fn settings(a: &SettingsArgs, g: &Global) -> Result<()> {
+fn settings(a: &SettingsArgs) -> Result<Outcome> {
     use crate::firmware::uefivars::{find_store, listing, read_vars};
     let (name, fd, card_board) = fd_of(a)?;
     // Which firmware's settings: --board, else the card record's board, else the Pi 4's.
@@ -253,19 +244,18 @@ fn settings(a: &SettingsArgs, g: &Global) -> Result<()> {
     let store = find_store(&fd, &name)?;
     let (vars, free) = read_vars(&fd, &store, &name)?;
     let known = listing(&vars, defs);
-    if g.json {
-        let j = serde_json::json!({ "file": name, "board": board, "store": store, "free_bytes": store.store_offset + store.store_size - free, "settings": known, "variables": vars });
-        println!("{}", serde_json::to_string_pretty(&j)?);
-        return Ok(());
+    let mut lines = vec![];
+    macro_rules! say {
+        ($($t:tt)*) => { lines.push(format!($($t)*)) };
     }
-    println!(
+    say!(
         "{name}: variable store at 0x{:x} ({} bytes, {} free), firmware volume at 0x{:x}",
         store.store_offset,
         store.store_size,
         store.store_offset + store.store_size - free,
         store.fv_offset
     );
-    println!("{:<26} {:<22} {:<10} vendor", "setting", "value", "width");
+    say!("{:<26} {:<22} {:<10} vendor", "setting", "value", "width");
     for k in &known {
         let value = match (&k.value, &k.problem) {
             (Some(v), None) => v.to_string(),
@@ -273,7 +263,7 @@ fn settings(a: &SettingsArgs, g: &Global) -> Result<()> {
             (None, Some(p)) => format!("(default {}; {p})", k.default),
             (None, None) => format!("(default {})", k.default),
         };
-        println!("{:<26} {value:<22} {:<10} {}", k.name, k.width, k.guid);
+        say!("{:<26} {value:<22} {:<10} {}", k.name, k.width, k.guid);
     }
     let others: Vec<_> = vars
         .iter()
@@ -285,7 +275,7 @@ fn settings(a: &SettingsArgs, g: &Global) -> Result<()> {
         })
         .collect();
     if !others.is_empty() {
-        println!("all other records:");
+        say!("all other records:");
     }
     for v in others {
         let value = match v.data.len() {
@@ -298,7 +288,7 @@ fn settings(a: &SettingsArgs, g: &Global) -> Result<()> {
                 .collect::<String>(),
             n => format!("({n} bytes)"),
         };
-        println!(
+        say!(
             "{:<8} {:<24} {} attr 0x{:x} = {value}",
             if v.live {
                 "live"
@@ -312,12 +302,13 @@ fn settings(a: &SettingsArgs, g: &Global) -> Result<()> {
             v.attributes
         );
     }
-    Ok(())
+    Ok(Outcome::of(&serde_json::json!({ "file": name, "board": board, "store": store, "free_bytes": store.store_offset + store.store_size - free, "settings": known, "variables": vars }))?
+        .lines(lines))
 }
 
 /// `firmware export --dir DIR`: the verified tree, customised, for a TFTP server. Written into
 /// a staging directory beside DIR and moved into place, so DIR is whole or absent.
-fn export(a: &ExportArgs, g: &Global) -> Result<()> {
+fn export(a: &ExportArgs, g: &Global) -> Result<Outcome> {
     use crate::firmware::fileset::Node;
     use std::os::unix::fs::PermissionsExt;
     let dir = &a.dir;
@@ -380,27 +371,22 @@ fn export(a: &ExportArgs, g: &Global) -> Result<()> {
     }
     // An empty DIR is replaced; a DIR that was filled meanwhile is not.
     staged.commit(dir, false)?;
-    if g.json {
-        let j = serde_json::json!({
-            "dir": dir.display().to_string(), "board": fw.board, "version": fw.version,
-            "zip_sha256": fw.zip_sha256.hex(), "nar_sha256": fw.nar_sha256.sri(),
-            "files": fw.files.file_count(), "bytes": bytes,
-            "uefi_settings": done.uefi, "config_txt": done.config_txt,
-        });
-        println!("{}", serde_json::to_string_pretty(&j)?);
-    } else if !g.quiet {
-        println!(
-            "{}: firmware {} {} ({} files, {}), {} UEFI setting{}, {} config.txt edit{}",
-            dir.display(),
-            fw.board,
-            fw.version,
-            fw.files.file_count(),
-            crate::util::units::human(bytes),
-            done.uefi.len(),
-            if done.uefi.len() == 1 { "" } else { "s" },
-            done.config_txt.len(),
-            if done.config_txt.len() == 1 { "" } else { "s" }
-        );
-    }
-    Ok(())
+    Ok(Outcome::of(&serde_json::json!({
+        "dir": dir.display().to_string(), "board": fw.board, "version": fw.version,
+        "zip_sha256": fw.zip_sha256.hex(), "nar_sha256": fw.nar_sha256.sri(),
+        "files": fw.files.file_count(), "bytes": bytes,
+        "uefi_settings": done.uefi, "config_txt": done.config_txt,
+    }))?
+    .line(format!(
+        "{}: firmware {} {} ({} files, {}), {} UEFI setting{}, {} config.txt edit{}",
+        dir.display(),
+        fw.board,
+        fw.version,
+        fw.files.file_count(),
+        crate::util::units::human(bytes),
+        done.uefi.len(),
+        if done.uefi.len() == 1 { "" } else { "s" },
+        done.config_txt.len(),
+        if done.config_txt.len() == 1 { "" } else { "s" }
+    )))
 }

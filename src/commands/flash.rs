@@ -1,7 +1,7 @@
 //! `pi-burn flash IMAGE DEVICE...`: golden images onto one or many cards.
 
 use super::prompt::{confirm, describe, probe_line};
-use super::{finish_json, Global};
+use super::{Global, Outcome};
 use crate::cli::FlashArgs;
 use crate::error::Mismatch;
 use crate::job::flash::FlashJob;
@@ -10,7 +10,7 @@ use crate::write::device::DeviceSink;
 use crate::write::{flash, read_head, target_problems, TargetError, TargetOutcome};
 use anyhow::{Context, Result};
 
-pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
+pub fn run(a: &FlashArgs, g: &Global) -> Result<Outcome> {
     // 1. Every device claimed, 2. the image and its map opened: before anything is written.
     let job = FlashJob::from_args(a)?;
     let claimed = job.claim()?;
@@ -19,7 +19,7 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
     let opts = &job.device;
     if !g.quiet || opts.dry_run || !opts.yes {
         for c in &claimed {
-            eprint!("{}", describe(c.disk()));
+            eprint!("{}", describe(c));
             let d = &c.disk().info;
             eprint!("{}", probe_line(d.size, d.logical_sector_size, opts.probe));
         }
@@ -48,37 +48,28 @@ pub fn run(a: &FlashArgs, g: &Global) -> Result<()> {
         g.progress(),
     );
     let result = outcome_error(&outcomes);
-    if g.json {
-        // One object: every device's outcome under the same `target` shape as sdcard and ssd.
-        let j = serde_json::json!({
-            "image": src.name, "source": src.kind.name(), "dry_run": false, "write": src.how,
-            "targets": outcomes.iter().zip(&claimed).map(|(o, c)| {
-                let s = o.stats();
-                serde_json::json!({
-                    "target": target_json(c),
-                    "ok": o.ok(), "error": o.error_text(), "bytes_written": s.bytes_written,
-                    "bytes_read_back": s.bytes_read_back, "gpt_relocated": s.gpt_relocated,
-                    "grown": s.grown, "probe": s.probe,
-                })
-            }).collect::<Vec<_>>(),
-        });
-        return finish_json(j, result);
-    }
-    if !g.quiet || result.is_err() {
-        print_table(&outcomes);
-    }
     grow_notes(&outcomes, g);
-    result
-}
-
-/// The `target` object of every report, for a claimed device.
-fn target_json(c: &crate::blockdev::Claimed) -> serde_json::Value {
-    serde_json::to_value(crate::report::Target {
-        kind: "device",
-        path: c.disk().path().display().to_string(),
-        size: c.disk().info.size,
-    })
-    .unwrap_or_default()
+    // One object: every device's outcome under the same `target` shape as sdcard and ssd.
+    let o = Outcome::of(&serde_json::json!({
+        "image": src.name, "source": src.kind.name(), "dry_run": false, "write": src.how,
+        "targets": outcomes.iter().zip(&claimed).map(|(o, c)| {
+            let s = o.stats();
+            serde_json::json!({
+                "target": crate::report::Target::device(c),
+                "ok": o.ok(), "error": o.error_text(), "bytes_written": s.bytes_written,
+                "bytes_read_back": s.bytes_read_back, "gpt_relocated": s.gpt_relocated,
+                "grown": s.grown, "probe": s.probe,
+            })
+        }).collect::<Vec<_>>(),
+    }))?;
+    // The table of results: shown with -q too when a device failed.
+    let table = table_lines(&outcomes);
+    Ok(if result.is_err() {
+        o.problems(table)
+    } else {
+        o.lines(table)
+    }
+    .ending(result))
 }
 
 /// `--dry-run`: every check a real run makes before writing, nothing written.
@@ -86,7 +77,7 @@ fn dry_run(
     src: crate::job::flash::Opened,
     claimed: &[crate::blockdev::Claimed],
     g: &Global,
-) -> Result<()> {
+) -> Result<Outcome> {
     // Every check a real run makes before writing: the image's table, its size and
     // sector size against each device.
     let head = read_head(src.input).context("reading the image's first MiB")?;
@@ -115,21 +106,16 @@ fn dry_run(
             claimed.len()
         ))
     };
-    if g.json {
-        let j = serde_json::json!({
-            "image": src.name, "source": src.kind.name(), "dry_run": true, "write": src.how,
-            "targets": claimed.iter().zip(&per_target).map(|(c, p)| serde_json::json!({
-                "target": target_json(c),
-                "ok": p.is_none(),
-            })).collect::<Vec<_>>(),
-            "problems": problems,
-        });
-        return finish_json(j, result);
-    }
-    for p in &problems {
-        println!("{p}");
-    }
-    result
+    Ok(Outcome::of(&serde_json::json!({
+        "image": src.name, "source": src.kind.name(), "dry_run": true, "write": src.how,
+        "targets": claimed.iter().zip(&per_target).map(|(c, p)| serde_json::json!({
+            "target": crate::report::Target::device(c),
+            "ok": p.is_none(),
+        })).collect::<Vec<_>>(),
+        "problems": problems,
+    }))?
+    .problems(problems.clone())
+    .ending(result))
 }
 
 /// What became of each device's table: laid out anew (a grown SSD), or moved to its end.
@@ -165,10 +151,10 @@ fn outcome_error(outcomes: &[TargetOutcome]) -> Result<()> {
     if failed.iter().all(differs) {
         return Err(Mismatch(lines).into());
     }
-    // Counterfeits are refused, like any device pi-burn will not write (exit 4).
+    // Counterfeits are what the probe looks for: found (exit 3, as `probe` says it).
     let fake = |o: &&TargetOutcome| matches!(&o.result, Err(f) if matches!(f.error, TargetError::Counterfeit(_)));
     if failed.iter().all(fake) {
-        return Err(crate::error::Refused(lines.join("; ")).into());
+        return Err(crate::error::Found(lines.join("; ")).into());
     }
     Err(anyhow::anyhow!(
         "{} of {} device(s) failed: {}",
@@ -178,14 +164,14 @@ fn outcome_error(outcomes: &[TargetOutcome]) -> Result<()> {
     ))
 }
 
-fn print_table(outcomes: &[TargetOutcome]) {
-    println!(
+fn table_lines(outcomes: &[TargetOutcome]) -> Vec<String> {
+    let mut lines = vec![format!(
         "{:<24} {:<6} {:>12} {:>12} {:<9} {:<10} error",
         "device", "result", "written", "read back", "gpt moved", "probe"
-    );
+    )];
     for o in outcomes {
         let s = o.stats();
-        println!(
+        lines.push(format!(
             "{:<24} {:<6} {:>12} {:>12} {:<9} {:<10} {}",
             o.name,
             if o.ok() { "ok" } else { "FAILED" },
@@ -199,6 +185,7 @@ fn print_table(outcomes: &[TargetOutcome]) {
                 Some(p) => human(p.bytes_written),
             },
             o.error_text().unwrap_or_default()
-        );
+        ));
     }
+    lines
 }

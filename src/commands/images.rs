@@ -2,7 +2,7 @@
 //! its block map, from the flake's hosts/ and pi-burn.toml, with one firmware download. All or
 //! nothing: the set is made in a staging directory and replaces `--out` as one.
 
-use super::Global;
+use super::{Global, Outcome};
 use crate::cli::ImagesArgs;
 use crate::firmware::digest::Sha256Digest;
 use crate::firmware::Firmware;
@@ -114,7 +114,7 @@ fn make_eeprom(
     )
 }
 
-pub fn run(a: &ImagesArgs, g: &Global) -> Result<()> {
+pub fn run(a: &ImagesArgs, g: &Global) -> Result<Outcome> {
     let job = ImagesJob::from_args(a)?;
     for n in job.nodes.iter().flat_map(|n| &n.ssd.notices) {
         g.progress().notice(n);
@@ -155,44 +155,40 @@ pub fn run(a: &ImagesArgs, g: &Global) -> Result<()> {
         );
     }
     staging.commit(&job.out, job.force)?;
-    if g.json {
-        let j = serde_json::json!({
-            "flake": job.flake.display().to_string(), "out": job.out.display().to_string(),
-            "firmware": { "board": fw.board, "version": fw.version, "zip_sha256": fw.zip_sha256.hex(), "nar_sha256": fw.nar_sha256.sri() },
-            "images": rows,
-        });
-        println!("{}", serde_json::to_string_pretty(&j)?);
-    } else if !g.quiet {
-        println!(
-            "{:<10} {:<7} {:<28} {:>9} {:>9}  bmap sha256",
-            "node", "kind", "image", "size", "written"
-        );
-        for r in &rows {
-            let name = Path::new(&r.image)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            println!(
-                "{:<10} {:<7} {:<28} {:>9} {:>9}  {}",
-                r.node,
-                r.kind,
-                name,
-                human(r.size),
-                human(r.bytes_written),
-                r.bmap_sha256
-            );
-        }
-        println!(
-            "{} nodes, firmware {} {}, in {}",
-            job.nodes.len(),
-            fw.board,
-            fw.version,
-            job.out.display()
-        );
-        println!(
-            "next: the nodes' SSH host keys before their first boot (for secrets.nix and nixos-anywhere --extra-files): pi-burn keys --flake {} --out DIR (outside the flake's git work tree)",
-            job.flake.display()
-        );
+    let mut lines = vec![format!(
+        "{:<10} {:<7} {:<28} {:>9} {:>9}  bmap sha256",
+        "node", "kind", "image", "size", "written"
+    )];
+    for r in &rows {
+        let name = Path::new(&r.image)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        lines.push(format!(
+            "{:<10} {:<7} {:<28} {:>9} {:>9}  {}",
+            r.node,
+            r.kind,
+            name,
+            human(r.size),
+            human(r.bytes_written),
+            r.bmap_sha256
+        ));
     }
-    Ok(())
+    lines.push(format!(
+        "{} nodes, firmware {} {}, in {}",
+        job.nodes.len(),
+        fw.board,
+        fw.version,
+        job.out.display()
+    ));
+    lines.push(format!(
+        "next: the nodes' SSH host keys before their first boot (for secrets.nix and nixos-anywhere --extra-files): pi-burn keys --flake {} --out DIR (outside the flake's git work tree)",
+        job.flake.display()
+    ));
+    Ok(Outcome::of(&serde_json::json!({
+        "flake": job.flake.display().to_string(), "out": job.out.display().to_string(),
+        "firmware": { "board": fw.board, "version": fw.version, "zip_sha256": fw.zip_sha256.hex(), "nar_sha256": fw.nar_sha256.sri() },
+        "images": rows,
+    }))?
+    .lines(lines))
 }

@@ -3,36 +3,29 @@
 //! boot is named, not a difference), every claim the card can show; the release's files when
 //! the release is in the cache. No zip needed.
 
-use super::Global;
+use super::{Global, Outcome};
 use crate::cli::InspectArgs;
 use crate::disk::cardcheck::check;
-use crate::error::Mismatch;
 use crate::firmware::manifest::Manifest;
 use crate::job::target::ReadTarget;
+use crate::media::{card_record, identify, Identity};
 use anyhow::Result;
 
-pub fn run(args: &InspectArgs, g: &Global) -> Result<()> {
+pub fn run(args: &InspectArgs, g: &Global) -> Result<Outcome> {
     let manifest = Manifest::load(args.manifest.as_deref())?;
     let mut t = ReadTarget::open(args.device.as_deref(), args.image.as_deref())?;
     let (size, path) = (t.size(), t.path().to_string());
-    if let crate::disk::identify::Identity::Eeprom(rec) =
-        crate::disk::identify::identify(&mut t.file, size)
-    {
-        let mut c = crate::eeprom::check::check(&mut t.file, size, &path, *rec)?;
-        crate::job::eeprom::check_release(&mut c, &manifest);
-        super::record::print_eeprom(&t.report, &c, g)?;
-        return if c.problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Mismatch(c.problems).into())
-        };
-    }
-    let mut c = check(&mut t.file, size, &path)?;
-    crate::job::inspect::check_firmware(&mut c, &manifest, g.progress());
-    super::record::print(&t.report, &c, g)?;
-    if c.problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Mismatch(c.problems).into())
+    match identify(&mut t.file, size) {
+        Identity::Eeprom(rec) => {
+            let mut c = crate::eeprom::check::check(&mut t.file, size, &path, *rec)?;
+            crate::job::eeprom::check_release(&mut c, &manifest);
+            super::record::outcome_eeprom(&t.report, &c)
+        }
+        id => {
+            let rec = card_record(id, &path)?;
+            let mut c = check(&mut t.file, size, rec, &path)?;
+            crate::job::inspect::check_firmware(&mut c, &manifest, g.progress());
+            super::record::outcome(&t.report, &c)
+        }
     }
 }

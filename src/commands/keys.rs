@@ -1,6 +1,6 @@
 //! `pi-burn keys`: the nodes' host keys before their first boot, and the lines to paste.
 
-use super::Global;
+use super::{Global, Outcome};
 use crate::cli::KeysArgs;
 use crate::job::keys::KeysJob;
 use crate::keys::{ensure, make_dir, Fate, KeyInfo, HOST_KEY, INITRD_KEY};
@@ -62,7 +62,7 @@ fn node_keys(job: &KeysJob, node: &str, g: &Global) -> Result<NodeKeys> {
     })
 }
 
-pub fn run(a: &KeysArgs, g: &Global) -> Result<()> {
+pub fn run(a: &KeysArgs, g: &Global) -> Result<Outcome> {
     let job = KeysJob::from_args(a)?;
     // The directory above the nodes' trees is never copied: only its owner reaches the keys.
     if job.out.exists() {
@@ -109,39 +109,36 @@ pub fn run(a: &KeysArgs, g: &Global) -> Result<()> {
             )
         })
         .collect();
-    if g.json {
-        let j = serde_json::json!({
-            "out": job.out.display().to_string(),
-            "nodes": nodes,
-            "known_hosts": known_hosts,
-            "install": install,
-        });
-        println!("{}", serde_json::to_string_pretty(&j)?);
-        return Ok(());
+    let mut lines = vec![];
+    macro_rules! say {
+        ($($t:tt)*) => { lines.push(format!($($t)*)) };
     }
-    if g.quiet {
-        return Ok(());
-    }
-    println!("# secrets.nix: the nodes' host keys, for agenix");
-    println!("  systems = {{");
+    say!("# secrets.nix: the nodes' host keys, for agenix");
+    say!("  systems = {{");
     for n in &nodes {
-        println!("    {} = \"{}\";", n.node, bare(&n.host_key.public));
+        say!("    {} = \"{}\";", n.node, bare(&n.host_key.public));
     }
-    println!("  }};");
-    println!(
+    say!("  }};");
+    say!(
         "# known_hosts: each node, and its initrd's SSH server (port {})",
         job.initrd_port
     );
     for l in &known_hosts {
-        println!("{l}");
+        say!("{l}");
     }
-    println!("# install each node with its keys in place (they are never in the Nix store):");
+    say!("# install each node with its keys in place (they are never in the Nix store):");
     for l in &install {
-        println!("{l}");
+        say!("{l}");
     }
-    println!(
+    say!(
         "# the node's config: services.openssh reads /etc/ssh/ssh_host_ed25519_key; boot.initrd.network.ssh.hostKeys = [ \"/etc/ssh/initrd_ssh_host_ed25519_key\" ]; port = {};",
         job.initrd_port
     );
-    Ok(())
+    Ok(Outcome::of(&serde_json::json!({
+        "out": job.out.display().to_string(),
+        "nodes": nodes,
+        "known_hosts": known_hosts,
+        "install": install,
+    }))?
+    .lines(lines))
 }

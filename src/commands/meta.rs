@@ -1,11 +1,20 @@
 //! `pi-burn completions` and `pi-burn man`: generated from the clap definitions.
 
+use super::Outcome;
 use crate::cli::{examples, ManArgs, Shell};
 use crate::error::usage;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 
-pub fn completions(shell: Option<Shell>) -> Result<()> {
+/// A generated text as the outcome: its lines as they are (`--json`: under `key`).
+fn text_outcome(key: &str, what: &str, text: &str) -> Result<Outcome> {
+    Ok(
+        Outcome::of(&serde_json::json!({ key: what, "text": text }))?
+            .line(text.strip_suffix('\n').unwrap_or(text)),
+    )
+}
+
+pub fn completions(shell: Option<Shell>) -> Result<Outcome> {
     let Some(shell) = shell else {
         bail!(usage(
             "completions needs the shell to complete for: bash, zsh or fish (e.g. pi-burn completions bash > /etc/bash_completion.d/pi-burn)"
@@ -22,7 +31,8 @@ pub fn completions(shell: Option<Shell>) -> Result<()> {
     // one and "__" in the other: `pi-burn sdcard --ta<TAB>` found no case. Generated for a
     // name without '-', then pointed at the real binary name.
     let mut out = Vec::new();
-    match shell {
+    let name = format!("{sh}");
+    let text = match shell {
         Shell::Bash => {
             clap_complete::generate(sh, &mut cmd, "piburn", &mut out);
             let text = String::from_utf8(out)?;
@@ -36,22 +46,22 @@ pub fn completions(shell: Option<Shell>) -> Result<()> {
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
-            println!("{fixed}");
+            fixed
         }
         _ => {
             clap_complete::generate(sh, &mut cmd, "pi-burn", &mut out);
-            std::io::stdout().write_all(&out)?;
+            String::from_utf8(out)?
         }
-    }
-    Ok(())
+    };
+    text_outcome("shell", &name, &text)
 }
 
 const EXIT_STATUS: &[(&str, &str)] = &[
     ("0", "Success."),
     ("1", "Failure: bad input, a refused firmware or config, not a disk image, an I/O or network error. One line on standard error says what and why."),
     ("2", "Usage error: an unknown option, a malformed or out-of-range value, an option that does not apply. Checked before anything is read, downloaded or written."),
-    ("3", "Verification found a difference: verify, inspect, a read-back after writing, firmware verify of a zip whose hash matches no pin."),
-    ("4", "Refused by a safety check: the device is mounted, busy, fixed or read-only, or the write was not confirmed."),
+    ("3", "A check found that a card, image, zip or device is not what it should be: a difference found by verify or inspect, a card that cannot be read, a read-back after writing that differs, a zip whose hash matches no pin (firmware verify), a counterfeit device (probe, or the probe of a burn)."),
+    ("4", "Refused by a safety check before anything was written: the device is mounted, busy, fixed or read-only, a path is unsafe, or the write was not confirmed."),
     ("130", "Interrupted (Ctrl-C). A device being written has its partition table areas wiped again and must be burned again; an image file is left as it was."),
 ];
 
@@ -188,13 +198,14 @@ fn pages(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>
     }
 }
 
-pub fn man(a: &ManArgs) -> Result<()> {
+pub fn man(a: &ManArgs) -> Result<Outcome> {
     let mut root = crate::cli::command().disable_help_subcommand(true);
     root.build();
     let mut all = vec![];
     pages(&root, "", &mut all);
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut written = vec![];
         for (path, cmd) in &all {
             let name = if path.is_empty() {
                 "pi-burn".to_string()
@@ -205,8 +216,11 @@ pub fn man(a: &ManArgs) -> Result<()> {
             let mut text = Vec::new();
             page(cmd, path, &mut text)?;
             std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+            written.push(file.display().to_string());
         }
-        return Ok(());
+        return Outcome::of(
+            &serde_json::json!({ "out": dir.display().to_string(), "pages": written }),
+        );
     }
     let want = a.subcommand.join(" ");
     let Some((path, cmd)) = all.iter().find(|(p, _)| *p == want) else {
@@ -219,6 +233,7 @@ pub fn man(a: &ManArgs) -> Result<()> {
                 .join(", ")
         )));
     };
-    let mut stdout = std::io::stdout().lock();
-    page(cmd, path, &mut stdout)
+    let mut text = Vec::new();
+    page(cmd, path, &mut text)?;
+    text_outcome("page", path, &String::from_utf8(text)?)
 }

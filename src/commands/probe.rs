@@ -1,7 +1,7 @@
 //! `pi-burn probe DEVICE`: does the device hold what it claims?
 
 use super::prompt::{confirm, describe};
-use super::{finish_json, Global};
+use super::{Global, Outcome};
 use crate::cli::ProbeArgs;
 use crate::error::Found;
 use crate::job::probe::ProbeJob;
@@ -9,7 +9,7 @@ use crate::util::units::human;
 use crate::write::probe::{honest_cost, Verdict};
 use anyhow::{bail, Result};
 
-pub fn run(a: &ProbeArgs, g: &Global) -> Result<()> {
+pub fn run(a: &ProbeArgs, g: &Global) -> Result<Outcome> {
     let job = ProbeJob::from_args(a);
     let claimed = job.claim()?;
     let d = &claimed.disk().info;
@@ -22,7 +22,7 @@ pub fn run(a: &ProbeArgs, g: &Global) -> Result<()> {
         );
     }
     if !g.quiet || !job.yes {
-        eprint!("{}", describe(claimed.disk()));
+        eprint!("{}", describe(&claimed));
         eprintln!(
             "will probe:  {} read, {} written at random places and put back (the content is kept; do not unplug it while the probe runs)",
             human(r),
@@ -37,21 +37,18 @@ pub fn run(a: &ProbeArgs, g: &Global) -> Result<()> {
         Verdict::NotProbed { why } => Err(anyhow::anyhow!("{path}: not probed: {why}")),
         _ => Ok(()),
     };
-    if g.json {
-        let j = serde_json::json!({
-            "target": crate::report::Target { kind: "device", path: path.clone(), size: d.size },
-            "probe": p,
-            "honest": result.is_ok(),
-        });
-        return finish_json(j, result);
-    }
-    if result.is_ok() && !g.quiet {
-        println!(
+    let o = Outcome::of(&serde_json::json!({
+        "target": crate::report::Target::device(&claimed),
+        "probe": p,
+        "honest": result.is_ok(),
+    }))?;
+    Ok(match result {
+        Ok(()) => o.line(format!(
             "{path}: {} ({} blocks at random places and the wrap test read back as written; {} written and put back)",
             p.describe(),
             crate::write::probe::SAMPLES,
             human(p.bytes_written)
-        );
-    }
-    result
+        )),
+        Err(e) => o.ending(Err(e)),
+    })
 }

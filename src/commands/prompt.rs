@@ -1,13 +1,15 @@
 //! Before a device is written: the device as a person should see it, and their word.
 
-use crate::blockdev::{Claimed, Disk};
+use crate::blockdev::Claimed;
 use crate::error::Refused;
 use crate::util::units::human;
 use anyhow::{bail, Result};
 use std::io::{BufRead, IsTerminal, Write};
 
-/// The device as a person should see it before agreeing to overwrite it.
-pub fn describe(disk: &Disk) -> String {
+/// The device as a person should see it before agreeing to overwrite it (no I/O: what it
+/// holds was read when it was claimed).
+pub fn describe(claimed: &Claimed) -> String {
+    let disk = claimed.disk();
     let (r, d) = (&disk.resolved, &disk.info);
     let mut s = String::new();
     let shown = if r.given != r.canonical {
@@ -52,13 +54,9 @@ pub fn describe(disk: &Disk) -> String {
                 .unwrap_or_default()
         ));
     }
-    // What is on it, read with pi-burn's own readers: the kernel does not scan every table
-    // (loop devices, a card just written).
-    let holds = std::fs::File::open(disk.path())
-        .ok()
-        .map(|mut f| crate::disk::identify::identify(&mut f, d.size).describe())
-        .unwrap_or_else(|| "(could not be read)".into());
-    s.push_str(&format!("holds now:   {holds}\n"));
+    // What was on it when it was claimed, read with pi-burn's own readers (the kernel does
+    // not scan every table: loop devices, a card just written).
+    s.push_str(&format!("holds now:   {}\n", claimed.holds()));
     s
 }
 
@@ -90,27 +88,6 @@ pub fn probe_summary(p: Option<&crate::write::probe::Probed>) -> String {
         Some(p) => format!("; {}", p.describe()),
         None => "; not probed (--no-probe)".into(),
     }
-}
-
-/// Whether to write: a dry run ends here (nothing written; the report printed with --json);
-/// a device needs the user's word (or --yes).
-pub fn go_ahead(
-    target: &crate::write::Target,
-    opts: &crate::job::DeviceOpts,
-    report: &crate::report::Report,
-    g: &super::Global,
-) -> Result<bool> {
-    if opts.dry_run {
-        g.progress().phase("dry run: nothing was written");
-        if g.json {
-            println!("{}", report.to_json()?);
-        }
-        return Ok(false);
-    }
-    if let crate::write::Target::Device(c) = target {
-        confirm(&[c], opts.yes)?;
-    }
-    Ok(true)
 }
 
 /// One confirmation for every device: the user types their names, in order, separated by

@@ -1,39 +1,47 @@
 //! Printing a card's record and what checking the card against it found (inspect, and verify
 //! against a card's record).
 
-use super::Global;
+use super::Outcome;
 use crate::disk::cardcheck::CardCheck;
+use crate::error::Mismatch;
 use crate::report::Target;
 use crate::util::text::printable;
 use anyhow::Result;
 
-/// Prints the problems first, one per line; whether that is all (quiet, and none).
-fn problems_first(path: &str, problems: &[String], g: &Global) -> bool {
-    for line in problems {
-        println!("{path}: {}", printable(line));
-    }
-    g.quiet && problems.is_empty()
+/// The problems, one line each, prefixed with the card's path.
+fn problem_lines(path: &str, problems: &[String]) -> Vec<String> {
+    problems
+        .iter()
+        .map(|line| format!("{path}: {}", printable(line)))
+        .collect()
 }
 
-/// Prints a record and what checking the card against it found.
-pub fn print(target: &Target, c: &CardCheck, g: &Global) -> Result<()> {
+/// The outcome of checking a card: intact, or a mismatch (exit 3) with its differences.
+fn ending(o: Outcome, problems: &[String]) -> Outcome {
+    if problems.is_empty() {
+        o
+    } else {
+        o.ending(Err(Mismatch(problems.to_vec()).into()))
+    }
+}
+
+/// A record and what checking the card against it found.
+pub fn outcome(target: &Target, c: &CardCheck) -> Result<Outcome> {
     let (rec, problems) = (&c.record, &c.problems);
     let path = &target.path;
-    if g.json {
-        let j = serde_json::json!({
-            "target": target, "record": rec, "intact": problems.is_empty(), "mismatches": problems,
-            "changes": c.changes, "unchecked": c.unchecked,
-        });
-        println!("{}", serde_json::to_string_pretty(&j)?);
-        return Ok(());
-    }
-    if problems_first(path, problems, g) {
-        return Ok(());
+    let o = Outcome::of(&serde_json::json!({
+        "target": target, "record": rec, "intact": problems.is_empty(), "mismatches": problems,
+        "changes": c.changes, "unchecked": c.unchecked,
+    }))?
+    .problems(problem_lines(path, problems));
+    let mut lines = vec![];
+    macro_rules! say {
+        ($($t:tt)*) => { lines.push(format!($($t)*)) };
     }
     // The record is read from the card: its text is printed escaped (no terminal control).
     let p = printable;
     let t = &rec.table;
-    println!(
+    say!(
         "{path}: {} card{}: firmware {} {}, made by {}",
         p(&rec.board),
         rec.node
@@ -44,12 +52,12 @@ pub fn print(target: &Target, c: &CardCheck, g: &Global) -> Result<()> {
         p(&rec.firmware.version),
         p(&rec.made_by)
     );
-    println!(
+    say!(
         "  zip sha256 {}\n  NAR        {}",
         p(&rec.firmware.zip_sha256),
         p(&rec.firmware.nar_sha256)
     );
-    println!(
+    say!(
         "  {} table, {}-byte sectors; partition {} sectors {}-{}{}; FAT32 '{}'",
         p(&t.kind),
         t.sector_size,
@@ -64,7 +72,7 @@ pub fn print(target: &Target, c: &CardCheck, g: &Global) -> Result<()> {
         p(&t.label)
     );
     for s in &rec.uefi {
-        println!(
+        say!(
             "  UEFI {} = {} (from {})",
             p(&s.name),
             p(&s.value.to_string()),
@@ -72,7 +80,7 @@ pub fn print(target: &Target, c: &CardCheck, g: &Global) -> Result<()> {
         );
     }
     for e in &rec.config_txt {
-        println!(
+        say!(
             "  config.txt {}={} (from {})",
             p(&e.key),
             p(&e.value),
@@ -80,16 +88,16 @@ pub fn print(target: &Target, c: &CardCheck, g: &Global) -> Result<()> {
         );
     }
     if let Some(b) = &rec.firmware.start4 {
-        println!("  start4.elf built {}", p(&b.date));
+        say!("  start4.elf built {}", p(&b.date));
     }
     for ch in &c.changes {
-        println!("  since burning: {}", p(ch));
+        say!("  since burning: {}", p(ch));
     }
     for u in &c.unchecked {
-        println!("  unchecked: {}", p(u));
+        say!("  unchecked: {}", p(u));
     }
     if problems.is_empty() {
-        println!(
+        say!(
             "{path}: OK: the table, all {} files{} and every claim the card can show match the record",
             rec.files.len(),
             if c.changes.is_empty() {
@@ -99,35 +107,29 @@ pub fn print(target: &Target, c: &CardCheck, g: &Global) -> Result<()> {
             }
         );
     } else {
-        println!(
+        say!(
             "{path}: {} from the record",
             crate::error::Mismatch::count(problems.len())
         );
     }
-    Ok(())
+    Ok(ending(o.lines(lines), problems))
 }
 
-/// Prints an EEPROM card's record and what checking the card against it found.
-pub fn print_eeprom(
-    target: &Target,
-    c: &crate::eeprom::check::EepromCheck,
-    g: &Global,
-) -> Result<()> {
+/// An EEPROM card's record and what checking the card against it found.
+pub fn outcome_eeprom(target: &Target, c: &crate::eeprom::check::EepromCheck) -> Result<Outcome> {
     let (rec, problems) = (&c.record, &c.problems);
     let path = &target.path;
-    if g.json {
-        let j = serde_json::json!({
-            "target": target, "eeprom_record": rec, "intact": problems.is_empty(),
-            "mismatches": problems, "checked": c.checked, "unchecked": c.unchecked,
-        });
-        println!("{}", serde_json::to_string_pretty(&j)?);
-        return Ok(());
-    }
-    if problems_first(path, problems, g) {
-        return Ok(());
+    let o = Outcome::of(&serde_json::json!({
+        "target": target, "eeprom_record": rec, "intact": problems.is_empty(),
+        "mismatches": problems, "checked": c.checked, "unchecked": c.unchecked,
+    }))?
+    .problems(problem_lines(path, problems));
+    let mut lines = vec![];
+    macro_rules! say {
+        ($($t:tt)*) => { lines.push(format!($($t)*)) };
     }
     let p = printable;
-    println!(
+    say!(
         "{path}: EEPROM card{}: {} bootloader {}, made by {}",
         rec.node
             .as_ref()
@@ -138,13 +140,13 @@ pub fn print_eeprom(
         p(&rec.made_by)
     );
     if let Some(ts) = rec.build_timestamp {
-        println!(
+        say!(
             "  bootloader BUILD_TIMESTAMP {ts}; pieeprom.sig ts: {}",
             rec.ts
         );
     }
     for b in &rec.bootconf {
-        println!(
+        say!(
             "  bootconf {}={} ({}, from {})",
             p(&b.key),
             p(&b.value),
@@ -152,26 +154,26 @@ pub fn print_eeprom(
             p(&b.from)
         );
     }
-    println!("  bootconf.txt:");
+    say!("  bootconf.txt:");
     for l in rec.bootconf_txt.lines().take(200) {
-        println!("    {}", p(l));
+        say!("    {}", p(l));
     }
     for ch in &c.checked {
-        println!("  checked: {}", p(ch));
+        say!("  checked: {}", p(ch));
     }
     for u in &c.unchecked {
-        println!("  unchecked: {}", p(u));
+        say!("  unchecked: {}", p(u));
     }
     if problems.is_empty() {
-        println!(
+        say!(
             "{path}: OK: the table, all {} files, pieeprom.bin's bootconf.txt and the .sig files match the record",
             rec.files.len()
         );
     } else {
-        println!(
+        say!(
             "{path}: {} from the record",
             crate::error::Mismatch::count(problems.len())
         );
     }
-    Ok(())
+    Ok(ending(o.lines(lines), problems))
 }

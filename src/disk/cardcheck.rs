@@ -6,13 +6,12 @@
 //! the files are the named release's) is left to the caller, or named as unchecked.
 
 use crate::disk::cardread::{read_card, CardContents};
-use crate::disk::identify::{identify, Identity};
-use crate::disk::record::{self, CardRecord, RecStore, STORE_FILE};
+use crate::disk::record::{CardRecord, RecStore, STORE_FILE};
 use crate::firmware::digest::Sha256Digest;
 use crate::firmware::uefivars::{self, settings};
 use crate::util::ids::{derive_u32, derive_uuid};
 use crate::util::text::printable;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::io::{Read, Seek};
 
 /// What checking a card against its record found.
@@ -37,36 +36,13 @@ const KEEP: &[(&str, u64)] = &[
     ("start4.elf", 16 << 20),
 ];
 
-/// Reads the card's record and checks the card against it. A disk that is no pi-burn card is
-/// an error saying what it is.
-pub fn check<R: Read + Seek>(disk: &mut R, size: u64, origin: &str) -> Result<CardCheck> {
-    let rec = match identify(disk, size) {
-        Identity::Card(r) => *r,
-        Identity::Table {
-            bad_record: Some(e),
-            ..
-        } => bail!("{origin}: {e}: not a pi-burn card record"),
-        Identity::Damaged(e) => bail!("{origin}: {e}"),
-        Identity::Eeprom(r) => bail!(
-            "{origin} is a pi-burn EEPROM card ({}), not a firmware card: `pi-burn inspect` checks it",
-            r.summary()
-        ),
-        other => {
-            let hint = match &other {
-                Identity::Table { partitions, .. }
-                    if partitions.first().is_some_and(|p| p.content == Some("FAT32")) =>
-                {
-                    " (a firmware card made elsewhere: check it against the firmware with `pi-burn verify --firmware VERSION`)"
-                }
-                _ => "",
-            };
-            bail!(
-                "{origin} is not a card pi-burn made (its partition 1 has no /{}): it holds {}{hint}",
-                record::PATH,
-                other.describe()
-            )
-        }
-    };
+/// Checks the card against `rec`, the record read from it ([`crate::media::card_record`]).
+pub fn check<R: Read + Seek>(
+    disk: &mut R,
+    size: u64,
+    rec: CardRecord,
+    origin: &str,
+) -> Result<CardCheck> {
     let card = read_card(disk, size, KEEP, origin)?;
     let mut c = CardCheck {
         record: rec,

@@ -53,7 +53,11 @@ fn partition_one<R: Read + Seek>(
         .with_context(|| format!("{origin}: partition 1 runs past the end of the disk"))?;
     let chains = crate::disk::fatcheck::check(disk, start, end - start);
     if !chains.is_empty() {
-        bail!("{origin}: partition 1: {}", chains.join("; "));
+        // What is on the card, found: the card is not intact (exit 3), not a failure to read.
+        bail!(crate::error::Found(format!(
+            "{origin}: partition 1: {}",
+            chains.join("; ")
+        )));
     }
     Ok((table, table_problems, start, end))
 }
@@ -77,7 +81,11 @@ pub fn read_one<R: Read + Seek>(
     let (_, _, start, end) = partition_one(disk, size, origin)?;
     let slice = fscommon::StreamSlice::new(ReadOnly(&mut *disk), start, end)?;
     let fs = fatfs::FileSystem::new(slice, fatfs::FsOptions::new().update_accessed_date(false))
-        .with_context(|| format!("{origin}: partition 1 holds no readable FAT filesystem"))?;
+        .map_err(|e| {
+            crate::error::Found(format!(
+                "{origin}: partition 1 holds no readable FAT filesystem ({e})"
+            ))
+        })?;
     let Ok(f) = fs.root_dir().open_file(name) else {
         return Ok(OneFile::Missing);
     };
@@ -101,7 +109,11 @@ pub fn read_card<R: Read + Seek>(
     let (table, table_problems, start, end) = partition_one(disk, size, origin)?;
     let slice = fscommon::StreamSlice::new(ReadOnly(&mut *disk), start, end)?;
     let fs = fatfs::FileSystem::new(slice, fatfs::FsOptions::new().update_accessed_date(false))
-        .with_context(|| format!("{origin}: partition 1 holds no readable FAT filesystem"))?;
+        .map_err(|e| {
+            crate::error::Found(format!(
+                "{origin}: partition 1 holds no readable FAT filesystem ({e})"
+            ))
+        })?;
     let label = fs.volume_label();
     let volume_id = fs.volume_id();
     let mut files = BTreeMap::new();

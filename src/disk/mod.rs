@@ -11,7 +11,7 @@ pub mod fatcheck;
 pub mod geometry;
 pub mod gpt;
 pub mod gptcheck;
-pub mod identify;
+
 pub mod record;
 pub mod sparse;
 pub mod table;

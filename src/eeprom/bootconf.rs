@@ -131,24 +131,11 @@ const MODES: &[(u8, &[&str], &str)] = &[
 
 /// The closest known name to `name` (edit distance), for the error.
 fn closest(name: &str) -> &'static str {
-    fn dist(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut prev: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut cur = vec![i + 1];
-            for (j, cb) in b.iter().enumerate() {
-                let sub = prev[j] + usize::from(ca != *cb);
-                cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-            }
-            prev = cur;
-        }
-        prev[b.len()]
-    }
     let upper = name.to_ascii_uppercase();
     PROPS
         .iter()
         .map(|p| p.name)
-        .min_by_key(|n| dist(&upper, n))
+        .min_by_key(|n| crate::util::text::edit_distance(&upper, n))
         .unwrap_or("BOOT_ORDER")
 }
 
@@ -179,10 +166,7 @@ fn check_value(prop: &Prop, v: &str, what: &str) -> Result<String> {
         }
         Kind::BootOrder => boot_order(v).map_err(|e| bad(e.to_string()))?,
         Kind::Hex => {
-            let h = v.trim().strip_prefix("0x").or(v.trim().strip_prefix("0X"));
-            if !h.is_some_and(|h| {
-                !h.is_empty() && h.len() <= 8 && h.chars().all(|c| c.is_ascii_hexdigit())
-            }) {
+            if crate::util::text::hex(v, true, 8).is_none() {
                 return Err(bad(
                     "expected a hex number of at most 8 digits, e.g. 0x3".into()
                 ));
@@ -319,7 +303,7 @@ pub fn boot_order(v: &str) -> Result<String> {
             "BOOT_ORDER is hex nibbles read right to left, e.g. 0xf41 (SD, then USB, then restart)"
         );
     };
-    if h.is_empty() || h.len() > 8 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+    if crate::util::text::hex(t, true, 8).is_none() {
         bail!("BOOT_ORDER is 1 to 8 hex nibbles, e.g. 0xf41");
     }
     for c in h.chars() {

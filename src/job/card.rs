@@ -234,7 +234,7 @@ pub fn load_disko(node: &str, a: &crate::cli::DiskoArgs) -> Result<NodeConfig> {
 
 /// The record of the card or card image at `path`.
 fn record_at(path: &Path) -> Result<CardRecord> {
-    use crate::disk::identify::{identify, Identity};
+    use crate::media::{identify, Identity};
     use std::os::unix::fs::FileTypeExt;
     let dev = std::fs::metadata(path)
         .with_context(|| format!("--from-record {}", path.display()))?
@@ -282,9 +282,11 @@ fn layout_from_record(
         None => sectors,
     };
     let (gpt, mbr) = match t.part_type.strip_prefix("0x") {
-        Some(b) => (
+        Some(_) => (
             gpt_type("EF00")?,
-            u8::from_str_radix(b, 16).context("--from-record: the record's MBR type")?,
+            crate::util::text::hex(&t.part_type, true, 2)
+                .context("--from-record: the record's MBR type is not a type byte")?
+                as u8,
         ),
         None => (
             gpt_type(&t.part_type).context("--from-record: the record's partition type")?,
@@ -317,31 +319,6 @@ fn layout_from_record(
     Ok(layout)
 }
 
-/// The settings and edits a record names, each with where the record says it came from (kept
-/// as it was: the new card's record is the old one's).
-fn custom_from_record(r: &CardRecord, origin: &str) -> Result<Custom> {
-    let mut c = Custom::default();
-    for s in &r.uefi {
-        let def =
-            crate::firmware::uefivars::settings::lookup(&s.name, &s.guid).with_context(|| {
-                format!(
-                    "{origin}: UEFI {} is no setting this pi-burn knows",
-                    crate::util::text::printable(&s.name)
-                )
-            })?;
-        c.settings.push(crate::firmware::uefivars::Setting {
-            def,
-            value: s.value.clone(),
-            from: s.from.clone(),
-        });
-    }
-    for e in &r.config_txt {
-        c.edits
-            .push(crate::firmware::configtxt::edit(&e.key, &e.value, &e.from)?);
-    }
-    Ok(c)
-}
-
 impl CardJob {
     /// `--from-record CARD`: the card its record describes, the options given beside it over
     /// the record's values (named in `overrides`).
@@ -371,7 +348,7 @@ impl CardJob {
             overrides.push("--firmware/--sha256".into());
         }
         let firmware = FirmwareJob::from_args(&fa)?;
-        let target = a.target.spec()?;
+        let target = TargetSpec::of_card(&a.target)?;
         let mut layout = layout_from_record(&r, &a.layout, &mut overrides)?;
         if target.is_device() {
             // A device is used whole with its own sector size.
@@ -381,7 +358,7 @@ impl CardJob {
         if super::custom::names_any(&a.custom) {
             overrides.push("--set/--config-txt (see the plan)".into());
         }
-        let base = custom_from_record(&r, &origin)?;
+        let base = super::custom::from_record(&r, &origin)?;
         let custom = super::custom::with_base(&a.custom, firmware.board(), base)?;
         let mut notices = vec![format!(
             "--from-record {}: {} card{}, firmware {} {}, its table, settings and edits",
@@ -416,7 +393,7 @@ impl CardJob {
         if let Some(p) = &a.from_record {
             return Self::from_record(a, p);
         }
-        let target = a.target.spec()?;
+        let target = TargetSpec::of_card(&a.target)?;
         if target.is_device() && a.layout.size.is_some() {
             bail!(usage("--size is for image files; a device is used whole"));
         }
@@ -617,12 +594,80 @@ impl Card {
 
     /// The report of this card on `target` (bytes written to be filled in).
     pub fn report(&self, fw: &Firmware, target: &Target) -> Report {
-        let mut r = Report::new(target.report(self.plan.size), &self.plan)
-            .with_firmware_files(fw, self.files.clone());
+        let mut r = Report::new(
+            crate::report::Target::of(target, self.plan.size),
+            &self.plan,
+        )
+        .with_firmware_files(fw, self.files.clone());
         r.filesystem = Some(self.built().fat.clone());
         r.uefi_settings = self.customised.uefi.clone();
         r.config_txt = self.customised.config_txt.clone();
         r
+    }
+
+    /// The card as a burn of `target`: its plan, report and result lines.
+    pub fn burn(self, fw: &Firmware, target: &Target, device: &DeviceOpts) -> crate::job::Burn {
+        let report = self.report(fw, target);
+        let files = fw.files.file_count() - 1;
+        let (board, version) = (fw.board.clone(), fw.version.clone());
+        let mut plan = vec![format!(
+            "will write:  {}; firmware {board} {version} ({files} files and the card record); {}",
+            self.plan_line(),
+            match target {
+                Target::Device(_) => format!(
+                    "{} to write, table last",
+                    human(crate::write::target::planned_bytes(&self.built.disk))
+                ),
+                Target::Image(_) => format!(
+                    "{} of data, sparse, with its block map",
+                    human(self.built.disk.written_bytes())
+                ),
+            }
+        )];
+        for a in &self.customised.uefi {
+            plan.push(format!(
+                "             UEFI {} = {} (from {})",
+                a.name, a.value, a.from
+            ));
+        }
+        for e in &self.customised.config_txt {
+            plan.push(format!(
+                "             config.txt {}={} (from {})",
+                e.key, e.value, e.from
+            ));
+        }
+        let path = target.path().display().to_string();
+        let (size, table, payload) = (
+            human(self.plan.size),
+            self.plan.table.name(),
+            human(fw.files.payload_bytes()),
+        );
+        let image = matches!(target, Target::Image(_));
+        crate::job::Burn {
+            image: self.built.disk,
+            plan,
+            report,
+            options: device.write_options(),
+            done: Box::new(move |d| {
+                vec![if image {
+                    format!(
+                        "{path}: {size} {table} image, firmware {board} {version} ({files} files and the card record, {payload}), {} written",
+                        human(d.bytes_written)
+                    )
+                } else {
+                    format!(
+                        "{path}: burned firmware {board} {version}: {} written{}",
+                        human(d.bytes_written),
+                        if d.bytes_read_back.is_some() {
+                            ", read back and verified"
+                        } else {
+                            ""
+                        }
+                    )
+                }]
+            }),
+            next: vec![],
+        }
     }
 }
 

@@ -67,6 +67,34 @@ pub fn with_base(a: &CustomArgs, board: &str, base: Custom) -> Result<Custom> {
     Ok(base.then(cli))
 }
 
+/// The settings and edits a card's record names, each with where the record says it came
+/// from, checked as the flags are: a setting this pi-burn knows, a config.txt edit it accepts.
+/// `origin` names the record in errors.
+pub fn from_record(r: &crate::disk::record::CardRecord, origin: &str) -> Result<Custom> {
+    let mut c = Custom::default();
+    for s in &r.uefi {
+        let def =
+            crate::firmware::uefivars::settings::lookup(&s.name, &s.guid).with_context(|| {
+                format!(
+                    "{origin}: UEFI {} is no setting this pi-burn knows",
+                    crate::util::text::printable(&s.name)
+                )
+            })?;
+        c.settings.push(Setting {
+            def,
+            value: s.value.clone(),
+            from: s.from.clone(),
+        });
+    }
+    for e in &r.config_txt {
+        c.edits.push(
+            crate::firmware::configtxt::edit(&e.key, &e.value, &e.from)
+                .with_context(|| format!("{origin}: config.txt edit"))?,
+        );
+    }
+    Ok(c)
+}
+
 /// Whether the command line asks for any setting or edit.
 pub fn names_any(a: &CustomArgs) -> bool {
     !a.set.is_empty()

@@ -197,7 +197,7 @@ impl EepromJob {
             )));
         }
         Ok(EepromJob {
-            target: a.target.spec()?,
+            target: TargetSpec::of_card(&a.target)?,
             device: DeviceOpts::from_args(&a.device_opts),
             board,
             soc,
@@ -354,13 +354,7 @@ impl EepromJob {
 
     /// The card built in memory for `target`.
     pub fn build(&self, files: &ReleaseFiles, target: &Target) -> Result<BuiltEeprom> {
-        let ts =
-            match std::env::var("SOURCE_DATE_EPOCH") {
-                Ok(v) => Some(v.trim().parse::<u64>().with_context(|| {
-                    format!("SOURCE_DATE_EPOCH='{v}' is not a number of seconds")
-                })?),
-                Err(_) => None,
-            };
+        let ts = crate::util::source_date_epoch()?;
         let edited = eeprom::edit(files, self.soc, &self.edits, ts)?;
         let (size, ss) = self.geometry(target);
         let seed = format!(
@@ -421,6 +415,107 @@ impl EepromJob {
             edited,
             files: files_report,
         })
+    }
+}
+
+/// "BOOT_ORDER=0xf41 (SD card, then USB mass storage, then restart; from --boot-order)".
+fn property_lines(b: &BuiltEeprom) -> Vec<String> {
+    b.edited
+        .applied
+        .iter()
+        .map(|a| {
+            let what = if a.key == "BOOT_ORDER" {
+                format!("{}; ", bootconf::describe_boot_order(&a.value))
+            } else {
+                String::new()
+            };
+            format!(
+                "{}={} ({what}{}, from {})",
+                a.key,
+                a.value,
+                serde_json::to_value(a.change)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                a.from
+            )
+        })
+        .collect()
+}
+
+impl EepromJob {
+    /// The card as a burn of `target`.
+    pub fn burn(&self, target: &Target, b: BuiltEeprom) -> crate::job::Burn {
+        use crate::util::units::human;
+        let rel = &self.release;
+        let mut plan = vec![format!(
+            "will write:  {} MBR card, partition 1 at sector {} (0x0c FAT32 '{}', {}): {} bootloader {}: {}{}",
+            human(b.plan.size),
+            b.plan.partitions[0].first_lba,
+            eeprom::LABEL,
+            human(eeprom::PARTITION_SIZE),
+            self.board,
+            rel.date,
+            b.files
+                .iter()
+                .map(|f| f.path.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            match target {
+                Target::Device(_) => format!(
+                    "; {} to write, table last",
+                    human(crate::write::target::planned_bytes(&b.built.disk))
+                ),
+                Target::Image(_) => String::new(),
+            }
+        )];
+        plan.extend(
+            property_lines(&b)
+                .into_iter()
+                .map(|l| format!("             bootconf {l}")),
+        );
+        let mut report =
+            crate::report::Report::new(crate::report::Target::of(target, b.plan.size), &b.plan);
+        report.filesystem = Some(b.built.fat.clone());
+        report.files = b.files.clone();
+        report.eeprom = Some(crate::report::EepromReport {
+            board: self.board.clone(),
+            release: rel.date.clone(),
+            build_timestamp: b.record.build_timestamp,
+            bootconf: b.edited.applied.clone(),
+            bootconf_txt: b.edited.bootconf.clone(),
+        });
+        let headline = format!(
+            "{}: EEPROM card for the {} bootloader {}{}",
+            target.path().display(),
+            self.board,
+            rel.date,
+            self.node
+                .as_deref()
+                .map(|n| format!(" ({})", crate::util::text::printable(n)))
+                .unwrap_or_default(),
+        );
+        crate::job::Burn {
+            image: b.built.disk,
+            plan,
+            report,
+            options: self.device.write_options(),
+            done: Box::new(move |d| {
+                vec![format!(
+                    "{headline}: {} written{}",
+                    human(d.bytes_written),
+                    if d.bytes_read_back.is_some() {
+                        ", read back and verified"
+                    } else {
+                        ""
+                    }
+                )]
+            }),
+            next: vec![format!(
+                "next: power the {} off, insert this card, power it on; after about 10 s the green LED blinks fast and a screen shows green (red, or another pattern: the update failed). Power off and take the card out. pi-burn cannot undo an update: keep a card of the release before.",
+                if self.board == "rpi5" { "Pi 5" } else { "Pi 4" }
+            )],
+        }
     }
 }
 

@@ -184,7 +184,7 @@ impl FlashJob {
         }
         disks
             .into_iter()
-            .map(|d| Claimed::claim(d, self.device.allow()))
+            .map(|d| Claimed::claim(d, self.device.allow(), crate::media::describe_path))
             .collect()
     }
 

@@ -2,40 +2,13 @@
 //! the manifest's pins and, when the release's zip is in the cache, every file against what the
 //! release with the recorded settings and edits gives. What nothing checked is named.
 
-use crate::cluster::Custom;
 use crate::disk::cardcheck::CardCheck;
 use crate::firmware::cache::Cache;
-use crate::firmware::configtxt::Edit;
 use crate::firmware::digest::Sha256Digest;
 use crate::firmware::manifest::Manifest;
-use crate::firmware::uefivars::settings;
-use crate::firmware::uefivars::Setting;
 use crate::firmware::{verify_zip, Request, Source};
 use crate::progress::Progress;
 use crate::util::text::printable;
-
-/// The settings and edits a record names, as a customisation to apply again.
-pub fn recorded_custom(c: &CardCheck) -> Result<Custom, String> {
-    let r = &c.record;
-    let mut out = Custom::default();
-    for s in &r.uefi {
-        let def = settings::lookup(&s.name, &s.guid)
-            .ok_or_else(|| format!("UEFI {} is no setting pi-burn knows", printable(&s.name)))?;
-        out.settings.push(Setting {
-            def,
-            value: s.value.clone(),
-            from: s.from.clone(),
-        });
-    }
-    for e in &r.config_txt {
-        out.edits.push(Edit {
-            key: e.key.clone(),
-            value: e.value.clone(),
-            from: e.from.clone(),
-        });
-    }
-    Ok(out)
-}
 
 /// The record's release against the manifest's pins of it.
 fn check_pins(
@@ -125,10 +98,10 @@ pub fn check_firmware(c: &mut CardCheck, manifest: &Manifest, progress: &dyn Pro
             fw.nar_sha256.sri()
         ));
     }
-    let custom = match recorded_custom(c) {
+    let custom = match super::custom::from_record(&c.record, "the record") {
         Ok(custom) => custom,
         Err(e) => {
-            c.problems.push(e);
+            c.problems.push(format!("{e:#}"));
             return;
         }
     };

@@ -30,7 +30,7 @@ impl ProbeJob {
             &self.device,
             Some("probe tests block devices only; `pi-burn devices` lists them"),
         )?;
-        Claimed::claim(disk, self.allow)
+        Claimed::claim(disk, self.allow, crate::media::describe_path)
     }
 
     /// Probes the claimed device, putting back every block it overwrites (also when

@@ -5,13 +5,14 @@ use super::target::{DeviceOpts, TargetSpec};
 use crate::cli::SsdArgs;
 use crate::disk::card::{Formatted, FAT32_MIN, PARTITION_WIPE};
 use crate::disk::fat::{build_fat32, FatSpec, Timestamp};
-use crate::disk::geometry::{DiskPlan, PartitionPlan};
+use crate::disk::geometry::{gpt_type_code, DiskPlan, PartType, PartitionPlan};
 use crate::disk::sparse::SparseImage;
 use crate::disk::table::write_table;
 use crate::error::usage;
 use crate::firmware::fileset::FileSet;
 use crate::ssd::{choose_disk, ConfigSource, DiskoDisk, DiskoPart, NodeConfig};
 use crate::util::ids::derive_u32;
+use crate::util::units::human;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
@@ -313,4 +314,153 @@ pub fn build_ssd(
     }
     write_table(plan, &mut img)?;
     Ok((img, formatted, left))
+}
+
+fn hybrid_text(plan: &DiskPlan, disk: &DiskoDisk) -> String {
+    let Some(entries) = &plan.hybrid_mbr else {
+        return String::new();
+    };
+    let mut s = format!(
+        "  hybrid MBR ({}):\n",
+        if disk.efi_gpt_partition_first {
+            "0xEE entry first"
+        } else {
+            "0xEE entry last"
+        }
+    );
+    for (i, e) in entries.iter().enumerate() {
+        s.push_str(&format!(
+            "{:>3} {:>13} {:>13}  0x{:02x}{}\n",
+            i + 1,
+            e.first_lba,
+            e.first_lba as u64 + e.sectors as u64 - 1,
+            e.mbr_type,
+            if e.bootable { "  bootable" } else { "" }
+        ));
+    }
+    s
+}
+
+fn table_text(plan: &DiskPlan) -> String {
+    let mut s = String::from("  #  start sector    end sector        size  type  name\n");
+    for p in &plan.partitions {
+        let code = match p.part_type {
+            PartType::Gpt(g) => gpt_type_code(&g)
+                .map(str::to_string)
+                .unwrap_or_else(|| g.to_string().to_uppercase()),
+            PartType::Mbr(t) => format!("0x{t:02x}"),
+        };
+        s.push_str(&format!(
+            "{:>3} {:>13} {:>13} {:>11}  {code}  {}\n",
+            p.number,
+            p.first_lba,
+            p.last_lba,
+            human(p.sectors() * plan.sector_size),
+            if p.attributes != 0 {
+                format!("{}  attributes 0x{:016x}", p.name, p.attributes)
+            } else {
+                p.name.clone()
+            }
+        ));
+    }
+    s
+}
+
+/// What the success line may claim: the table is disko's only when every rule pi-burn applied
+/// is one disko's own script follows.
+fn provenance(source: &ConfigSource, disk: &DiskoDisk) -> String {
+    let from = source.describe();
+    let hybrid = disk.partitions.iter().any(|p| p.hybrid.is_some());
+    if hybrid && disk.efi_gpt_partition_first {
+        format!("as disko's options describe them (from {from}); the hybrid MBR with the 0xEE entry first is what efiGptPartitionFirst means, not what disko's own script does (it fails there, see README)")
+    } else {
+        format!("as disko's gpt.nix and sgdisk make them (from {from})")
+    }
+}
+
+impl SsdJob {
+    /// The plan's lines: the table on the image or the device, what is formatted.
+    fn plan_lines(&self, target: &crate::write::Target, built: &BuiltSsd) -> Vec<String> {
+        let plan = &built.plan;
+        let mut s = match target {
+            crate::write::Target::Image(p) => format!(
+                "{} disk '{}' on {}, {} ({} bytes):\n{}",
+                self.node,
+                self.disk.name,
+                p.display(),
+                human(plan.size),
+                plan.size,
+                table_text(plan)
+            ),
+            crate::write::Target::Device(_) => format!(
+                "will write:  {}'s disk '{}': GPT, {} each end of every partition wiped, {}\n{}",
+                self.node,
+                self.disk.name,
+                human(PARTITION_WIPE),
+                if built.formatted.is_empty() {
+                    "nothing formatted".to_string()
+                } else {
+                    format!(
+                        "FAT32 on partition {}",
+                        built
+                            .formatted
+                            .iter()
+                            .map(|f| f.partition.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+                table_text(plan)
+            ),
+        };
+        s.push_str(&hybrid_text(plan, &self.disk));
+        vec![s.trim_end().to_string()]
+    }
+
+    /// What to do after the SSD is written: the install.
+    fn next_steps(&self) -> Vec<String> {
+        let mut next = match &self.source {
+            // A JSON file may describe any machine's disks: no flake to name.
+            ConfigSource::Json(_) => vec![
+                "next: install with disko in format or mount mode (not destroy: see below)".to_string(),
+            ],
+            _ => vec![format!(
+                "next: boot {node} from its SD card and install with disko in format or mount mode, e.g.\n  nixos-anywhere --flake {flake}#{node} --disko-mode format --target-host root@<address>",
+                node = self.node,
+                flake = self.flake.display()
+            )],
+        };
+        next.push("warning: nixos-anywhere's default disko mode (destroy, format, mount) wipes every disk of the config again, this SSD and the SD card included: keep --disko-mode format or mount, or set disko.devices.disk.<name>.destroy = false".to_string());
+        next
+    }
+
+    /// The SSD as a burn of `target`.
+    pub fn burn(&self, target: &crate::write::Target, built: BuiltSsd) -> crate::job::Burn {
+        let plan = self.plan_lines(target, &built);
+        let mut report = crate::report::Report::new(
+            crate::report::Target::of(target, built.plan.size),
+            &built.plan,
+        );
+        report.filesystems = built.formatted.clone();
+        let line = format!(
+            "{}: {} partitions written {}: {}",
+            target.path().display(),
+            report.partitions.len(),
+            provenance(&self.source, &self.disk),
+            report
+                .partitions
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        crate::job::Burn {
+            image: built.img,
+            plan,
+            report,
+            options: self.write_options(target),
+            done: Box::new(move |_| vec![line.clone()]),
+            next: self.next_steps(),
+        }
+    }
 }

@@ -69,6 +69,11 @@ impl TargetSpec {
         }
     }
 
+    /// A card's target as the flags name it.
+    pub fn of_card(t: &crate::cli::CardTarget) -> Result<Self> {
+        Self::from_args(t.device.as_deref(), t.image.as_deref(), t.force)
+    }
+
     pub fn is_device(&self) -> bool {
         matches!(self, TargetSpec::Device(_))
     }
@@ -83,7 +88,11 @@ impl TargetSpec {
             }
             TargetSpec::Device(p) => {
                 let disk = Disk::open(p, DEVICE_HINT)?;
-                Ok(Target::Device(Box::new(Claimed::claim(disk, allow)?)))
+                Ok(Target::Device(Box::new(Claimed::claim(
+                    disk,
+                    allow,
+                    crate::media::describe_path,
+                )?)))
             }
         }
     }

@@ -89,6 +89,41 @@ impl VerifyJob {
     }
 }
 
+impl VerifyJob {
+    /// The sector size to verify with: a device's own (an explicit, different
+    /// `--sector-size`, or a `--size`, is a usage error), or an image's (`--size` must be the
+    /// image's size).
+    pub fn sector_size(&self, disk: Option<&crate::blockdev::Disk>, size: u64) -> Result<u64> {
+        match disk {
+            Some(d) => {
+                if let Some(s) = self
+                    .layout
+                    .sector_size
+                    .filter(|s| *s != d.info.logical_sector_size)
+                {
+                    return Err(usage(format!(
+                        "--sector-size {s} does not match {}'s {}-byte sectors (a device's own sector size is always used)",
+                        d.info.name, d.info.logical_sector_size
+                    )));
+                }
+                if self.layout.size.is_some() {
+                    return Err(usage("--size is for image files; a device is used whole"));
+                }
+                Ok(d.info.logical_sector_size)
+            }
+            None => {
+                if let Some(want) = self.layout.size.filter(|s| *s != size) {
+                    return Err(crate::error::Mismatch(vec![format!(
+                        "image size: expected {want}, found {size}"
+                    )])
+                    .into());
+                }
+                Ok(self.layout.sector_size.unwrap_or(512))
+            }
+        }
+    }
+}
+
 impl RecordChecks {
     /// The options against a card's record (of a disk of `size` bytes), one line per
     /// difference.

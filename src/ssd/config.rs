@@ -235,10 +235,10 @@ fn check_node_name(node: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
-        bail!(
+        bail!(crate::error::usage(format!(
             "node name '{}' has characters other than letters, digits, '-', '_' and '.'",
             super::model::short(node)
-        );
+        )));
     }
     Ok(())
 }
@@ -370,16 +370,25 @@ pub fn nodes(flake: &Path) -> Vec<String> {
     out
 }
 
-/// Refuses (a usage error) a `--node` that is not one of `nodes`, the flake's.
+/// Refuses (a usage error) a `--node` that is not one of `nodes`, the flake's, naming the one
+/// it most likely means.
 pub fn check_node(flake: &Path, node: &str, nodes: &[String]) -> Result<()> {
     if nodes.iter().any(|n| n == node) {
         return Ok(());
     }
     let n = crate::util::text::printable(node);
+    let hint = match crate::util::text::near(node, nodes) {
+        Some(k) => format!("; did you mean {k}?"),
+        None => String::new(),
+    };
     bail!(crate::error::usage(format!(
-        "--node {n}: {} has no hosts/{n}/disk-config.nix (its nodes: {})",
+        "--node {n}: {} has no hosts/{n}/disk-config.nix (its nodes: {}){hint}",
         flake.display(),
-        nodes.join(", ")
+        if nodes.is_empty() {
+            "none".to_string()
+        } else {
+            nodes.join(", ")
+        }
     )))
 }
 
@@ -420,11 +429,27 @@ pub fn load(
         return node_cfg(ConfigSource::Json(j.into()), v);
     }
     if default_layout {
+        // The documented layout for a node the flake does not have: never for a misspelling
+        // of one it has (that card would carry the misspelt name).
+        let known = nodes(flake);
+        if let (false, Some(k)) = (
+            known.iter().any(|n| n == node),
+            crate::util::text::near(node, &known),
+        ) {
+            bail!(crate::error::usage(format!(
+                "--node {} --layout default: {} has a node {k}; did you mean --node {k}? (--layout default is for a node the flake does not have)",
+                crate::util::text::printable(node),
+                flake.display()
+            )));
+        }
         let v = super::nixeval::eval(DEFAULT_CONFIG, "(built-in default)")?;
         return node_cfg(ConfigSource::BuiltinDefault, v);
     }
     if !flake.is_dir() {
-        bail!("--flake {}: no such directory", flake.display());
+        bail!(crate::error::usage(format!(
+            "--flake {}: no such directory",
+            flake.display()
+        )));
     }
     check_node_name(node)?;
     let flake_ok = flake.join("flake.nix").is_file() && on_path("nix");
@@ -434,13 +459,7 @@ pub fn load(
     }
     let file = flake.join("hosts").join(node).join("disk-config.nix");
     if !file.is_file() {
-        let known = nodes(flake);
-        bail!(
-            "there is no {}: the nodes of {} are: {} (for the cluster's documented layout say --layout default)",
-            file.display(),
-            flake.display(),
-            if known.is_empty() { "none".to_string() } else { known.join(", ") }
-        );
+        check_node(flake, node, &nodes(flake))?;
     }
     match mode {
         EvalMode::Builtin => node_cfg(ConfigSource::File(file.clone(), "built-in evaluator"), eval_builtin(&file)?),

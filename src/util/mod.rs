@@ -10,6 +10,28 @@ use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::path::Path;
 
+/// `SOURCE_DATE_EPOCH` (seconds since 1970, the reproducible-builds convention), when set: a
+/// value that is not a whole number of seconds from 0 on is a usage error naming it, for every
+/// command that reads it.
+pub fn source_date_epoch() -> Result<Option<u64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n <= MAX_EPOCH => Ok(Some(n)),
+            _ => Err(crate::error::usage(format!(
+                "SOURCE_DATE_EPOCH='{}' is not a number of seconds since 1970 (0 to {MAX_EPOCH})",
+                text::printable(&v)
+            ))),
+        },
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(crate::error::usage(
+            "SOURCE_DATE_EPOCH is not a number of seconds since 1970",
+        )),
+    }
+}
+
+/// The last second a FAT date can hold (2107-12-31 23:59:59 UTC).
+const MAX_EPOCH: u64 = 4_354_819_199;
+
 /// Where `needle` first occurs in `hay` (memchr's SIMD search: firmware files are MiBs).
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     memchr::memmem::find(hay, needle)

@@ -3,7 +3,7 @@
 
 use crate::blockdev::device::{reread, DirectReader, OpenDevice};
 use crate::blockdev::sys::pwrite_all;
-use crate::write::engine::Sink;
+use crate::write::sink::Sink;
 use anyhow::Result;
 
 pub struct DeviceSink {

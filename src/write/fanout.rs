@@ -2,8 +2,9 @@
 //! is known (then each target is refused or started in its own thread), later chunks go out to
 //! every writer, the image's backup GPT is held back for the end.
 
-use super::engine::{Final, Sink, TargetError, TargetOutcome, Writer};
+use super::engine::{Final, TargetOutcome, Writer};
 use super::plan::{Plan, Ranges};
+use super::sink::{Sink, TargetError};
 use crate::disk::geometry::HEAD;
 use crate::disk::gpt::{misfit, HeadTable};
 use crate::disk::sparse::SparseImage;

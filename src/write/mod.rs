@@ -14,12 +14,14 @@ pub mod fanout;
 pub mod image;
 pub mod plan;
 pub mod probe;
+pub mod sink;
 pub mod source;
 pub mod target;
 
-pub use engine::{table_areas, Failed, Sink, Stats, TargetError, TargetOutcome, Wipe};
+pub use engine::{table_areas, Failed, Stats, TargetOutcome, Wipe};
 pub use fanout::{flash, read_head, target_problems, Input, Options};
 pub use plan::{Plan, Range, Ranges};
+pub use sink::{Sink, TargetError};
 pub use target::{deliver, Delivered, Target};
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 //! blocks which alias on a fake come back right too): `pi-burn probe` leaves the device as it
 //! was, and a burn writes the same card with or without the probe.
 
-use super::engine::{Sink, TargetError};
+use super::sink::{Sink, TargetError};
 use crate::util::units::human;
 use std::io;
 

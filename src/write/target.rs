@@ -4,11 +4,12 @@
 
 use crate::blockdev::Claimed;
 use crate::disk::sparse::SparseImage;
-use crate::error::{Mismatch, Refused};
+use crate::error::{Found, Mismatch, Refused};
 use crate::progress::Progress;
-use crate::write::engine::{Failed, TargetError};
+use crate::write::engine::Failed;
 use crate::write::fanout::{flash, Input, Options};
 use crate::write::plan::Plan;
+use crate::write::sink::TargetError;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
@@ -36,18 +37,6 @@ impl Target {
             Target::Device(c) => Some((c.disk().info.size, c.disk().info.logical_sector_size)),
         }
     }
-
-    /// The `target` object of every report.
-    pub fn report(&self, size: u64) -> crate::report::Target {
-        crate::report::Target {
-            kind: match self {
-                Target::Image(_) => "image",
-                Target::Device(_) => "device",
-            },
-            path: self.path().display().to_string(),
-            size,
-        }
-    }
 }
 
 /// What a delivery did.
@@ -68,13 +57,13 @@ pub fn planned_bytes(img: &SparseImage) -> u64 {
 }
 
 /// A failed target as an error of the kind that picks the exit code: a read-back difference
-/// is a verification failure (3), a counterfeit a refusal (4), the rest a failure (1).
+/// is a verification failure and a counterfeit a finding (3), a target that cannot take the
+/// image a refusal (4), the rest a failure (1).
 pub fn failure(name: &str, f: Failed) -> anyhow::Error {
     match &f.error {
         TargetError::Differs { .. } => Mismatch(vec![format!("{name}: {f}")]).into(),
-        TargetError::Counterfeit(_) | TargetError::Refused(_) => {
-            Refused(format!("{name}: {f}")).into()
-        }
+        TargetError::Counterfeit(_) => Found(format!("{name}: {f}")).into(),
+        TargetError::Refused(_) => Refused(format!("{name}: {f}")).into(),
         _ => anyhow::Error::new(f).context(name.to_string()),
     }
 }

@@ -1,6 +1,7 @@
 //! The engine against in-memory targets: every write logged in order, failures injected.
 
-use super::engine::{table_areas, Sink, TargetError, TargetOutcome, TABLE_AREA};
+use super::engine::{table_areas, TargetOutcome, TABLE_AREA};
+use super::sink::{Sink, TargetError};
 use super::*;
 use crate::disk::geometry::{esp_type, SdLayout, TableKind, HEAD};
 use crate::disk::gpt::{misfit, HeadTable};

@@ -366,18 +366,22 @@ fn labels(t: &TestDir) -> Vec<String> {
 fn no_silent_defaults_for_a_missing_flake_or_node() {
     let t = TestDir::new();
     let flake = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/flake-edge"));
+    // A usage error (exit 2), as for every command (issue 30 item 15).
     let o = ssd_image(&t, Path::new("/nonexistent"), "pi-alpha", &[]);
-    assert_fails_with(&o, 1, &["--flake /nonexistent", "no such directory"]);
+    assert_fails_with(&o, 2, &["--flake /nonexistent", "no such directory"]);
     let o = ssd_image(&t, &flake, "pi-beta", &[]);
     assert_fails_with(
         &o,
-        1,
-        &[
-            "hosts/pi-beta/disk-config.nix",
-            "pi-alpha, pi-gamma",
-            "--layout default",
-        ],
+        2,
+        &["hosts/pi-beta/disk-config.nix", "pi-alpha, pi-gamma"],
     );
+    // A misspelt node is not offered the documented layout (issue 30 item 16): it would make a
+    // disk for the misspelt name; the hint names the node meant, and --layout default refuses it.
+    let o = ssd_image(&t, &flake, "pi-gama", &[]);
+    assert_fails_with(&o, 2, &["did you mean pi-gamma?"]);
+    assert!(!stderr(&o).contains("--layout default"), "{}", stderr(&o));
+    let o = ssd_image(&t, &flake, "pi-gama", &["--layout", "default"]);
+    assert_fails_with(&o, 2, &["did you mean --node pi-gamma?"]);
     assert!(!t.path("x.img").exists());
     // The documented layout only when asked for, and it says so.
     let o = ssd_image(&t, &flake, "pi-beta", &["--layout", "default"]);

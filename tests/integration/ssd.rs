@@ -330,7 +330,16 @@ fn stale_zfs_luks_and_ext4_signatures_are_wiped() {
 fn refusals_and_dry_run() {
     let t = TestDir::new();
     let o = ssd(&t, "pi-delta", &["--image", "x.img", "--size", "32G"]);
-    assert_fails_with(&o, 1, &["there is no", "pi-delta", "the nodes of"]);
+    // A node the flake does not have is a usage error (exit 2), as for every command.
+    assert_fails_with(
+        &o,
+        2,
+        &[
+            "pi-delta",
+            "has no hosts/pi-delta/disk-config.nix",
+            "its nodes",
+        ],
+    );
     let o = ssd(&t, "pi-alpha", &[]);
     assert_fails_with(
         &o,

@@ -9,6 +9,7 @@
 
 pub mod settings;
 
+use crate::util::le;
 use anyhow::{bail, Context, Result};
 pub use settings::{Setting, Value};
 use uuid::Uuid;
@@ -28,17 +29,9 @@ const VAR_IN_DELETED_TRANSITION: u8 = 0xFE;
 /// NV | BS | RT.
 pub const ATTRS_NV_BS_RT: u32 = 0x7;
 
-fn guid_at(b: &[u8], o: usize) -> Uuid {
-    Uuid::from_bytes_le(b[o..o + 16].try_into().unwrap())
-}
-fn le16(b: &[u8], o: usize) -> u16 {
-    u16::from_le_bytes([b[o], b[o + 1]])
-}
-fn le32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
-}
-fn le64(b: &[u8], o: usize) -> u64 {
-    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
+/// A field of the file at `o`, or an error naming where the file is cut short.
+fn field<T>(v: Option<T>, origin: &str, o: usize) -> Result<T> {
+    v.with_context(|| format!("{origin}: cut short at 0x{o:x} (corrupt)"))
 }
 
 /// Where the store is in the file.
@@ -84,23 +77,24 @@ pub fn find_store(fd: &[u8], origin: &str) -> Result<Store> {
         let Some(base) = sig.checked_sub(0x28) else {
             continue;
         };
-        if base + 0x48 > fd.len() || guid_at(fd, base + 0x10) != NV_DATA_FV {
+        if base + 0x48 > fd.len() || le::guid_at(fd, base + 0x10) != Some(NV_DATA_FV) {
             continue;
         }
-        let fv_length = usize::try_from(le64(fd, base + 0x20)).unwrap_or(usize::MAX);
-        let hlen = le16(fd, base + 0x30) as usize;
+        let fv_length = usize::try_from(field(le::u64_at(fd, base + 0x20), origin, base)?)
+            .unwrap_or(usize::MAX);
+        let hlen = field(le::u16_at(fd, base + 0x30), origin, base)? as usize;
         let fits = |len: usize| base.checked_add(len).is_some_and(|end| end <= fd.len());
         if hlen < 0x38 || !hlen.is_multiple_of(2) || !fits(hlen + 28) || !fits(fv_length) {
             bail!("{origin}: the variable firmware volume at 0x{base:x} is corrupt (header length {hlen}, length {fv_length})");
         }
-        let sum = (0..hlen)
-            .step_by(2)
-            .fold(0u16, |s, o| s.wrapping_add(le16(fd, base + o)));
+        let sum = (0..hlen).step_by(2).fold(0u16, |s, o| {
+            s.wrapping_add(le::u16_at(fd, base + o).unwrap_or(0))
+        });
         if sum != 0 {
             bail!("{origin}: the variable firmware volume at 0x{base:x} fails its header checksum");
         }
         let vs = base + hlen;
-        let sig_guid = guid_at(fd, vs);
+        let sig_guid = field(le::guid_at(fd, vs), origin, vs)?;
         if sig_guid == PLAIN_VARIABLES {
             found_other = Some(format!("{origin}: the variable store at 0x{vs:x} holds unauthenticated variables (gEfiVariableGuid), not the authenticated format this firmware uses"));
             continue;
@@ -111,8 +105,11 @@ pub fn find_store(fd: &[u8], origin: &str) -> Result<Store> {
             ));
             continue;
         }
-        let size = le32(fd, vs + 16) as usize;
-        let (format, state) = (fd[vs + 20], fd[vs + 21]);
+        let size = field(le::u32_at(fd, vs + 16), origin, vs)? as usize;
+        let (format, state) = (
+            field(le::u8_at(fd, vs + 20), origin, vs)?,
+            field(le::u8_at(fd, vs + 21), origin, vs)?,
+        );
         if format != 0x5A || state != 0xFE {
             bail!("{origin}: the variable store at 0x{vs:x} is not formatted and healthy (format 0x{format:02x}, state 0x{state:02x})");
         }
@@ -137,12 +134,12 @@ pub fn find_store(fd: &[u8], origin: &str) -> Result<Store> {
 pub fn read_vars(fd: &[u8], s: &Store, origin: &str) -> Result<(Vec<Var>, usize)> {
     let mut out = vec![];
     let mut at = s.vars_start();
-    while at + HDR <= s.end() && le16(fd, at) == START_ID {
-        let state = fd[at + 2];
-        let attributes = le32(fd, at + 4);
-        let name_size = le32(fd, at + 36) as usize;
-        let data_size = le32(fd, at + 40) as usize;
-        let guid = guid_at(fd, at + 44);
+    while at + HDR <= s.end() && le::u16_at(fd, at) == Some(START_ID) {
+        let state = field(le::u8_at(fd, at + 2), origin, at)?;
+        let attributes = field(le::u32_at(fd, at + 4), origin, at)?;
+        let name_size = field(le::u32_at(fd, at + 36), origin, at)? as usize;
+        let data_size = field(le::u32_at(fd, at + 40), origin, at)? as usize;
+        let guid = field(le::guid_at(fd, at + 44), origin, at)?;
         let name_end = at + HDR + name_size;
         let data_end = name_end
             .checked_add(data_size)
@@ -156,7 +153,7 @@ pub fn read_vars(fd: &[u8], s: &Store, origin: &str) -> Result<(Vec<Var>, usize)
             bail!("{origin}: the variable at 0x{at:x} has a malformed name (corrupt)");
         }
         let units: Vec<u16> = fd[at + HDR..name_end]
-            .chunks(2)
+            .chunks_exact(2)
             .map(|c| u16::from_le_bytes([c[0], c[1]]))
             .take_while(|u| *u != 0)
             .collect();

@@ -279,9 +279,10 @@ pub fn def(name: &str) -> Result<&'static Def> {
 
 fn parse_number(s: &str) -> Option<u64> {
     let s = s.trim();
-    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => u64::from_str_radix(h, 16).ok(),
-        None => s.parse().ok(),
+    if s.starts_with("0x") || s.starts_with("0X") {
+        crate::util::text::hex(s, true, 16)
+    } else {
+        s.parse().ok()
     }
 }
 

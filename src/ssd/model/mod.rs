@@ -232,12 +232,8 @@ fn hybrid(v: &Value, what: &str) -> Result<Option<Hybrid>> {
     )?;
     let mbr_type = opt_str(obj, "mbrPartitionType", what)?
         .map(|t| {
-            let hex = t
-                .strip_prefix("0x")
-                .or_else(|| t.strip_prefix("0X"))
-                .unwrap_or(&t);
-            match u8::from_str_radix(hex, 16) {
-                Ok(b) if !hex.is_empty() && hex.len() <= 2 && b != 0 => Ok(b),
+            match crate::util::text::hex(&t, false, 2) {
+                Some(b) if b != 0 && t.trim() == t => Ok(b as u8),
                 _ => bail!(
                     "{what}: hybrid.mbrPartitionType '{}' is not an MBR type (one or two hex digits, like 0x0c)",
                     short(&t)

@@ -1,14 +1,17 @@
 //! What a disk holds, read with pi-burn's own readers (the kernel may not have scanned its
-//! table): a pi-burn card and its record, another table with its partitions' names, types,
-//! sizes and filesystems, an ISO 9660 image, or nothing. For the plan before a device is
-//! written, `devices`, and `inspect` on what is not a card. Every read is small and bounded.
+//! table): a pi-burn card and its record (a firmware card's or an EEPROM card's, each parsed
+//! by its own module below this one), another table with its partitions' names, types, sizes
+//! and filesystems, an ISO 9660 image, or nothing. For the plan before a device is written,
+//! `devices`, `inspect` and `verify`. Every read is small and bounded.
 
-use crate::disk::cardread::OneFile;
+use crate::disk::cardread::{self, OneFile};
 use crate::disk::geometry::{gpt_type_code, PartType, TableKind};
 use crate::disk::record::{self, CardRecord};
 use crate::disk::table::read_table;
+use crate::eeprom::record::EepromRecord;
 use crate::util::text::printable;
 use crate::util::units::human;
+use anyhow::{bail, Result};
 use std::io::{Read, Seek, SeekFrom};
 
 /// One partition as found.
@@ -28,7 +31,7 @@ pub enum Identity {
     /// A firmware card pi-burn made: its record.
     Card(Box<CardRecord>),
     /// An EEPROM bootloader card pi-burn made: its record.
-    Eeprom(Box<crate::eeprom::record::EepromRecord>),
+    Eeprom(Box<EepromRecord>),
     /// A partition table, not a pi-burn card.
     Table {
         kind: TableKind,
@@ -104,15 +107,9 @@ pub fn identify<R: Read + Seek>(disk: &mut R, size: u64) -> Identity {
         .iter()
         .any(|p| p.number == 1 && p.content == Some("FAT32"))
     {
-        match crate::disk::cardread::read_one(
-            disk,
-            size,
-            record::PATH,
-            record::MAX_BYTES,
-            "partition 1",
-        ) {
-            Ok(OneFile::File(bytes)) if crate::eeprom::record::EepromRecord::is_one(&bytes) => {
-                match crate::eeprom::record::EepromRecord::parse(&bytes, "its partition 1") {
+        match cardread::read_one(disk, size, record::PATH, record::MAX_BYTES, "partition 1") {
+            Ok(OneFile::File(bytes)) if EepromRecord::is_one(&bytes) => {
+                match EepromRecord::parse(&bytes, "its partition 1") {
                     Ok(r) => return Identity::Eeprom(Box::new(r)),
                     Err(e) => bad_record = Some(format!("{e:#}")),
                 }
@@ -198,4 +195,44 @@ impl Identity {
             }
         }
     }
+}
+
+/// The firmware card record `id` holds, or an error saying what `origin` is instead.
+pub fn card_record(id: Identity, origin: &str) -> Result<CardRecord> {
+    match id {
+        Identity::Card(r) => Ok(*r),
+        Identity::Table {
+            bad_record: Some(e),
+            ..
+        } => bail!("{origin}: {e}: not a pi-burn card record"),
+        Identity::Damaged(e) => Err(crate::error::Found(format!("{origin}: {e}")).into()),
+        Identity::Eeprom(r) => bail!(
+            "{origin} is a pi-burn EEPROM card ({}), not a firmware card: `pi-burn inspect` checks it",
+            r.summary()
+        ),
+        other => {
+            let hint = match &other {
+                Identity::Table { partitions, .. }
+                    if partitions.first().is_some_and(|p| p.content == Some("FAT32")) =>
+                {
+                    " (a firmware card made elsewhere: check it against the firmware with `pi-burn verify --firmware VERSION`)"
+                }
+                _ => "",
+            };
+            bail!(
+                "{origin} is not a card pi-burn made (its partition 1 has no /{}): it holds {}{hint}",
+                record::PATH,
+                other.describe()
+            )
+        }
+    }
+}
+
+/// What the disk at `path` (`size` bytes) holds, in one line; "(could not be read)" when it
+/// cannot be opened. For the plan shown before a device is written.
+pub fn describe_path(path: &std::path::Path, size: u64) -> String {
+    std::fs::File::open(path)
+        .ok()
+        .map(|mut f| identify(&mut f, size).describe())
+        .unwrap_or_else(|| "(could not be read)".into())
 }
