@@ -27,4 +27,5 @@ pub mod progress;
 pub mod report;
 pub mod ssd;
 pub mod util;
+pub mod watch;
 pub mod write;

@@ -147,6 +147,12 @@ impl Disk {
             None => e,
         })?;
         let info = inspect_whole_disk(&tree, &resolved)?;
+        // A watched run's parent watches it from now on (crate::watch).
+        sys::tell(&format!(
+            "device\t{}\t{}",
+            resolved.canonical.display(),
+            info.name
+        ));
         Ok(Disk {
             tree,
             resolved,

@@ -503,6 +503,181 @@ pub fn with_interrupts_blocked<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The watched run (`crate::watch`): pi-burn's work in a child process, so that a device that
+// stops answering (a read or write that never completes leaves its process in uninterruptible
+// sleep, deaf even to SIGKILL) cannot hold the run, its output or its exit.
+
+/// Which side of the fork this is.
+pub enum Forked {
+    Child,
+    Parent(libc::pid_t),
+}
+
+/// A pipe's two ends (read, write), close-on-exec.
+pub fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 writes two new descriptors into the array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just made by pipe2 and are owned by nothing else.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+/// fork(2), only while this process has one thread (checked in /proc): the child continues
+/// this program with every lock in a known state.
+pub fn fork_process() -> io::Result<Forked> {
+    let threads = std::fs::read_dir("/proc/self/task")?.count();
+    if threads != 1 {
+        return Err(io::Error::other(format!(
+            "not forking with {threads} threads running"
+        )));
+    }
+    // SAFETY: fork(2) in a single-threaded process; both sides continue safe Rust code.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Makes `fd` also descriptor `target` (dup2), e.g. a pipe as standard output.
+pub fn dup_onto(fd: &impl AsRawFd, target: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 on two descriptor numbers; `fd` is open (borrowed).
+    if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Which of `fds` have data (or their end) within `timeout_ms`; interrupted waits answer none.
+pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> Vec<bool> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: poll(2) on an array of pollfd that lives for the call.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+    if n <= 0 {
+        return vec![false; fds.len()];
+    }
+    p.iter()
+        .map(|x| x.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
+        .collect()
+}
+
+/// Reads what is there from `fd` (0 at its end).
+pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: read(2) into a buffer of the length given.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Writes all of `buf` to `fd` (false when it cannot).
+pub fn write_fd(fd: RawFd, buf: &[u8]) -> bool {
+    write_all_fd(fd, buf)
+}
+
+/// How a child ended: its exit code, or 128 + the signal that killed it; `None` while it runs.
+pub fn child_ended(pid: libc::pid_t) -> Option<i32> {
+    let mut status = 0;
+    // SAFETY: waitpid(2) with WNOHANG on our own child; status is a valid int.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    if r != pid {
+        return None;
+    }
+    if libc::WIFEXITED(status) {
+        Some(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Some(128 + libc::WTERMSIG(status))
+    } else {
+        None
+    }
+}
+
+/// Sends `sig` to process `pid`.
+pub fn send_signal(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: kill(2) of our own child.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// The last SIGINT/SIGTERM the watching parent received (0: none), and whether a process
+/// sent it (kill, timeout, systemd) rather than the terminal (Ctrl-C reaches the child too).
+static WATCH_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+static WATCH_FROM_PROCESS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_watch_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    use std::sync::atomic::Ordering;
+    // SAFETY: the kernel hands a valid siginfo_t to an SA_SIGINFO handler.
+    let code = unsafe { (*info).si_code };
+    // SI_USER (0) and SI_QUEUE (-1) and the other negative codes come from processes;
+    // SI_KERNEL (0x80) from the terminal driver.
+    WATCH_FROM_PROCESS.store(code <= 0, Ordering::SeqCst);
+    WATCH_SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+/// The watching parent's SIGINT and SIGTERM: recorded (see [`watch_signal`]), never fatal.
+pub fn watch_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only touches atomics; the sigaction struct is zeroed and then
+        // filled in completely.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_watch_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The signal the watching parent received since the last call (0: none), and whether a
+/// process sent it.
+pub fn watch_signal() -> (libc::c_int, bool) {
+    use std::sync::atomic::Ordering;
+    (
+        WATCH_SIGNAL.swap(0, Ordering::SeqCst),
+        WATCH_FROM_PROCESS.load(Ordering::SeqCst),
+    )
+}
+
+/// Where a watched child tells its parent what it does to each device (-1: not watched).
+static STATE_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// In a watched child: `fd` is where [`tell`] writes.
+pub fn set_state_fd(fd: RawFd) {
+    STATE_FD.store(fd, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Tells the watching parent one line (what is being done to which device); nothing when the
+/// run is not watched. One write of a short line: the pipe keeps it whole.
+pub fn tell(line: &str) {
+    let fd = STATE_FD.load(std::sync::atomic::Ordering::SeqCst);
+    if fd >= 0 {
+        let mut l = line.replace('\n', " ");
+        l.truncate(400);
+        l.push('\n');
+        write_all_fd(fd, l.as_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,7 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ("XDG_CACHE_HOME", "Where the cache goes when PI_BURN_CACHE_DIR is not set. Default: ~/.cache."),
     ("SOURCE_DATE_EPOCH", "Seconds since 1970 for the timestamps of the files on a card. Default: the firmware release's date (images are reproducible either way)."),
     ("HTTPS_PROXY, ALL_PROXY, NO_PROXY", "Proxies for firmware downloads, as curl reads them."),
+    ("PI_BURN_DEVICE_TIMEOUT", "Seconds a device the user named may leave requests waiting with none completed before pi-burn ends the run without it, saying what the device was left as (default 30; 5 after SIGTERM or Ctrl-C)."),
     ("PI_BURN_REQUIRE_ALL_TESTS", "For pi-burn's own test suite: 1 makes a test that cannot run here (a missing tool, not root) fail instead of being ignored."),
 ];
 

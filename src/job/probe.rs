@@ -45,6 +45,7 @@ impl ProbeJob {
         );
         let (w, r) = probe::honest_cost(size, ss);
         let _writing = crate::blockdev::sys::Writing::start();
+        crate::blockdev::sys::tell(&format!("state\t{name}\tprobing"));
         progress.target(
             0,
             TargetStep::Begin {

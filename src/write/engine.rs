@@ -145,6 +145,11 @@ impl<'p> Writer<'p> {
         &self.name
     }
 
+    /// Tells a watched run's parent what is being done to this target (crate::watch).
+    fn tell(&self, state: &str) {
+        crate::blockdev::sys::tell(&format!("state\t{}\t{state}", self.name));
+    }
+
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -190,6 +195,7 @@ impl<'p> Writer<'p> {
     pub fn probe(&mut self) -> Result<(), TargetError> {
         use crate::write::probe;
         self.touched = true;
+        self.tell("probing");
         let (progress, id) = (self.progress, self.id);
         let found = probe::run(self.sink.as_mut(), probe::fresh_seed(), &mut |n| {
             progress.target(id, TargetStep::Advance(n))
@@ -206,6 +212,7 @@ impl<'p> Writer<'p> {
     /// Zeros over the table areas: the first write to the target.
     pub fn wipe(&mut self) -> Result<(), TargetError> {
         self.touched = true;
+        self.tell("wiping");
         for (o, l) in table_areas(self.size) {
             self.sink
                 .write_at(o, &vec![0u8; l as usize])
@@ -216,6 +223,7 @@ impl<'p> Writer<'p> {
             self.stats.bytes_written += l;
             self.advance(l);
         }
+        self.tell("data");
         Ok(())
     }
 
@@ -256,6 +264,7 @@ impl<'p> Writer<'p> {
     pub fn finish(&mut self, f: &Final) -> Result<(), TargetError> {
         self.step(TargetPhase::Flush, 0);
         self.sync()?;
+        self.tell("table");
         if let Some(r) = self.relaid.take() {
             return self.finish_relaid(f, r);
         }
@@ -328,6 +337,7 @@ impl<'p> Writer<'p> {
             return Ok(());
         }
         let total = self.written.iter().map(|w| w.1).sum();
+        self.tell("verifying");
         self.step(TargetPhase::ReadBack, total);
         let mut buf = vec![];
         let written = std::mem::take(&mut self.written);
@@ -369,6 +379,7 @@ impl<'p> Writer<'p> {
             last_end = Some(off + len);
         }
         if differ.is_empty() {
+            self.tell("done");
             return Ok(());
         }
         Err(TargetError::Differs {
@@ -387,6 +398,7 @@ impl<'p> Writer<'p> {
                 done: self.stats.clone(),
             };
         }
+        self.tell("failed");
         let mut wiped = Ok(());
         for (o, l) in table_areas(self.size) {
             wiped = wiped.and_then(|()| self.sink.write_at(o, &vec![0u8; l as usize]));

@@ -336,6 +336,94 @@ fn devices_answers_with_a_stalled_device_attached() {
     assert!(row.to_string().contains("not answering"), "{row}");
 }
 
+/// A device the user named that stops answering (issue 30 item 12): every command that reads
+/// or writes it ends within PI_BURN_DEVICE_TIMEOUT, saying so and what the device was left as;
+/// SIGTERM ends a run whose device does not answer within seconds (it hung until the device
+/// went: the process sat in the kernel, deaf even to SIGKILL).
+fn a_named_device_that_stops_answering_ends_the_run() {
+    if !can_fake_devices() {
+        return;
+    }
+    let t = TestDir::new();
+    assert_success(&t.sdcard("sd.img", &[]));
+    let fake = FakeDevice::start(
+        &t,
+        "stall",
+        &[
+            "--mode",
+            "stall",
+            "--claimed",
+            "64M",
+            "--stall-seconds",
+            "120",
+        ],
+    );
+    let dev = fake.dev().to_string();
+    let zip = fixture_zip("rpi4", None);
+    let zip = zip.to_str().unwrap();
+    let sd = t.path("sd.img");
+    let runs: [Vec<&str>; 5] = [
+        vec!["inspect", &dev],
+        vec![
+            "sdcard",
+            &dev,
+            "--dry-run",
+            "--manifest",
+            MANIFEST,
+            "--firmware-zip",
+            zip,
+        ],
+        vec![
+            "sdcard",
+            &dev,
+            "--yes",
+            "--manifest",
+            MANIFEST,
+            "--firmware-zip",
+            zip,
+        ],
+        vec!["probe", &dev, "--yes"],
+        vec!["flash", sd.to_str().unwrap(), &dev, "--yes"],
+    ];
+    for args in &runs {
+        let start = std::time::Instant::now();
+        let o = t
+            .pi_burn()
+            .env("PI_BURN_DEVICE_TIMEOUT", "3")
+            .args(args)
+            .output()
+            .unwrap();
+        let took = start.elapsed();
+        assert!(took.as_secs() < 12, "{args:?} took {took:?}");
+        assert_fails_with(
+            &o,
+            1,
+            &[&dev, "stopped answering", "nothing was written to it"],
+        );
+    }
+    // SIGTERM, with the default bound (30 s): the run ends within seconds, exit 130.
+    let start = std::time::Instant::now();
+    let child = t
+        .pi_burn()
+        .args(["--json", "inspect", &dev])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    let took = start.elapsed();
+    assert!(took.as_secs() < 12, "SIGTERM: took {took:?}");
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(j["exit_code"], 130, "{j}");
+    assert!(
+        j["error"].as_str().unwrap().contains("after SIGTERM"),
+        "{j}"
+    );
+}
+
 // This module's tests, for the runner in main.rs.
 crate::tests![
     sdcard_and_ssd_refuse_wrap_around_and_limbo_fakes,
@@ -344,4 +432,5 @@ crate::tests![
     f3probe_agrees_with_the_probe_on_the_fakes,
     a_read_back_difference_names_the_range_and_the_wrap,
     devices_answers_with_a_stalled_device_attached,
+    a_named_device_that_stops_answering_ends_the_run,
 ];
