@@ -370,7 +370,7 @@ fn export(a: &ExportArgs, g: &Global) -> Result<Outcome> {
         }
     }
     // An empty DIR is replaced; a DIR that was filled meanwhile is not.
-    staged.commit(dir, false)?;
+    staged.commit(dir, None)?;
     Ok(Outcome::of(&serde_json::json!({
         "dir": dir.display().to_string(), "board": fw.board, "version": fw.version,
         "zip_sha256": fw.zip_sha256.hex(), "nar_sha256": fw.nar_sha256.sri(),

@@ -154,7 +154,15 @@ pub fn run(a: &ImagesArgs, g: &Global) -> Result<Outcome> {
                 .with_context(|| format!("{name}'s EEPROM card"))?,
         );
     }
-    staging.commit(&job.out, job.force)?;
+    let own = crate::job::images::own_output;
+    let kept = staging.commit(&job.out, job.force.then_some(&own as _))?;
+    if let Some(k) = kept {
+        g.progress().notice(&format!(
+            "notice: files that are not pi-burn's appeared in {} while it worked: they are kept in {}",
+            job.out.display(),
+            k.display()
+        ));
+    }
     let mut lines = vec![format!(
         "{:<10} {:<7} {:<28} {:>9} {:>9}  bmap sha256",
         "node", "kind", "image", "size", "written"

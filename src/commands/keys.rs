@@ -3,18 +3,8 @@
 use super::{Global, Outcome};
 use crate::cli::KeysArgs;
 use crate::job::keys::KeysJob;
-use crate::keys::{ensure, make_dir, Fate, KeyInfo, HOST_KEY, INITRD_KEY};
-use anyhow::{Context, Result};
-use std::os::unix::fs::PermissionsExt;
-
-/// One node's keys.
-#[derive(serde::Serialize)]
-struct NodeKeys {
-    node: String,
-    extra_files: String,
-    host_key: KeyInfo,
-    initrd_key: KeyInfo,
-}
+use crate::keys::{Fate, NodeKeys};
+use anyhow::Result;
 
 /// "ssh-ed25519 AAAA..." without the comment.
 fn bare(public: &str) -> String {
@@ -25,25 +15,20 @@ fn bare(public: &str) -> String {
         .join(" ")
 }
 
-/// `node`'s two keys, made or kept, each named with its fingerprint on stderr.
-fn node_keys(job: &KeysJob, node: &str, g: &Global) -> Result<NodeKeys> {
-    let root = job.out.join(node);
-    // As the node's own /, /etc and /etc/ssh: nixos-anywhere copies these modes.
-    for d in [root.clone(), root.join("etc"), root.join("etc/ssh")] {
-        make_dir(&d, 0o755)?;
+/// Each key's fate on stderr, with what was set right.
+fn say_fates(n: &NodeKeys, g: &Global) {
+    for d in &n.fixed_dirs {
+        g.progress().notice(&format!(
+            "notice: {d} (nixos-anywhere copies it as the node's own)"
+        ));
     }
-    let host_key = ensure(&root.join(HOST_KEY), &format!("root@{node}"), job.rotate)
-        .with_context(|| format!("{node}'s host key"))?;
-    let initrd_key = ensure(
-        &root.join(INITRD_KEY),
-        &format!("initrd@{node}"),
-        job.rotate,
-    )
-    .with_context(|| format!("{node}'s initrd host key"))?;
-    for k in [&host_key, &initrd_key] {
+    for k in [&n.host_key, &n.initrd_key] {
         let what = match k.fate {
             Fate::Created => "made".to_string(),
-            Fate::Kept => "kept".to_string(),
+            Fate::Kept => match &k.fixed {
+                Some(f) => format!("kept, {f} (sshd refuses a host key others can read)"),
+                None => "kept".to_string(),
+            },
             Fate::Rotated => format!(
                 "replaced (was {})",
                 k.replaced
@@ -54,36 +39,20 @@ fn node_keys(job: &KeysJob, node: &str, g: &Global) -> Result<NodeKeys> {
         g.progress()
             .phase(&format!("{}: {what}, {}", k.path, k.fingerprint));
     }
-    Ok(NodeKeys {
-        node: node.to_string(),
-        extra_files: root.display().to_string(),
-        host_key,
-        initrd_key,
-    })
 }
 
 pub fn run(a: &KeysArgs, g: &Global) -> Result<Outcome> {
     let job = KeysJob::from_args(a)?;
     // The directory above the nodes' trees is never copied: only its owner reaches the keys.
-    if job.out.exists() {
-        let mode = std::fs::metadata(&job.out)
-            .with_context(|| format!("reading {}", job.out.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            g.progress().notice(&format!(
-                "warning: {} is open to other users (mode {:o}); each private key is 0600, but `chmod 700 {}` keeps them from listing the tree",
-                job.out.display(),
-                mode & 0o777,
-                job.out.display()
-            ));
-        }
-    } else {
-        make_dir(&job.out, 0o700)?;
+    let (_lock, note) = crate::keys::open_out(&job.out)?;
+    if let Some(n) = note {
+        g.progress().notice(&n);
     }
     let mut nodes = vec![];
     for node in &job.nodes {
-        nodes.push(node_keys(&job, node, g)?);
+        let n = crate::keys::node_keys(&job.out, node, job.rotate)?;
+        say_fates(&n, g);
+        nodes.push(n);
     }
     let flake = job.flake.display();
     let known_hosts: Vec<String> = nodes

@@ -83,10 +83,13 @@ pub struct Lock(#[allow(dead_code)] File);
 
 impl Lock {
     pub fn take(path: &Path) -> Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Never through a link (a lock file planted as one would create or truncate its target).
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
             .with_context(|| format!("opening lock {}", path.display()))?;
         // flock(2), as std implements File::lock on Linux: blocks until the lock is ours.

@@ -29,6 +29,111 @@ pub struct ImagesJob {
     pub eeprom: Vec<(String, super::eeprom::EepromJob)>,
 }
 
+/// Whether `p` is an entry of pi-burn's own `images` output, which `--force` may replace: a
+/// regular file (no link, no directory) named as images names its files (NODE-sdcard.img,
+/// NODE-ssd.img, eeprom.img, NODE-eeprom.img, each maybe .zst, their .bmap, SHA256SUMS) whose
+/// first bytes are what such a file starts with. Else why not, naming it.
+pub fn own_output(p: &Path) -> std::result::Result<(), String> {
+    use std::io::Read;
+    let shown = p.display();
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let m = std::fs::symlink_metadata(p).map_err(|e| format!("{shown} ({e})"))?;
+    if !m.file_type().is_file() {
+        return Err(format!(
+            "{shown}, which is not a file pi-burn makes (a directory, link or other)"
+        ));
+    }
+    let base = name
+        .strip_suffix(".bmap")
+        .or_else(|| name.strip_suffix(".zst"))
+        .unwrap_or(&name);
+    let image_name = base.ends_with("-sdcard.img")
+        || base.ends_with("-ssd.img")
+        || base.ends_with("-eeprom.img")
+        || base == "eeprom.img";
+    if !image_name && name != "SHA256SUMS" {
+        return Err(format!(
+            "{shown}, which is not an image, block map or checksum list pi-burn makes"
+        ));
+    }
+    let mut head = [0u8; 512];
+    let n = std::fs::File::open(p)
+        .and_then(|f| f.take(512).read(&mut head))
+        .map_err(|e| format!("{shown} ({e})"))?;
+    let head = &head[..n];
+    let looks = if name.ends_with(".bmap") {
+        head.starts_with(b"<?xml") && crate::util::find(head, b"<bmap").is_some()
+    } else if name.ends_with(".zst") {
+        head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+    } else if name == "SHA256SUMS" {
+        head.is_empty()
+            || head
+                .split(|b| *b == b'\n')
+                .next()
+                .is_some_and(|l| l.len() > 66 && l[..64].iter().all(u8::is_ascii_hexdigit))
+    } else {
+        // An image: an MBR boot signature (protective or real) at 510.
+        n == 512 && head[510..512] == [0x55, 0xAA]
+    };
+    if looks {
+        Ok(())
+    } else {
+        Err(format!(
+            "{shown}, whose content is not what pi-burn writes there"
+        ))
+    }
+}
+
+/// `--out`: never the flake or a directory holding it; when it is not empty, replaced only
+/// with `--force` and only when everything in it is pi-burn's own earlier output.
+fn check_out(flake: &Path, out: &Path, force: bool) -> Result<()> {
+    let flake_abs =
+        std::fs::canonicalize(flake).with_context(|| format!("--flake {}", flake.display()))?;
+    let out_abs = crate::util::absolute(out)?;
+    if flake_abs.starts_with(&out_abs) {
+        bail!(crate::error::Refused(format!(
+            "--out {}: it holds the flake {} (replacing it would delete the flake): choose a directory of its own, e.g. {}",
+            out.display(),
+            flake.display(),
+            flake_abs.join("images").display()
+        )));
+    }
+    let entries = match std::fs::read_dir(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) if !out.is_dir() => {
+            bail!(usage(format!("--out {}: not a directory", out.display())))
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", out.display())),
+        Ok(entries) => entries,
+    };
+    let mut any = false;
+    for e in entries {
+        any = true;
+        let p = e
+            .with_context(|| format!("reading {}", out.display()))?
+            .path();
+        if !force {
+            break;
+        }
+        if let Err(why) = own_output(&p) {
+            bail!(crate::error::Refused(format!(
+                "--out {} holds {why}: --force replaces only pi-burn's own images, block maps and checksums; choose a new or empty directory",
+                out.display()
+            )));
+        }
+    }
+    if any && !force {
+        bail!(usage(format!(
+            "--out {}: the directory is not empty; images writes a whole set into a new or empty directory, or replaces its own earlier set with --force",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
 /// `.OUT.pi-burn-PID.tmp` beside `out`.
 fn staging_dir(out: &Path) -> Result<PathBuf> {
     let name = out
@@ -65,21 +170,7 @@ impl ImagesJob {
                 a.flake.display()
             )));
         }
-        match std::fs::read_dir(&a.out) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(_) if !a.out.is_dir() => {
-                bail!(usage(format!("--out {}: not a directory", a.out.display())))
-            }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", a.out.display())),
-            Ok(mut entries) => {
-                if entries.next().is_some() && !a.force {
-                    bail!(usage(format!(
-                        "--out {}: the directory is not empty; images writes a whole set into a new or empty directory, or replaces one with --force",
-                        a.out.display()
-                    )));
-                }
-            }
-        }
+        check_out(&a.flake, &a.out, a.force)?;
         let staging = staging_dir(&a.out)?;
         let firmware = FirmwareJob::from_args(&a.firmware)?;
         // Every node's inputs first: a bad config or pi-burn.toml stops the run before any

@@ -15,34 +15,6 @@ pub struct KeysJob {
     pub initrd_port: u16,
 }
 
-/// `p` made absolute without following what does not exist yet: its longest existing
-/// ancestor canonicalised, the rest appended.
-fn absolute(p: &Path) -> Result<PathBuf> {
-    let p = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(p)
-    };
-    let mut rest = vec![];
-    let mut at = p.as_path();
-    loop {
-        if let Ok(c) = std::fs::canonicalize(at) {
-            let mut out = c;
-            for part in rest.iter().rev() {
-                out.push(part);
-            }
-            return Ok(out);
-        }
-        match (at.file_name(), at.parent()) {
-            (Some(n), Some(parent)) => {
-                rest.push(n.to_os_string());
-                at = parent;
-            }
-            _ => return Ok(p),
-        }
-    }
-}
-
 /// The git work tree holding `dir`, if any (the nearest ancestor with a `.git`).
 fn work_tree(dir: &Path) -> Option<PathBuf> {
     dir.ancestors()
@@ -72,7 +44,7 @@ fn ignored(root: &Path, path: &Path) -> Result<bool, String> {
 
 /// Refuses an `out` whose files a build of `flake` would copy into the Nix store.
 pub fn check_out(flake: &Path, out: &Path) -> Result<()> {
-    let (flake_abs, out_abs) = (absolute(flake)?, absolute(out)?);
+    let (flake_abs, out_abs) = (crate::util::absolute(flake)?, crate::util::absolute(out)?);
     if out_abs.starts_with("/nix/store") {
         bail!(Refused(format!(
             "--out {}: inside the Nix store, readable by every user",

@@ -8,7 +8,7 @@ pub mod units;
 
 use anyhow::{bail, Context, Result};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// `SOURCE_DATE_EPOCH` (seconds since 1970, the reproducible-builds convention), when set: a
 /// value that is not a whole number of seconds from 0 on is a usage error naming it, for every
@@ -31,6 +31,34 @@ pub fn source_date_epoch() -> Result<Option<u64>> {
 
 /// The last second a FAT date can hold (2107-12-31 23:59:59 UTC).
 const MAX_EPOCH: u64 = 4_354_819_199;
+
+/// `p` made absolute without following what does not exist yet: its longest existing
+/// ancestor canonicalised, the rest appended.
+pub fn absolute(p: &Path) -> Result<PathBuf> {
+    let p = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    };
+    let mut rest = vec![];
+    let mut at = p.as_path();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(at) {
+            let mut out = c;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return Ok(out);
+        }
+        match (at.file_name(), at.parent()) {
+            (Some(n), Some(parent)) => {
+                rest.push(n.to_os_string());
+                at = parent;
+            }
+            _ => return Ok(p),
+        }
+    }
+}
 
 /// Where `needle` first occurs in `hay` (memchr's SIMD search: firmware files are MiBs).
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -86,7 +86,9 @@ fn remove_stale(dir: &Path, name: &str) {
         let file = e.file_name().to_string_lossy().into_owned();
         let Some(pid) = file
             .strip_prefix(&prefix)
-            .and_then(|r| r.strip_suffix(".tmp").or_else(|| r.strip_suffix(".old")))
+            // Only pi-burn's own staging (`.tmp`): a directory moved aside by a replace is
+            // never removed whole (it held the user's --out).
+            .and_then(|r| r.strip_suffix(".tmp"))
             .and_then(|p| p.parse::<u32>().ok())
         else {
             continue;
@@ -101,6 +103,9 @@ fn remove_stale(dir: &Path, name: &str) {
         }
     }
 }
+
+/// Says whether an entry of a directory being replaced may go (Ok), or why not.
+pub type Replaceable<'a> = &'a dyn Fn(&Path) -> Result<(), String>;
 
 /// A directory filled under a temporary name beside its destination (`.NAME.pi-burn-PID.tmp`)
 /// and put in place as one; removed with everything in it when dropped uncommitted. A run
@@ -134,26 +139,40 @@ impl StagedDir {
         &self.path
     }
 
-    /// Puts the directory in place of `dest`: a missing or empty `dest` is replaced; a full
-    /// one only when `replace` (moved aside first, removed once the new one is in place, so
-    /// that at every moment one whole set is there).
-    pub fn commit(mut self, dest: &Path, replace: bool) -> Result<()> {
+    /// Puts the directory in place of `dest`: a missing or empty `dest` is replaced. A full
+    /// one only when `replace` says every entry in it may go (pi-burn's own earlier output):
+    /// it is moved aside first, so that at every moment one whole set is there, and then only
+    /// the entries `replace` accepts are removed, one by one (never a whole tree); whatever
+    /// else turned up in it meanwhile is kept, and the directory it is in is named.
+    pub fn commit(mut self, dest: &Path, replace: Option<Replaceable>) -> Result<Option<PathBuf>> {
         let empty = match fs::read_dir(dest) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(|| format!("reading {}", dest.display())),
             Ok(mut entries) => Some(entries.next().is_none()),
         };
-        let old = match empty {
-            None => None,
-            Some(true) => {
+        let old = match (empty, replace) {
+            (None, _) => None,
+            (Some(true), _) => {
                 fs::remove_dir(dest).with_context(|| format!("replacing {}", dest.display()))?;
                 None
             }
-            Some(false) if !replace => bail!(
+            (Some(false), None) => bail!(
                 "{} is not empty (it was filled while pi-burn worked); nothing was replaced",
                 dest.display()
             ),
-            Some(false) => {
+            (Some(false), Some(ok)) => {
+                // Checked again here: the caller's check was before the work.
+                for e in
+                    fs::read_dir(dest).with_context(|| format!("reading {}", dest.display()))?
+                {
+                    let p = e?.path();
+                    if let Err(why) = ok(&p) {
+                        bail!(crate::error::Refused(format!(
+                            "{} now holds {why}; nothing was replaced",
+                            dest.display()
+                        )));
+                    }
+                }
                 let name = dest
                     .file_name()
                     .context("the directory has no name")?
@@ -162,23 +181,30 @@ impl StagedDir {
                 let aside = dest
                     .parent()
                     .unwrap_or(Path::new("."))
-                    .join(format!(".{name}.pi-burn-{}.old", std::process::id()));
+                    .join(format!(".{name}.pi-burn-kept-{}", std::process::id()));
                 fs::rename(dest, &aside)
                     .with_context(|| format!("moving {} aside", dest.display()))?;
-                Some(aside)
+                Some((aside, ok))
             }
         };
         if let Err(e) = fs::rename(&self.path, dest) {
-            if let Some(a) = &old {
+            if let Some((a, _)) = &old {
                 let _ = fs::rename(a, dest);
             }
             return Err(e).with_context(|| format!("moving the new set into {}", dest.display()));
         }
         self.committed = true;
-        if let Some(a) = old {
-            let _ = fs::remove_dir_all(a);
+        let Some((aside, ok)) = old else {
+            return Ok(None);
+        };
+        for e in fs::read_dir(&aside).into_iter().flatten().flatten() {
+            let p = e.path();
+            if ok(&p).is_ok() {
+                let _ = fs::remove_file(&p);
+            }
         }
-        Ok(())
+        // Empty now, unless something not pi-burn's came in between: then it stays, named.
+        Ok(fs::remove_dir(&aside).err().map(|_| aside))
     }
 }
 

@@ -459,8 +459,105 @@ fn partial_outputs_never_stand_as_whole_ones() {
     );
 }
 
+/// Issue 30 item 1: `images --force` only ever replaces pi-burn's own earlier output. An
+/// --out that is the flake, or holds it, is refused (it deleted .git, flake.nix and hosts/);
+/// so is one holding anything else, named; the earlier set is replaced.
+fn images_force_never_deletes_the_flake_or_files_it_did_not_make() {
+    let t = TestDir::new();
+    // A flake in git, with a file of the user's that nothing else holds.
+    let flake = t.path("cluster");
+    copy_tree(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/flake")),
+        &flake,
+    );
+    std::fs::create_dir_all(flake.join(".git")).unwrap();
+    std::fs::write(flake.join("notes.txt"), "uncommitted work").unwrap();
+    let zip = fixture_zip("rpi4", None);
+    let images = |out: &Path| {
+        t.pi_burn()
+            .args(["images", "--flake"])
+            .arg(&flake)
+            .arg("--out")
+            .arg(out)
+            .arg("--force")
+            .arg("--firmware-zip")
+            .arg(&zip)
+            .args(["--manifest", MANIFEST])
+            .output()
+            .unwrap()
+    };
+    let before = tree(&flake);
+    for out in [flake.clone(), t.path("."), flake.join("hosts")] {
+        let o = images(&out);
+        let needle = if out == flake.join("hosts") {
+            "replaces only pi-burn's own"
+        } else {
+            "holds the flake"
+        };
+        assert_fails_with(&o, 4, &[needle]);
+        assert_eq!(
+            tree(&flake),
+            before,
+            "--out {}: the flake changed",
+            out.display()
+        );
+    }
+    // An --out holding a file of the user's: refused, the file named and kept.
+    let out = t.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("thesis.odt"), "years of work").unwrap();
+    assert_fails_with(&images(&out), 4, &["thesis.odt"]);
+    assert_eq!(
+        std::fs::read(out.join("thesis.odt")).unwrap(),
+        b"years of work"
+    );
+    // A file named as pi-burn names its images but holding something else: kept too.
+    std::fs::remove_file(out.join("thesis.odt")).unwrap();
+    std::fs::write(out.join("pi-alpha-sdcard.img"), "not an image").unwrap();
+    assert_fails_with(&images(&out), 4, &["pi-alpha-sdcard.img", "content"]);
+    // pi-burn's own earlier set is replaced.
+    std::fs::remove_file(out.join("pi-alpha-sdcard.img")).unwrap();
+    assert_success(&images(&out));
+    let first = tree(&out);
+    assert_success(&images(&out));
+    assert_eq!(tree(&out), first);
+    assert_eq!(tree(&flake), before);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_tree(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Every file under `dir` with its SHA-256 (an image by its size: its block map beside it
+/// holds the SHA-256 of every mapped range).
+fn tree(dir: &Path) -> Vec<(String, String)> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(tree(&p));
+        } else if p.extension().is_some_and(|x| x == "img") {
+            let len = std::fs::metadata(&p).unwrap().len();
+            out.push((p.display().to_string(), len.to_string()));
+        } else {
+            out.push((p.display().to_string(), sha256_file(&p)));
+        }
+    }
+    out.sort();
+    out
+}
+
 // This module's tests, for the runner in main.rs.
 crate::tests![
+    images_force_never_deletes_the_flake_or_files_it_did_not_make,
     looping_and_cross_linked_fats_are_named_within_bounds,
     a_card_of_thousands_of_directories_is_read_back_linearly,
     endless_and_oversized_inputs_are_refused_within_bounds,

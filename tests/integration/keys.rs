@@ -212,8 +212,202 @@ fn an_out_that_nix_would_copy_into_the_store_is_refused() {
 }
 
 // This module's tests, for the runner in main.rs.
+/// Issue 30 item 2: a link planted under --out (another user's, in a shared directory) is
+/// refused by name, with --rotate too, and nothing behind it is written; a FIFO at a key path
+/// is refused without being opened (opening it would wait for a writer forever).
+fn links_and_fifos_under_out_are_refused_and_nothing_behind_them_is_written() {
+    let t = TestDir::new();
+    let elsewhere = t.path("elsewhere");
+    std::fs::create_dir_all(elsewhere.join("etc/ssh")).unwrap();
+    std::fs::write(elsewhere.join("etc/ssh/ssh_host_ed25519_key"), "theirs").unwrap();
+    let outside = || {
+        let mut v: Vec<String> = walk(&elsewhere);
+        v.sort();
+        v
+    };
+    let before = outside();
+    for (name, plant) in [
+        ("node", "pi-alpha"),
+        ("etc", "pi-alpha/etc"),
+        ("etc/ssh", "pi-alpha/etc/ssh"),
+        ("key", "pi-alpha/etc/ssh/ssh_host_ed25519_key"),
+    ] {
+        let out = t.path(&format!("out-{}", name.replace('/', "-")));
+        let at = out.join(plant);
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        let target = match name {
+            "node" => elsewhere.clone(),
+            "etc" => elsewhere.join("etc"),
+            "etc/ssh" => elsewhere.join("etc/ssh"),
+            _ => elsewhere.join("etc/ssh/ssh_host_ed25519_key"),
+        };
+        std::os::unix::fs::symlink(&target, &at).unwrap();
+        for extra in [&[][..], &["--rotate"]] {
+            let o = keys(&t, Path::new(CLUSTER), &out, extra);
+            assert_fails_with(&o, 4, &["is a symbolic link", plant]);
+            assert_eq!(
+                outside(),
+                before,
+                "{name} {extra:?}: written through the link"
+            );
+        }
+    }
+    // The --out itself a link: refused too.
+    let link = t.path("out-link");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    assert_fails_with(
+        &keys(&t, Path::new(CLUSTER), &link, &[]),
+        4,
+        &["is a symbolic link"],
+    );
+    assert_eq!(outside(), before);
+    // A FIFO at the initrd key's path: refused, not opened (the run would hang on it).
+    let out = t.path("out-fifo");
+    let fifo = key_paths(&out, "pi-beta")[1].clone();
+    std::fs::create_dir_all(fifo.parent().unwrap()).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let start = std::time::Instant::now();
+    let o = keys(&t, Path::new(CLUSTER), &out, &["--node", "pi-beta"]);
+    assert!(start.elapsed().as_secs() < 20);
+    assert_fails_with(
+        &o,
+        4,
+        &["not a regular file", "initrd_ssh_host_ed25519_key"],
+    );
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(format!("{} {:?}", p.display(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out
+}
+
+/// Issue 30 item 3: keys the node could not use are never reported as plainly kept: a private
+/// key of mode 0644 is set to 0600 (sshd refuses it otherwise) and said so; the tree's
+/// directories made 0700 become 0755 (they are the node's /, /etc and /etc/ssh); a key
+/// encrypted with a passphrase is refused (sshd cannot ask for it at boot).
+fn keys_the_node_could_not_use_are_set_right_or_refused() {
+    if !have_tool("ssh-keygen") {
+        return;
+    }
+    let t = TestDir::new();
+    let out = t.path("keys");
+    assert_success(&keys(&t, Path::new(CLUSTER), &out, &["--node", "pi-alpha"]));
+    let [host, initrd] = key_paths(&out, "pi-alpha");
+    let before = std::fs::read(&host).unwrap();
+    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for d in ["pi-alpha", "pi-alpha/etc", "pi-alpha/etc/ssh"] {
+        std::fs::set_permissions(out.join(d), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let o = t
+        .pi_burn()
+        .args([
+            "--json", "keys", "--flake", CLUSTER, "--node", "pi-alpha", "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_success(&o);
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(j["nodes"][0]["host_key"]["fate"], "kept", "{j}");
+    assert_eq!(
+        j["nodes"][0]["host_key"]["fixed"], "mode 0644 -> 0600",
+        "{j}"
+    );
+    assert_eq!(
+        j["nodes"][0]["fixed_dirs"].as_array().unwrap().len(),
+        3,
+        "{j}"
+    );
+    assert!(
+        stderr(&o).contains("kept, mode 0644 -> 0600"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(mode(&host), 0o600);
+    assert_eq!(
+        std::fs::read(&host).unwrap(),
+        before,
+        "the key itself is kept"
+    );
+    for d in ["pi-alpha", "pi-alpha/etc", "pi-alpha/etc/ssh"] {
+        assert_eq!(mode(&out.join(d)), 0o755, "{d}");
+    }
+    // A key with a passphrase: refused, left as it is; --rotate replaces it.
+    std::fs::remove_file(&initrd).unwrap();
+    run_ok(
+        tool("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "secret", "-f"])
+            .arg(&initrd),
+    );
+    let enc = std::fs::read(&initrd).unwrap();
+    let o = keys(&t, Path::new(CLUSTER), &out, &["--node", "pi-alpha"]);
+    assert_fails_with(&o, 1, &["encrypted with a passphrase", "--rotate"]);
+    assert_eq!(std::fs::read(&initrd).unwrap(), enc);
+    let o = keys(
+        &t,
+        Path::new(CLUSTER),
+        &out,
+        &["--node", "pi-alpha", "--rotate"],
+    );
+    assert_success(&o);
+    assert_ne!(std::fs::read(&initrd).unwrap(), enc);
+}
+
+/// Issue 30 item 4: two runs at once print only keys that are on disk, each .pub matching
+/// its key (they took turns: the second kept what the first made).
+fn two_runs_at_once_print_the_keys_that_are_on_disk() {
+    let t = TestDir::new();
+    let out = t.path("keys");
+    for round in 0..4 {
+        let _ = std::fs::remove_dir_all(&out);
+        let spawn = || {
+            t.pi_burn()
+                .args(["--json", "keys", "--flake", CLUSTER, "--out"])
+                .arg(&out)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        for o in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+            assert_success(&o);
+            let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+            for n in j["nodes"].as_array().unwrap() {
+                for k in ["host_key", "initrd_key"] {
+                    let path = PathBuf::from(n[k]["path"].as_str().unwrap());
+                    let printed = n[k]["public"].as_str().unwrap();
+                    let on_disk =
+                        std::fs::read_to_string(format!("{}.pub", path.display())).unwrap();
+                    assert_eq!(
+                        on_disk.trim_end(),
+                        printed,
+                        "round {round}: {}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
 crate::tests![
     keys_read_back_with_ssh_keygen_and_a_second_run_changes_nothing,
     json_has_public_keys_only_and_age_uses_the_keys,
     an_out_that_nix_would_copy_into_the_store_is_refused,
+    links_and_fifos_under_out_are_refused_and_nothing_behind_them_is_written,
+    keys_the_node_could_not_use_are_set_right_or_refused,
+    two_runs_at_once_print_the_keys_that_are_on_disk,
 ];
