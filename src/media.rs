@@ -43,6 +43,8 @@ pub enum Identity {
     Damaged(String),
     /// An ISO 9660 image (an installer, most likely).
     Iso,
+    /// No partition table, and a filesystem on the whole disk (as blkid would name it).
+    Filesystem(&'static str),
     /// No partition table: zeros where it would be.
     Blank,
     /// Bytes pi-burn reads no table in.
@@ -62,6 +64,8 @@ fn content_at<R: Read + Seek>(disk: &mut R, off: u64) -> Option<&'static str> {
     let at = |o: usize, m: &[u8]| b.get(o..o + m.len()) == Some(m);
     if at(0, b"LUKS\xba\xbe") {
         Some("LUKS")
+    } else if at(0, b"XFSB") {
+        Some("XFS")
     } else if at(510, &[0x55, 0xAA]) && at(82, b"FAT32   ") {
         Some("FAT32")
     } else if at(510, &[0x55, 0xAA]) && (at(54, b"FAT16   ") || at(54, b"FAT12   ")) {
@@ -87,9 +91,27 @@ pub fn identify<R: Read + Seek>(disk: &mut R, size: u64) -> Identity {
     }
     let table = match read_table(disk, size, None) {
         Ok(t) => t,
-        Err(_) if head[..1024].iter().all(|b| *b == 0) => return Identity::Blank,
-        Err(e) => return Identity::Unknown(format!("{e:#}")),
+        Err(e) => {
+            // No table: a filesystem on the whole disk (an ext4 superblock leaves the first
+            // KiB zero), or nothing.
+            return match content_at(disk, 0) {
+                Some("empty") | None if head[..1024].iter().all(|b| *b == 0) => {
+                    match read_at(disk, 0x10040, 8) {
+                        Some(m) if m == b"_BHRfS_M" => Identity::Filesystem("btrfs"),
+                        _ => Identity::Blank,
+                    }
+                }
+                Some("empty") | None => Identity::Unknown(format!("{e:#}")),
+                Some(fs) => Identity::Filesystem(fs),
+            };
+        }
     };
+    if table.table == TableKind::Mbr && table.partitions.is_empty() {
+        // A boot sector's signature without partitions: a filesystem on the whole disk?
+        if let Some(fs @ ("FAT32" | "FAT16")) = content_at(disk, 0) {
+            return Identity::Filesystem(fs);
+        }
+    }
     let ss = table.sector_size;
     let mut partitions = vec![];
     for p in &table.partitions {
@@ -165,10 +187,15 @@ impl Identity {
             Identity::Eeprom(r) => format!("a pi-burn EEPROM card: {}", r.summary()),
             Identity::Damaged(why) => format!("a FAT partition that cannot be read ({why})"),
             Identity::Iso => "an ISO 9660 image (an installer?), not a card".into(),
+            Identity::Filesystem(fs) => {
+                format!("{fs} on the whole disk (a filesystem, no partition table)")
+            }
             Identity::Blank => "no partition table (blank where one would be)".into(),
             Identity::Unknown(why) => format!("no partition table pi-burn reads ({why})"),
             Identity::Table {
-                kind, partitions, ..
+                kind,
+                partitions,
+                bad_record,
             } => {
                 let list = partitions
                     .iter()
@@ -191,7 +218,10 @@ impl Identity {
                     } else {
                         ""
                     }
-                )
+                ) + &bad_record
+                    .as_ref()
+                    .map(|e| format!("; its /{} is no record pi-burn reads ({e})", record::PATH))
+                    .unwrap_or_default()
             }
         }
     }
@@ -210,6 +240,19 @@ pub fn card_record(id: Identity, origin: &str) -> Result<CardRecord> {
             "{origin} is a pi-burn EEPROM card ({}), not a firmware card: `pi-burn inspect` checks it",
             r.summary()
         ),
+        Identity::Table {
+            kind: TableKind::Gpt,
+            ref partitions,
+            bad_record: None,
+        } if !partitions.is_empty()
+            && partitions.iter().all(|p| p.name.starts_with("disk-"))
+            && !partitions.first().is_some_and(|p| p.content == Some("FAT32") && partitions.len() == 1) =>
+        {
+            bail!(
+                "{origin} is a node's disk as disko names its partitions, not a card: {}; inspect reads firmware and EEPROM cards (an SSD's table is checked with `sgdisk -v`, and `pi-burn ssd --node NODE --dry-run` shows the one pi-burn writes)",
+                id_describe(partitions)
+            )
+        }
         other => {
             let hint = match &other {
                 Identity::Table { partitions, .. }
@@ -219,13 +262,25 @@ pub fn card_record(id: Identity, origin: &str) -> Result<CardRecord> {
                 }
                 _ => "",
             };
+            let no_record = match &other {
+                Identity::Table { .. } => format!(" (its partition 1 has no /{})", record::PATH),
+                _ => String::new(),
+            };
             bail!(
-                "{origin} is not a card pi-burn made (its partition 1 has no /{}): it holds {}{hint}",
-                record::PATH,
+                "{origin} is not a card pi-burn made{no_record}: it holds {}{hint}",
                 other.describe()
             )
         }
     }
+}
+
+/// The partitions, for a message.
+fn id_describe(partitions: &[Found]) -> String {
+    partitions
+        .iter()
+        .map(Found::describe)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What the disk at `path` (`size` bytes) holds, in one line; "(could not be read)" when it

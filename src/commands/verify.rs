@@ -47,7 +47,20 @@ pub fn run(args: &VerifyArgs, g: &Global) -> Result<Outcome> {
     let node = job.node.as_ref().map(|n| n.name.as_str());
     let plan = job.layout.sd_layout(&fw, ss, node).plan(size)?;
     g.progress().phase(&format!("verifying {path}"));
-    let v = verify_card(&mut t.file, &plan, 1, &fw.files, &job.layout.label)?;
+    // The settings asked for (--set, the node's pi-burn.toml) must be on the card as asked.
+    let asked = job
+        .custom
+        .settings
+        .iter()
+        .map(|s| {
+            Ok(crate::disk::verify::Asked {
+                def: s.def,
+                bytes: s.def.encode(&s.value)?,
+                shown: format!("{} (from {})", s.value, s.from),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let v = verify_card(&mut t.file, &plan, 1, &fw.files, &job.layout.label, &asked)?;
     let mut report = Report::new(t.report, &plan).with_firmware(&fw);
     report.mismatches = Some(v.mismatches.clone());
     report.changes = v.changes.clone();

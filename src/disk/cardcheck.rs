@@ -54,7 +54,13 @@ pub fn check<R: Read + Seek>(
     c.problems
         .extend(c.record.check_table(&c.card.table, &c.card.label));
     let mut seen = c.card.files.clone();
-    if let Some(fd) = c.store_unchanged_outside() {
+    if c.store_file_as_recorded() {
+        // The file is the one the record lists: its store must be the one the record says
+        // was burned (the record is not compared with itself).
+        if let Some(fd) = c.card.kept.get(STORE_FILE).cloned() {
+            c.compare_store(&fd, false);
+        }
+    } else if let Some(fd) = c.store_unchanged_outside() {
         // Only the region the firmware rewrites differs: the file is as burned, its store
         // is compared variable by variable.
         if let Some(f) = c.record.files.iter().find(|f| f.path == STORE_FILE) {
@@ -62,7 +68,7 @@ pub fn check<R: Read + Seek>(
                 seen.insert(STORE_FILE.into(), (f.bytes, d));
             }
         }
-        c.compare_store(&fd);
+        c.compare_store(&fd, true);
     }
     let files = c.record.check_files(&seen, "found");
     c.problems.extend(files);
@@ -86,6 +92,15 @@ fn shown(name: &str, guid: &str, data: Option<&[u8]>, bytes: u64) -> String {
 }
 
 impl CardCheck {
+    /// Whether the card's RPI_EFI.fd is the one the record lists (size and SHA-256).
+    fn store_file_as_recorded(&self) -> bool {
+        let recorded = self.record.files.iter().find(|f| f.path == STORE_FILE);
+        match (recorded, self.card.files.get(STORE_FILE)) {
+            (Some(r), Some((bytes, sha))) => sha.hex() == r.sha256 && *bytes == r.bytes,
+            _ => false,
+        }
+    }
+
     /// The card's RPI_EFI.fd when it differs from the record only inside the store's region.
     fn store_unchanged_outside(&self) -> Option<Vec<u8>> {
         let store = self.record.store.as_ref()?;
@@ -98,8 +113,10 @@ impl CardCheck {
         unchanged_outside(store, fd, recorded.bytes).then(|| fd.clone())
     }
 
-    /// The card's store against the store as burned: what the firmware changed.
-    fn compare_store(&mut self, fd: &[u8]) {
+    /// The card's store against the store as burned: what the firmware changed (`booted`: the
+    /// file changed inside the region it rewrites), or, when the file is the one recorded,
+    /// every difference is the record's own (a problem).
+    fn compare_store(&mut self, fd: &[u8], booted: bool) {
         let Some(store) = self.record.store.clone() else {
             return;
         };
@@ -111,7 +128,15 @@ impl CardCheck {
                 return;
             }
         };
-        diff_store(&store, &found, &mut self.changes);
+        if booted {
+            diff_store(&store, &found, &mut self.changes);
+            return;
+        }
+        let mut differs = vec![];
+        diff_store(&store, &found, &mut differs);
+        self.problems.extend(differs.into_iter().map(|d| {
+            format!("the record's variable store is not the one in the card's /{STORE_FILE} (which is as the record lists it): {d}")
+        }));
     }
 
     /// Every setting the record names, against the store it recorded: a record that says
@@ -134,7 +159,15 @@ impl CardCheck {
                 ));
                 continue;
             };
-            let want = Sha256Digest::of(&def.encode(&s.value)).hex();
+            let want = match def.encode(&s.value) {
+                Ok(bytes) => Sha256Digest::of(&bytes).hex(),
+                Err(e) => {
+                    self.problems.push(format!(
+                        "the record's UEFI setting is not one the firmware accepts: {e:#}"
+                    ));
+                    continue;
+                }
+            };
             let burned = store
                 .variables
                 .iter()

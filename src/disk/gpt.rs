@@ -230,6 +230,35 @@ fn head_gpt(head: &[u8], ss: u64) -> Result<Option<HeadGpt>> {
         bail!("{what}: alternate header LBA {alt} is impossible");
     }
     let parts = entries(array, &h, alt).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    // What sgdisk -v calls damaged: partitions that overlap, or lie outside the usable sectors.
+    let mut sorted: Vec<&Entry> = parts.iter().collect();
+    sorted.sort_by_key(|p| p.first_lba);
+    for w in sorted.windows(2) {
+        if w[1].first_lba <= w[0].last_lba {
+            bail!(
+                "{what}: partitions {} ({}-{}) and {} ({}-{}) overlap: the table is damaged",
+                w[0].number,
+                w[0].first_lba,
+                w[0].last_lba,
+                w[1].number,
+                w[1].first_lba,
+                w[1].last_lba
+            );
+        }
+    }
+    if let Some(p) = parts
+        .iter()
+        .find(|p| p.first_lba < h.first_usable || p.last_lba > h.last_usable)
+    {
+        bail!(
+            "{what}: partition {} ({}-{}) lies outside the usable sectors {}-{}: the table is damaged",
+            p.number,
+            p.first_lba,
+            p.last_lba,
+            h.first_usable,
+            h.last_usable
+        );
+    }
     Ok(Some(HeadGpt {
         sector_size: ss,
         alternate_lba: alt,

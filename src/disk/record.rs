@@ -23,6 +23,24 @@ pub const STORE_FILE: &str = "RPI_EFI.fd";
 pub const MAX_BYTES: u64 = 16 << 20;
 const FORMAT: u32 = 2;
 
+/// How many of each a record may hold, written once for the writer (a card that would need
+/// more is refused before it is built) and the reader (a record with more is refused before it
+/// is checked): every check of a record is then bounded, whatever a card says.
+pub const MAX_SETTINGS: usize = 64;
+pub const MAX_EDITS: usize = 256;
+/// bootconf.txt properties of an EEPROM card's record, and its bootconf.txt: the bootloader
+/// keeps at most 4076 bytes of it.
+pub const MAX_PROPERTIES: usize = 128;
+pub const MAX_BOOTCONF: usize = 4076;
+
+/// Refuses more than `max` of `what` (in `origin`).
+pub fn check_count(n: usize, max: usize, what: &str, origin: &str) -> Result<()> {
+    if n > max {
+        bail!("{origin}: {n} {what}, more than the {max} a pi-burn card records");
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CardRecord {
@@ -42,6 +60,18 @@ pub struct CardRecord {
     /// RPI_EFI.fd's variable store as it was burned (the firmware rewrites it after boot).
     pub store: Option<RecStore>,
     pub files: Vec<RecFile>,
+    /// The manifest the card was made with, when it was not pi-burn's built-in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<RecManifest>,
+}
+
+/// A manifest file: its name (without its directory, so that the record, and the card, stay
+/// the same wherever the file lies) and its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecManifest {
+    pub name: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -309,6 +339,8 @@ pub struct Inputs<'a> {
     pub label: &'a str,
     /// The seed `--seed` gave, if it gave one.
     pub seed: Option<&'a str>,
+    /// The manifest file it was made with (not the built-in one): (path, SHA-256).
+    pub manifest: Option<&'a (String, String)>,
 }
 
 impl CardRecord {
@@ -356,6 +388,13 @@ impl CardRecord {
                 .collect(),
             store: store.map(|(s, _)| s),
             files: RecFile::hashed(files, &known),
+            manifest: i.manifest.map(|(path, sha256)| RecManifest {
+                name: std::path::Path::new(path)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                sha256: sha256.clone(),
+            }),
         }
     }
 
@@ -374,6 +413,9 @@ impl CardRecord {
                 r.record
             );
         }
+        let at = format!("{origin}: /{PATH}");
+        check_count(r.uefi.len(), MAX_SETTINGS, "UEFI settings", &at)?;
+        check_count(r.config_txt.len(), MAX_EDITS, "config.txt edits", &at)?;
         Ok(r)
     }
 
@@ -476,6 +518,7 @@ mod tests {
                     sha256: Sha256Digest::of(&[2, 0]).hex(),
                 }],
             }),
+            manifest: None,
             files: vec![RecFile {
                 path: "config.txt".into(),
                 bytes: 3,

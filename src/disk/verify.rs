@@ -20,14 +20,26 @@ pub struct Verified {
     pub changes: Vec<String>,
 }
 
+/// A UEFI setting the user asked to check: the card's store must hold exactly these bytes
+/// (a difference is a mismatch, not a change the firmware made).
+#[derive(Debug, Clone)]
+pub struct Asked {
+    pub def: &'static crate::firmware::uefivars::settings::Def,
+    pub bytes: Vec<u8>,
+    /// The value as the user gave it, for the message.
+    pub shown: String,
+}
+
 /// Compares the table of `disk` with `plan` and the FAT of its partition `fat_partition`
-/// (1-based) with `files` and `label`.
+/// (1-based) with `files` and `label`; `asked` are settings whose value on the card must be
+/// the one asked for.
 pub fn verify_card<R: Read + Seek>(
     disk: &mut R,
     plan: &DiskPlan,
     fat_partition: u32,
     files: &FileSet,
     label: &str,
+    asked: &[Asked],
 ) -> Result<Verified> {
     let out = table_differences(disk, plan)?;
     if !out.is_empty() {
@@ -37,7 +49,38 @@ pub fn verify_card<R: Read + Seek>(
         });
     }
     let mut changes = vec![];
-    let mismatches = files_differences(disk, plan, fat_partition, files, label, &mut changes)?;
+    let mut asked_found = vec![];
+    let mut mismatches = files_differences(
+        disk,
+        plan,
+        fat_partition,
+        (files, label),
+        &mut changes,
+        (asked, &mut asked_found),
+    )?;
+    // The settings asked for: checked against the card's store, whatever the firmware did.
+    for (a, found) in asked
+        .iter()
+        .zip(asked_found.iter().chain(std::iter::repeat(&None)))
+    {
+        if found.as_deref() != Some(a.bytes.as_slice()) {
+            mismatches.push(format!(
+                "UEFI {} on the card is {}, not {} as asked",
+                a.def.name,
+                match found {
+                    None => format!("not set (the firmware's default {})", a.def.default),
+                    Some(b) => a
+                        .def
+                        .decode(b)
+                        .map_or(format!("{} bytes of another width", b.len()), |v| v
+                            .to_string()),
+                },
+                a.shown
+            ));
+        }
+        let prefix = format!("UEFI {}:", a.def.name);
+        changes.retain(|c| !c.starts_with(&prefix));
+    }
     Ok(Verified {
         mismatches,
         changes,
@@ -113,13 +156,14 @@ fn table_differences<R: Read + Seek>(disk: &mut R, plan: &DiskPlan) -> Result<Ve
 }
 
 /// Partition `fat_partition`'s FAT against `files` and `label`, one line per difference.
+/// `asked`: the settings to look up in the card's store, and where their values go.
 fn files_differences<R: Read + Seek>(
     disk: &mut R,
     plan: &DiskPlan,
     fat_partition: u32,
-    files: &FileSet,
-    label: &str,
+    (files, label): (&FileSet, &str),
     changes: &mut Vec<String>,
+    (asked, found): (&[Asked], &mut Vec<Option<Vec<u8>>>),
 ) -> Result<Vec<String>> {
     let mut out = vec![];
     let part = plan
@@ -190,6 +234,9 @@ fn files_differences<R: Read + Seek>(
                     .read_to_end(&mut content)
                     .with_context(|| format!("reading /{path} on the card"))?;
                 compare_file(path, data, &content, &mut out, changes);
+                if path == record::STORE_FILE {
+                    *found = live_values(&content, asked);
+                }
             }
         }
         Ok(false)
@@ -244,6 +291,23 @@ fn compare_file(
             Sha256Digest::of(content)
         ));
     }
+}
+
+/// The live values of the `asked` settings in a card's RPI_EFI.fd (`None`: not set, or a
+/// store that cannot be read, which is a difference of its own).
+fn live_values(fd: &[u8], asked: &[Asked]) -> Vec<Option<Vec<u8>>> {
+    let Ok(s) = crate::firmware::uefivars::snapshot(fd, record::STORE_FILE) else {
+        return vec![None; asked.len()];
+    };
+    asked
+        .iter()
+        .map(|a| {
+            s.vars
+                .iter()
+                .find(|v| v.name == a.def.name && v.guid == a.def.guid)
+                .map(|v| v.data.clone())
+        })
+        .collect()
 }
 
 /// The card's record against the expected files (as written).

@@ -47,7 +47,36 @@ pub fn check<R: Read + Seek>(
     };
     let t = c.record.table.check(&c.card.table, &c.card.label);
     c.problems.extend(t);
-    let f = crate::disk::record::check_files(&c.record.files, &c.card.files, "found");
+    // A used card: recovery.bin renames itself recovery.000 (RECOVERY.000 on FAT) once it has
+    // updated the EEPROM, so that it does not run again at the next boot. The same file under
+    // that name is the card's life, not damage: it is checked as recovery.bin.
+    let used = c
+        .card
+        .files
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case("recovery.000"))
+        .cloned();
+    let recorded = c.record.files.iter().find(|f| f.path == "recovery.bin");
+    if let (false, Some(used), Some(r)) =
+        (c.card.files.contains_key("recovery.bin"), used, recorded)
+    {
+        if let Some((bytes, sha)) = c.card.files.get(&used).cloned() {
+            if sha.hex() == r.sha256 && bytes == r.bytes {
+                c.card.files.remove(&used);
+                c.card.files.insert("recovery.bin".into(), (bytes, sha));
+                c.checked.push(format!(
+                    "the card was used: recovery.bin renamed itself {used} after updating a board's EEPROM; to use the card again, rename it back (with mtools: mren -i {origin}@@{} ::/{used} ::/recovery.bin)",
+                    c.card
+                        .table
+                        .partitions
+                        .first()
+                        .map_or(1 << 20, |p| p.first_lba * c.card.table.sector_size)
+                ));
+            }
+        }
+    }
+    let seen = c.card.files.clone();
+    let f = crate::disk::record::check_files(&c.record.files, &seen, "found");
     c.problems.extend(f);
     c.check_pieeprom();
     c.check_sigs();

@@ -19,6 +19,17 @@ use anyhow::{bail, Result};
 
 /// The card's partition: 256 MiB at 1 MiB (as Imager's recovery images have it).
 pub const PARTITION_SIZE: u64 = 256 << 20;
+
+/// The partition for a disk of `sector_size`-byte sectors: [`PARTITION_SIZE`], or at 4096-byte
+/// sectors (a cluster is then at least 4 KiB, and FAT32's 65,525 clusters need 257 MiB) 264
+/// MiB, the next multiple of 8 MiB. Still far under the 32 GB the boot ROM reads.
+pub fn partition_size(sector_size: u64) -> u64 {
+    if sector_size <= 512 {
+        PARTITION_SIZE
+    } else {
+        264 << 20
+    }
+}
 /// The MBR type of the card's partition: FAT32 LBA, what the boot ROM's recovery mode reads.
 pub const MBR_TYPE: u8 = 0x0c;
 /// The card's volume label.

@@ -2,7 +2,9 @@
 //! its pinned pieeprom's hash, every bootconf.txt property set with where it came from, the
 //! resulting bootconf.txt, and every file as written. Its bytes depend only on the inputs.
 
-use crate::disk::record::{RecFile, RecTable, MAX_BYTES, PATH};
+use crate::disk::record::{
+    check_count, RecFile, RecTable, MAX_BOOTCONF, MAX_BYTES, MAX_PROPERTIES, PATH,
+};
 use crate::firmware::configtxt::EditApplied;
 use crate::firmware::fileset::FileSet;
 use anyhow::{bail, Context, Result};
@@ -83,6 +85,14 @@ impl EepromRecord {
                 r.record
             );
         }
+        let at = format!("{origin}: /{PATH}");
+        check_count(r.bootconf.len(), MAX_PROPERTIES, "bootconf properties", &at)?;
+        check_count(
+            r.bootconf_txt.len(),
+            MAX_BOOTCONF,
+            "bytes of bootconf.txt",
+            &at,
+        )?;
         Ok(r)
     }
 

@@ -88,15 +88,19 @@ pub fn edit(key: &str, value: &str, from: &str) -> Result<Edit> {
 
 /// Keeps the last edit of each key (additive keys keep every distinct value).
 pub fn merge(edits: Vec<Edit>) -> Vec<Edit> {
+    // Linear: each edit's slot found by its key (and value, for additive keys).
     let mut out: Vec<Edit> = vec![];
+    let mut slot: std::collections::HashMap<(String, Option<String>), usize> =
+        std::collections::HashMap::new();
     for e in edits {
         let additive = ADDITIVE.contains(&e.key.as_str());
-        match out
-            .iter_mut()
-            .find(|o| o.key == e.key && (!additive || o.value == e.value))
-        {
-            Some(o) => *o = e,
-            None => out.push(e),
+        let k = (e.key.clone(), additive.then(|| e.value.clone()));
+        match slot.get(&k) {
+            Some(&i) => out[i] = e,
+            None => {
+                slot.insert(k, out.len());
+                out.push(e);
+            }
         }
     }
     out

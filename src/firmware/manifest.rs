@@ -15,6 +15,9 @@ pub const EMBEDDED: &str = include_str!("../../firmware-manifest.toml");
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// Where the manifest was read from and its SHA-256 (`None`: the built-in one).
+    #[serde(skip)]
+    pub source: Option<(String, String)>,
     pub schema: u32,
     pub boards: BTreeMap<String, Board>,
     /// The EEPROM bootloader releases, per board (`pi-burn eeprom`).
@@ -277,7 +280,12 @@ impl Manifest {
             Some(p) => {
                 let text = crate::util::read_text_limited(p, 1 << 20, "a manifest")
                     .with_context(|| format!("reading manifest {}", p.display()))?;
-                Self::parse(&text, &p.display().to_string())
+                let mut m = Self::parse(&text, &p.display().to_string())?;
+                m.source = Some((
+                    p.display().to_string(),
+                    crate::firmware::digest::Sha256Digest::of(text.as_bytes()).hex(),
+                ));
+                Ok(m)
             }
         }
     }

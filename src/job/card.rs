@@ -159,6 +159,12 @@ impl CardLayout {
     fn check(&self, type_code: &str, allow_unbootable: bool) -> Result<()> {
         crate::disk::fat::label_bytes(&self.label).map_err(|e| usage(format!("--label: {e:#}")))?;
         let name = &self.partition_name;
+        if crate::util::text::printable(name) != *name {
+            bail!(usage(format!(
+                "--partition-name '{}': control or direction characters do not belong in a GPT name",
+                crate::util::text::printable(name)
+            )));
+        }
         if name.encode_utf16().count() > 36 {
             bail!(usage(format!(
                 "--partition-name: '{name}' is longer than GPT's 36 characters"
@@ -232,9 +238,9 @@ pub fn load_disko(node: &str, a: &crate::cli::DiskoArgs) -> Result<NodeConfig> {
     )
 }
 
-/// The record of the card or card image at `path`.
-fn record_at(path: &Path) -> Result<CardRecord> {
-    use crate::media::{identify, Identity};
+/// The record of the card or card image at `path`, and what its firmware changed on it since
+/// it was burned (its variable store, after a boot).
+fn record_at(path: &Path) -> Result<(CardRecord, Vec<String>)> {
     use std::os::unix::fs::FileTypeExt;
     let dev = std::fs::metadata(path)
         .with_context(|| format!("--from-record {}", path.display()))?
@@ -242,14 +248,12 @@ fn record_at(path: &Path) -> Result<CardRecord> {
         .is_block_device();
     let mut t = super::target::ReadTarget::open(dev.then_some(path), (!dev).then_some(path))?;
     let size = t.size();
-    match identify(&mut t.file, size) {
-        Identity::Card(r) => Ok(*r),
-        other => bail!(
-            "--from-record {}: not a card pi-burn made: it holds {}",
-            path.display(),
-            other.describe()
-        ),
-    }
+    let origin = format!("--from-record {}", path.display());
+    let r = crate::media::card_record(crate::media::identify(&mut t.file, size), &origin)?;
+    let changes = crate::disk::cardcheck::check(&mut t.file, size, r.clone(), &origin)
+        .map(|c| c.changes)
+        .unwrap_or_default();
+    Ok((r, changes))
 }
 
 /// What a record gives the layout, with the options given beside `--from-record` over it.
@@ -266,8 +270,18 @@ fn layout_from_record(
             k
         }
         (None, "mbr") => TableKind::Mbr,
-        (None, _) => TableKind::Gpt,
+        (None, "gpt") => TableKind::Gpt,
+        (None, other) => bail!(
+            "--from-record: the record's table kind '{}' is neither gpt nor mbr",
+            crate::util::text::printable(other)
+        ),
     };
+    if !matches!(t.sector_size, 512 | 4096) {
+        bail!(
+            "--from-record: the record's sector size {} is neither 512 nor 4096",
+            t.sector_size
+        );
+    }
     let sectors = t
         .last_lba
         .checked_sub(t.first_lba)
@@ -323,7 +337,7 @@ impl CardJob {
     /// `--from-record CARD`: the card its record describes, the options given beside it over
     /// the record's values (named in `overrides`).
     fn from_record(a: &SdcardArgs, path: &Path) -> Result<Self> {
-        let r = record_at(path)?;
+        let (r, changed) = record_at(path)?;
         let origin = format!("the record of {}", path.display());
         let mut overrides = vec![];
         // The firmware: the record's release, pinned by the record's zip hash.
@@ -373,6 +387,20 @@ impl CardJob {
         )];
         for o in &overrides {
             notices.push(format!("notice: {o} overrides the record's value"));
+        }
+        if !changed.is_empty() {
+            notices.push(format!(
+                "notice: the firmware changed {} since it was burned ({}); the new card gets the values its record names, as burned",
+                path.display(),
+                changed.iter().map(|c| crate::util::text::printable(c)).collect::<Vec<_>>().join("; ")
+            ));
+        }
+        if let (TargetSpec::Image { .. }, None, Some(size)) = (&target, a.layout.size, layout.size)
+        {
+            notices.push(format!(
+                "notice: the image is {}, the size of the card the record was made from (--size chooses another)",
+                crate::util::units::human(size)
+            ));
         }
         Ok(CardJob {
             target,
@@ -507,6 +535,7 @@ impl CardJob {
                 config_txt: &customised.config_txt,
                 label: &self.layout.label,
                 seed: self.layout.seed.as_deref(),
+                manifest: self.firmware.manifest.source.as_ref(),
             },
             &plan,
             &fw.files,

@@ -64,7 +64,27 @@ pub fn with_base(a: &CustomArgs, board: &str, base: Custom) -> Result<Custom> {
     }
     cli.settings.extend(set);
     cli.edits = a.config_txt.clone();
-    Ok(base.then(cli))
+    let c = base.then(cli);
+    bounded(&c)?;
+    Ok(c)
+}
+
+/// The record's bounds (disk::record), checked before anything is built: more settings or
+/// edits than a card records is a usage error.
+fn bounded(c: &Custom) -> Result<()> {
+    use crate::disk::record::{check_count, MAX_EDITS, MAX_PROPERTIES, MAX_SETTINGS};
+    let what = "the settings given";
+    check_count(c.settings.len(), MAX_SETTINGS, "UEFI settings", what)
+        .and_then(|()| check_count(c.edits.len(), MAX_EDITS, "config.txt edits", what))
+        .and_then(|()| {
+            check_count(
+                c.bootconf.len(),
+                MAX_PROPERTIES,
+                "bootconf properties",
+                what,
+            )
+        })
+        .map_err(|e| usage(format!("{e:#}")))
 }
 
 /// The settings and edits a card's record names, each with where the record says it came
@@ -80,6 +100,8 @@ pub fn from_record(r: &crate::disk::record::CardRecord, origin: &str) -> Result<
                     crate::util::text::printable(&s.name)
                 )
             })?;
+        def.check(&s.value)
+            .map_err(|e| anyhow::anyhow!("{origin}: UEFI {e}"))?;
         c.settings.push(Setting {
             def,
             value: s.value.clone(),

@@ -158,6 +158,13 @@ impl EepromJob {
             edits.push(bootconf::edit("BOOT_ORDER", &v, &board, "--boot-order")?);
         }
         let edits = configtxt::merge(edits);
+        crate::disk::record::check_count(
+            edits.len(),
+            crate::disk::record::MAX_PROPERTIES,
+            "bootconf properties",
+            "the properties given",
+        )
+        .map_err(|e| usage(format!("{e:#}")))?;
         let manifest = Manifest::load(a.manifest.as_deref())?;
         let eb = manifest.eeprom_board(&board)?;
         let local = Local {
@@ -291,7 +298,15 @@ impl EepromJob {
             max_bytes: pin.size,
             ..self.fetch.clone()
         };
-        let d = crate::firmware::fetch::download(&url, &cache.partial_path(&url), &opts, progress)?;
+        let d = crate::firmware::fetch::download(&url, &cache.partial_path(&url), &opts, progress)
+            .map_err(|e| crate::error::Hinted {
+                inner: e,
+                hint: format!(
+                    "without the network, give the release's files: --eeprom-file, --recovery-file{} (nixpkgs' raspberrypi-eeprom has them under lib/firmware/raspberrypi/bootloader-{}/), or run once online to cache them",
+                    if self.release.vl805.is_some() { ", --vl805-file" } else { "" },
+                    match self.soc { Soc::Bcm2712 => "2712", _ => "2711" }
+                ),
+            })?;
         if d.sha256 != sha || d.bytes.len() as u64 != pin.size {
             bail!(
                 "{url}: sha256 {} ({} bytes), but the manifest pins {} ({} bytes): hash mismatch, nothing was written",
@@ -368,7 +383,7 @@ impl EepromJob {
             table: TableKind::Mbr,
             mbr_type: eeprom::MBR_TYPE,
             gpt_type: esp_type(),
-            partition_size: eeprom::PARTITION_SIZE,
+            partition_size: eeprom::partition_size(ss),
             partition_name: String::new(),
             seed: seed.clone(),
         };
@@ -453,7 +468,7 @@ impl EepromJob {
             human(b.plan.size),
             b.plan.partitions[0].first_lba,
             eeprom::LABEL,
-            human(eeprom::PARTITION_SIZE),
+            human(b.plan.partitions[0].sectors() * b.plan.sector_size),
             self.board,
             rel.date,
             b.files

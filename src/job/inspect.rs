@@ -38,8 +38,40 @@ fn check_pins(
         Some(Err(_)) => {}
         None if r.firmware.version == format!("custom-{}", &zip.hex()[..12]) => {}
         None => c.unchecked.push(format!(
-            "that {board} {version} is a release (this pi-burn's manifest does not list it)"
+            "that {board} {version} is a release (the manifest checked against does not list it{})",
+            made_with(&r)
         )),
+    }
+}
+
+/// "; the card was made with manifest NAME (sha256 ...): give it with --manifest PATH", when
+/// its record names a manifest other than the built-in one.
+fn made_with(r: &crate::disk::record::CardRecord) -> String {
+    r.manifest
+        .as_ref()
+        .map(|m| {
+            format!(
+                "; the card was made with the manifest {} (sha256 {}): give it with --manifest PATH",
+                printable(&m.name),
+                printable(&m.sha256)
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// The manifest the record names against the one given: whether it is that one.
+fn check_manifest(c: &mut CardCheck, manifest: &Manifest) {
+    let Some(m) = c.record.manifest.clone() else {
+        return;
+    };
+    match &manifest.source {
+        Some((_, sha)) if *sha == m.sha256 => {}
+        Some((path, sha)) => c.unchecked.push(format!(
+            "the release's pins as the card was made: it was made with the manifest {} (sha256 {}), not {path} (sha256 {sha})",
+            printable(&m.name),
+            printable(&m.sha256)
+        )),
+        None => {}
     }
 }
 
@@ -57,14 +89,21 @@ pub fn check_firmware(c: &mut CardCheck, manifest: &Manifest, progress: &dyn Pro
             .push("the record's zip sha256 is not a SHA-256".into());
         return;
     };
+    check_manifest(c, manifest);
     check_pins(c, release, &zip);
     let blob = Cache::from_env().ok().map(|cache| cache.blob_path(&zip));
     let Some(zip_bytes) = blob
         .filter(|b| b.is_file())
         .and_then(|b| crate::util::read_limited(&b, 256 << 20, "a cached zip").ok())
     else {
+        let with = if r.manifest.is_some() {
+            " --manifest PATH"
+        } else {
+            ""
+        };
         c.unchecked.push(format!(
-            "that the files are {board} {version}'s (its zip is not in the cache: `pi-burn verify --firmware {version} --firmware-zip ZIP` checks them)"
+            "that the files are {board} {version}'s (its zip is not in the cache: `pi-burn verify --firmware {version} --firmware-zip ZIP{with}` checks them{})",
+            made_with(&r)
         ));
         return;
     };

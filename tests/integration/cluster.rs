@@ -560,7 +560,7 @@ fn inspect_names_every_change_to_a_card_and_what_is_no_card() {
         assert_fails_with(&o, 1, &["pi-burn.json", "not a pi-burn card record"]);
     }
 
-    // A card pi-burn did not make: an error saying so, exit 1.
+    // An SSD pi-burn made is no card: an error saying what it is (issue 30 item 17), exit 1.
     let o = t
         .pi_burn()
         .args(["ssd", "--node", "pi-alpha", "--flake", FLAKE, "--image"])
@@ -570,7 +570,11 @@ fn inspect_names_every_change_to_a_card_and_what_is_no_card() {
         .unwrap();
     assert_success(&o);
     let o = inspect(&t, &t.path("ssd.img"));
-    assert_fails_with(&o, 1, &["not a card pi-burn made"]);
+    assert_fails_with(
+        &o,
+        1,
+        &["is a node's disk as disko names its partitions, not a card"],
+    );
 }
 
 fn images_makes_every_node_s_pair_reproducibly() {

@@ -25,6 +25,7 @@ mod readme;
 mod sdcard;
 mod server;
 mod ssd;
+mod sweep;
 mod uefi;
 
 /// A module's name and its tests (name, function).
@@ -59,6 +60,7 @@ fn main() {
         ("readme", readme::TESTS),
         ("sdcard", sdcard::TESTS),
         ("ssd", ssd::TESTS),
+        ("sweep", sweep::TESTS),
         ("uefi", uefi::TESTS),
     ];
     let trials = modules

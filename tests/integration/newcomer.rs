@@ -208,10 +208,9 @@ fn sizes_in_gb_are_si_and_inspect_names_what_is_not_a_card() {
         &o,
         1,
         &[
-            "not a card pi-burn made",
+            "is a node's disk as disko names its partitions, not a card",
             "disk-usb-ssd-BOOT (EF00, 1 GiB, FAT32)",
             "disk-usb-ssd-zfs (8300",
-            "disko's partition names",
         ],
     );
     let iso = t.path("x.iso");

@@ -357,7 +357,7 @@ pub fn apply(fd: &[u8], settings: &[Setting], origin: &str) -> Result<(Vec<u8>, 
             st.def.name,
             st.def.guid,
             st.def.attributes,
-            &st.def.encode(&st.value),
+            &st.def.encode(&st.value)?,
             origin,
         )?;
         applied.push(Applied {

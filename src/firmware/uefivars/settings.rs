@@ -377,9 +377,62 @@ impl Def {
         }
     }
 
-    /// The bytes stored for `value`.
-    pub fn encode(&self, value: &Value) -> Vec<u8> {
-        match (self.width, value) {
+    /// Whether `value` is one this setting's firmware accepts: of its kind (a number, a text or
+    /// a structure's fields) and within its range, as [`Def::value`] and [`Def::field_value`]
+    /// check a flag's. For values read from elsewhere (a card's record): why not, if not.
+    pub fn check(&self, value: &Value) -> std::result::Result<(), String> {
+        let name = self.name;
+        match (self.allowed, value) {
+            (Allowed::Text, Value::Text(t)) => {
+                let Width::Utf16 { chars } = self.width else {
+                    return Err(format!("{name} is no text setting"));
+                };
+                if t.chars().any(|c| !(' '..='~').contains(&c)) || t.len() > chars {
+                    return Err(format!(
+                        "{name}: \"{}\" is not printable ASCII of at most {chars} characters",
+                        crate::util::text::printable(t)
+                    ));
+                }
+                Ok(())
+            }
+            (Allowed::Range(lo, hi), Value::Num(n)) if (lo..=hi).contains(n) => Ok(()),
+            (Allowed::OneOf(set), Value::Num(n)) if set.contains(n) => Ok(()),
+            (Allowed::Range(..) | Allowed::OneOf(_), Value::Num(n)) => {
+                Err(format!("{name} = {n}: outside what the firmware accepts"))
+            }
+            (Allowed::Fields, Value::Fields(m)) => {
+                for (k, v) in m {
+                    match self.fields().iter().find(|f| f.name == k.as_str()) {
+                        Some(f) if (f.lo..=f.hi).contains(v) => {}
+                        Some(f) => {
+                            return Err(format!(
+                                "{name}.{} = {v}: the firmware accepts {}..{}",
+                                f.name, f.lo, f.hi
+                            ))
+                        }
+                        None => {
+                            return Err(format!(
+                                "{name} has no field '{}'",
+                                crate::util::text::printable(k)
+                            ))
+                        }
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(format!(
+                "{name} = {}: not the kind of value {name} holds ({})",
+                crate::util::text::printable(&value.to_string()),
+                self.width.name()
+            )),
+        }
+    }
+
+    /// The bytes stored for `value`; a value of another kind, or out of the setting's range
+    /// (from a record, say), is an error rather than bytes of another meaning.
+    pub fn encode(&self, value: &Value) -> Result<Vec<u8>> {
+        self.check(value).map_err(anyhow::Error::msg)?;
+        Ok(match (self.width, value) {
             (Width::U8, Value::Num(n)) => vec![*n as u8],
             (Width::U16, Value::Num(n)) => (*n as u16).to_le_bytes().to_vec(),
             (Width::U32, Value::Num(n)) => n.to_le_bytes().to_vec(),
@@ -395,8 +448,12 @@ impl Def {
                     v.to_le_bytes()[..f.bytes].to_vec()
                 })
                 .collect(),
-            _ => unreachable!("values are made by Def::value and Def::field_value"),
-        }
+            _ => bail!(
+                "{} = {}: not the kind of value it holds",
+                self.name,
+                crate::util::text::printable(&value.to_string())
+            ),
+        })
     }
 
     /// Reads stored bytes back; `None` when they are not this setting's width.

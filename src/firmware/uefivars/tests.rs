@@ -175,7 +175,7 @@ fn every_setting_has_its_guid_width_and_range() {
     // Widths as the firmware reads them.
     let enc = |a: &str| {
         let s = parse_assignment(a, "--set").unwrap();
-        s.def.encode(&s.value)
+        s.def.encode(&s.value).unwrap()
     };
     assert_eq!(enc("Timeout=0x0102"), [2, 1]);
     assert_eq!(enc("DisplayEnableScaledVModes=63"), [63]);
@@ -241,7 +241,11 @@ fn pi_5_settings_have_their_own_guids_widths_and_names() {
     let p5 = |a: &str| parse_for("rpi5", a, "--set");
     let enc = |a: &str| {
         let s = p5(a).unwrap();
-        (s.def.guid, s.def.attributes, s.def.encode(&s.value))
+        (
+            s.def.guid,
+            s.def.attributes,
+            s.def.encode(&s.value).unwrap(),
+        )
     };
     // SystemTableMode lives under RpiPlatformDxe's GUID on Pi 5, ConfigDxe's on Pi 4.
     assert_eq!(
@@ -270,7 +274,10 @@ fn pi_5_settings_have_their_own_guids_widths_and_names() {
         p5("pcie1settings.vdmtoqosmap=0x01020304").unwrap(),
     ]);
     assert_eq!(s.len(), 1);
-    assert_eq!(s[0].def.encode(&s[0].value), [1, 3, 0, 0, 0, 4, 3, 2, 1]);
+    assert_eq!(
+        s[0].def.encode(&s[0].value).unwrap(),
+        [1, 3, 0, 0, 0, 4, 3, 2, 1]
+    );
     assert_eq!(
         s[0].def.decode(&[1, 3, 0, 0, 0, 4, 3, 2, 1]),
         Some(s[0].value.clone()).map(|_| {
