@@ -220,6 +220,11 @@ impl Cluster {
         self.defaults.clone()
     }
 
+    /// The nodes pi-burn.toml names (`[nodes.NAME]`).
+    pub fn named(&self) -> Vec<String> {
+        self.nodes.keys().cloned().collect()
+    }
+
     /// Nodes with an `eeprom` table of their own.
     pub fn eeprom_nodes(&self) -> Vec<String> {
         self.nodes

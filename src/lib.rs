@@ -17,6 +17,7 @@ pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod disk;
+pub mod doctor;
 pub mod eeprom;
 pub mod error;
 pub mod firmware;

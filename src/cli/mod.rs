@@ -59,6 +59,9 @@ pub enum Command {
     /// tree nixos-anywhere's --extra-files copies onto it; print what secrets.nix and
     /// known_hosts need.
     Keys(KeysArgs),
+    /// Check each node's NixOS config against the media pi-burn makes for it (the card, the
+    /// SSD, pi-burn.toml's settings) and print the install that keeps them; exit 3 on an error.
+    Doctor(DoctorArgs),
     /// Test whether a card or drive holds what it claims (a counterfeit does not), without
     /// changing its content: every block the probe writes is saved first and put back.
     Probe(ProbeArgs),
@@ -173,6 +176,13 @@ pub struct ImagesArgs {
     /// How to evaluate the nodes' disko configs (as for `ssd --eval`).
     #[arg(long, value_enum, default_value = "auto")]
     pub eval: EvalMode,
+    /// Only this node (repeatable) [default: every node of the cluster: those in pi-burn.toml,
+    /// or whose disko config has the firmware card].
+    #[arg(long, value_name = "NODE")]
+    pub node: Vec<String>,
+    /// Write the images even when a node's NixOS config does not fit them (`pi-burn doctor`).
+    #[arg(long)]
+    pub allow_config_errors: bool,
     #[command(flatten)]
     pub firmware: FirmwareArgs,
     #[command(flatten)]
@@ -264,6 +274,9 @@ pub struct DiskoArgs {
     /// zfs 100%; the SD card's FIRMWARE 512M EF00).
     #[arg(long = "layout", value_name = "NAME", value_enum)]
     pub builtin_layout: Option<BuiltinLayout>,
+    /// Write even when the node's NixOS config does not fit its media (`pi-burn doctor`).
+    #[arg(long)]
+    pub allow_config_errors: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -431,15 +444,39 @@ pub struct KeysArgs {
     /// ignored by git: a flake's files go into the world-readable Nix store).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Only this node.
+    /// Only this node (repeatable) [default: every node of the cluster].
     #[arg(long, value_name = "NODE")]
-    pub node: Option<String>,
+    pub node: Vec<String>,
+    /// How to evaluate the nodes' configs (as for `ssd --eval`).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub eval: EvalMode,
     /// Replace existing keys (each replaced one is named with its old fingerprint).
     #[arg(long)]
     pub rotate: bool,
     /// The port of the initrd's SSH server, for its known_hosts line.
     #[arg(long, value_name = "PORT", default_value_t = 2222)]
     pub initrd_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The flake: hosts/NODE/disk-config.nix, pi-burn.toml, nixosConfigurations.NODE.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub flake: PathBuf,
+    /// Only this node (repeatable) [default: every node of the cluster].
+    #[arg(long, value_name = "NODE")]
+    pub node: Vec<String>,
+    /// Read the node's options from this JSON instead of evaluating the flake (on a machine
+    /// without Nix; `nix eval --json FLAKE#nixosConfigurations.NODE.config --apply ...` makes it,
+    /// see the README); needs one --node.
+    #[arg(long, value_name = "FILE", requires = "node")]
+    pub options_json: Option<PathBuf>,
+    /// The board whose firmware settings pi-burn.toml names (rpi4, rpi5) [default: rpi4].
+    #[arg(long)]
+    pub board: Option<String>,
+    /// Read this manifest instead of the built-in one (for the release in the cache).
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

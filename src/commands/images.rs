@@ -116,7 +116,11 @@ fn make_eeprom(
 
 pub fn run(a: &ImagesArgs, g: &Global) -> Result<Outcome> {
     let job = ImagesJob::from_args(a)?;
-    for n in job.nodes.iter().flat_map(|n| &n.ssd.notices) {
+    for n in job
+        .notices
+        .iter()
+        .chain(job.nodes.iter().flat_map(|n| &n.ssd.notices))
+    {
         g.progress().notice(n);
     }
     let fw = job.firmware.obtain(g.progress())?;

@@ -48,13 +48,15 @@ pub fn run(a: &KeysArgs, g: &Global) -> Result<Outcome> {
     if let Some(n) = note {
         g.progress().notice(&n);
     }
+    for l in &job.left_out {
+        g.progress().notice(&format!("left out: {l}"));
+    }
     let mut nodes = vec![];
-    for node in &job.nodes {
+    for (node, _) in &job.nodes {
         let n = crate::keys::node_keys(&job.out, node, job.rotate)?;
         say_fates(&n, g);
         nodes.push(n);
     }
-    let flake = job.flake.display();
     let known_hosts: Vec<String> = nodes
         .iter()
         .flat_map(|n| {
@@ -69,15 +71,7 @@ pub fn run(a: &KeysArgs, g: &Global) -> Result<Outcome> {
             ]
         })
         .collect();
-    let install: Vec<String> = nodes
-        .iter()
-        .map(|n| {
-            format!(
-                "nixos-anywhere --flake {flake}#{} --extra-files {} --disko-mode format --target-host root@<{}'s address>",
-                n.node, n.extra_files, n.node
-            )
-        })
-        .collect();
+    let install: Vec<String> = job.nodes.iter().flat_map(|(_, h)| h.lines()).collect();
     let mut lines = vec![];
     macro_rules! say {
         ($($t:tt)*) => { lines.push(format!($($t)*)) };
@@ -107,7 +101,8 @@ pub fn run(a: &KeysArgs, g: &Global) -> Result<Outcome> {
         "out": job.out.display().to_string(),
         "nodes": nodes,
         "known_hosts": known_hosts,
-        "install": install,
+        "install": job.nodes.iter().map(|(_, h)| h).collect::<Vec<_>>(),
+        "left_out": job.left_out,
     }))?
     .lines(lines))
 }

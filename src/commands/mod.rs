@@ -5,6 +5,7 @@
 
 pub mod burn;
 pub mod devices;
+pub mod doctor;
 pub mod eeprom;
 pub mod firmware;
 pub mod flash;
@@ -51,6 +52,7 @@ pub fn run(command: &Command, g: &Global) -> Outcome {
         Command::Devices => devices::run(),
         Command::Eeprom(a) => eeprom::run(a, g),
         Command::Probe(a) => probe::run(a, g),
+        Command::Doctor(a) => doctor::run(a, g),
         Command::Keys(a) => keys::run(a, g),
         Command::Firmware(c) => firmware::run(c, g),
         Command::Completions { shell } => meta::completions(*shell),

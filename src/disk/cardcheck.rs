@@ -237,18 +237,35 @@ impl CardCheck {
         });
         let t = &self.card.table;
         let mut wrong = vec![];
+        let mut reguid = None;
         if t.table == crate::disk::geometry::TableKind::Gpt {
             if t.disk_guid != derive_uuid(&seed, "disk") {
                 wrong.push("disk GUID");
             }
-            if t.partitions.iter().find(|p| p.number == 1).map(|p| p.guid)
-                != Some(derive_uuid(&seed, "partition-1"))
-            {
-                wrong.push("partition GUID");
+            let want = r
+                .table
+                .partition_guid
+                .as_deref()
+                .and_then(|g| uuid::Uuid::parse_str(g).ok())
+                .unwrap_or_else(|| derive_uuid(&seed, "partition-1"));
+            match t.partitions.iter().find(|p| p.number == 1).map(|p| p.guid) {
+                Some(g) if g == want => {}
+                // Everything else of the partition as recorded (checked by check_table): a new
+                // GUID is what disko's install does to a card of the node's config.
+                Some(g) if self.problems.is_empty() => reguid = Some((g, want)),
+                _ => wrong.push("partition GUID"),
             }
         }
         if self.card.volume_id != derive_u32(&seed, "fat-volume-id") {
             wrong.push("FAT volume id");
+        }
+        if let Some((g, want)) = reguid {
+            self.changes.push(format!(
+                "partition 1's GUID is {}, not the {} it was burned with (its name, type, attributes, bounds and files are as recorded): disko's install sets a new one on a card of the node's config (sgdisk --partition-guid=1:R, disko lib/types/gpt.nix:289) unless the config pins it: uuid = \"{}\";",
+                g.to_string().to_uppercase(),
+                want.to_string().to_uppercase(),
+                want.to_string().to_uppercase()
+            ));
         }
         if !wrong.is_empty() {
             self.problems.push(format!(

@@ -228,6 +228,9 @@ pub struct SdLayout {
     /// GPT partition name (disko's partlabel).
     pub partition_name: String,
     pub seed: String,
+    /// The partition's GUID when the node's config pins it (disko's `uuid`); else derived from
+    /// the seed.
+    pub partition_guid: Option<Uuid>,
 }
 
 /// An image's head: its first MiB, which holds the MBR, the primary GPT and whatever else lies
@@ -293,7 +296,9 @@ impl SdLayout {
                 TableKind::Mbr => String::new(),
             },
             guid: match self.table {
-                TableKind::Gpt => derive_uuid(&self.seed, "partition-1"),
+                TableKind::Gpt => self
+                    .partition_guid
+                    .unwrap_or_else(|| derive_uuid(&self.seed, "partition-1")),
                 TableKind::Mbr => Uuid::nil(),
             },
             attributes: 0,
@@ -384,6 +389,7 @@ mod tests {
             partition_size: 512 * MIB,
             partition_name: "disk-sdcard-FIRMWARE".into(),
             seed: "s".into(),
+            partition_guid: None,
         }
     }
 

@@ -145,6 +145,7 @@ mod tests {
             partition_size: 8 * MIB,
             partition_name: "disk-sdcard-FIRMWARE".into(),
             seed: "t".into(),
+            partition_guid: None,
         }
         .plan(10 * MIB)
         .unwrap();

@@ -170,6 +170,9 @@ pub struct RecTable {
     pub label: String,
     /// The whole disk's size (an image's, or the card's).
     pub disk_bytes: u64,
+    /// The partition's GUID when the node's config pins it (`uuid`; else the seed gives it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_guid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,6 +214,7 @@ impl RecTable {
             name: p.name.clone(),
             label: label.to_ascii_uppercase(),
             disk_bytes: plan.size,
+            partition_guid: None,
         }
     }
 
@@ -496,6 +500,7 @@ mod tests {
                 name: "disk-sdcard-FIRMWARE".into(),
                 label: "FIRMWARE".into(),
                 disk_bytes: 514 << 20,
+                partition_guid: None,
             },
             uefi: vec![RecSetting {
                 name: "Timeout".into(),

@@ -311,6 +311,7 @@ mod tests {
             partition_size: 512 * MIB,
             partition_name: "disk-sdcard-FIRMWARE".into(),
             seed: "t".into(),
+            partition_guid: None,
         }
     }
 

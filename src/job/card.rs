@@ -35,6 +35,9 @@ pub struct CardLayout {
     pub seed: Option<String>,
     /// A GPT card with a start4.elf from before 2025-01-16 is made anyway.
     pub allow_old_start4: bool,
+    /// The partition's GUID, when the node's config pins it (`uuid`): disko's install keeps a
+    /// pinned one, and sets a new random one otherwise.
+    pub partition_guid: Option<Uuid>,
 }
 
 /// The node a card is for: its name and the flake holding its config and pi-burn.toml.
@@ -44,10 +47,10 @@ pub struct NodeRef {
     pub flake: PathBuf,
 }
 
-/// The one partition of a node's SD card disk: (label, size, type code). The card's layout
-/// is one partition at 1 MiB: exactly what disko's sgdisk makes of `start = "0"`,
-/// `end = "+SIZE"`, and nothing else set.
-fn node_partition(cfg: &NodeConfig) -> Result<(String, u64, String)> {
+/// The one partition of a node's SD card disk: (label, size, type code, pinned GUID). The
+/// card's layout is one partition at 1 MiB: exactly what disko's sgdisk makes of `start = "0"`,
+/// `end = "+SIZE"`, with `uuid` when the config pins one, and nothing else set.
+fn node_partition(cfg: &NodeConfig) -> Result<(String, u64, String, Option<Uuid>)> {
     let node = &cfg.node;
     let disk = choose_disk(&cfg.devices, None, true, &cfg.source.describe())?;
     let [p] = disk.partitions.as_slice() else {
@@ -62,7 +65,6 @@ fn node_partition(cfg: &NodeConfig) -> Result<(String, u64, String)> {
         (p.alignment != 0, "alignment"),
         (p.attributes != 0, "attributes"),
         (p.hybrid.is_some(), "hybrid"),
-        (p.uuid.is_some(), "uuid"),
     ];
     if let Some((_, opt)) = unsupported.iter().find(|(set, _)| *set) {
         bail!(
@@ -85,7 +87,7 @@ fn node_partition(cfg: &NodeConfig) -> Result<(String, u64, String)> {
     };
     let size = parse_size(size)
         .with_context(|| format!("the SD card partition '{}' of {node}'s config", p.label))?;
-    Ok((p.label.clone(), size, p.type_code.clone()))
+    Ok((p.label.clone(), size, p.type_code.clone(), p.uuid))
 }
 
 impl CardLayout {
@@ -108,7 +110,7 @@ impl CardLayout {
                 cfg.node
             )));
         }
-        let (name, partition_size, code) = match cfg {
+        let (name, partition_size, code, partition_guid) = match cfg {
             Some(cfg) => node_partition(cfg)?,
             None => (
                 l.partition_name
@@ -116,6 +118,7 @@ impl CardLayout {
                     .unwrap_or_else(|| "disk-sdcard-FIRMWARE".into()),
                 l.partition_size.map_or(512 << 20, |s| s.0),
                 l.gpt_type.clone().unwrap_or_else(|| "EF00".into()),
+                None,
             ),
         };
         let layout = CardLayout {
@@ -129,6 +132,7 @@ impl CardLayout {
             label: l.label.clone().unwrap_or_else(|| "FIRMWARE".into()),
             seed: l.seed.clone(),
             allow_old_start4: l.allow_old_start4,
+            partition_guid,
         };
         layout.check(&code, l.allow_unbootable_type)?;
         Ok(layout)
@@ -137,7 +141,7 @@ impl CardLayout {
     /// A node's card as `images` makes it: its config's partition, every other option at its
     /// default.
     pub fn for_node(cfg: &NodeConfig) -> Result<Self> {
-        let (name, partition_size, code) = node_partition(cfg)?;
+        let (name, partition_size, code, partition_guid) = node_partition(cfg)?;
         let layout = CardLayout {
             table: TableKind::Gpt,
             mbr_type: 0xef,
@@ -149,6 +153,7 @@ impl CardLayout {
             label: "FIRMWARE".into(),
             seed: None,
             allow_old_start4: false,
+            partition_guid,
         };
         layout.check(&code, false)?;
         Ok(layout)
@@ -207,6 +212,7 @@ impl CardLayout {
             partition_size: self.partition_size,
             partition_name: self.partition_name.clone(),
             seed,
+            partition_guid: self.partition_guid,
         }
     }
 }
@@ -327,6 +333,11 @@ fn layout_from_record(
         label: l.label.clone().unwrap_or_else(|| t.label.clone()),
         seed: l.seed.clone().or_else(|| r.seed.clone()),
         allow_old_start4: l.allow_old_start4,
+        partition_guid: t
+            .partition_guid
+            .as_deref()
+            .map(|g| Uuid::parse_str(g).context("--from-record: the record's partition GUID"))
+            .transpose()?,
     };
     let code = layout.gpt_type.to_string();
     layout.check(&code, l.allow_unbootable_type)?;
@@ -440,6 +451,20 @@ impl CardJob {
             firmware.board(),
             node.as_ref().map(|n| (n.flake.as_path(), n.name.as_str())),
         )?;
+        let mut notices = vec![];
+        if let Some(cfg) = &cfg {
+            notices.extend(cfg.notices.clone());
+            // The node's NixOS config against the card it gets: before anything is written.
+            let d = crate::doctor::diagnose(
+                cfg,
+                &a.layout.config.flake,
+                &custom,
+                firmware.board(),
+                &layout.label,
+                &firmware.manifest,
+            );
+            crate::doctor::gate(&d, a.layout.config.allow_config_errors, &mut notices)?;
+        }
         Ok(CardJob {
             target,
             firmware,
@@ -447,7 +472,7 @@ impl CardJob {
             custom,
             node,
             device: DeviceOpts::from_args(&a.device_opts),
-            notices: cfg.map(|c| c.notices).unwrap_or_default(),
+            notices,
             from_record: None,
         })
     }
@@ -527,7 +552,7 @@ impl CardJob {
             .plan(size)
             .with_context(|| target.path().display().to_string())?;
         self.check_start4(fw, plan.table, progress)?;
-        let rec = CardRecord::new(
+        let mut rec = CardRecord::new(
             &Inputs {
                 fw,
                 node: self.node_name(),
@@ -540,6 +565,13 @@ impl CardJob {
             &plan,
             &fw.files,
         );
+        if let Some(g) = self.layout.partition_guid {
+            rec.table.partition_guid = Some(g.to_string().to_uppercase());
+            progress.phase(&format!(
+                "partition 1's GUID {} is the one the node's config pins (uuid): disko's install keeps it",
+                g.to_string().to_uppercase()
+            ));
+        }
         if let Some(old) = &self.from_record {
             // The same inputs give the same card: every file as the old record lists it.
             let differ: Vec<&str> = rec

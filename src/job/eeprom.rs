@@ -386,6 +386,7 @@ impl EepromJob {
             partition_size: eeprom::partition_size(ss),
             partition_name: String::new(),
             seed: seed.clone(),
+            partition_guid: None,
         };
         let plan = layout
             .plan(size)

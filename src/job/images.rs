@@ -27,6 +27,8 @@ pub struct ImagesJob {
     /// EEPROM cards pi-burn.toml asks for: the cluster's (`[defaults.eeprom]`), and one per
     /// node with an `eeprom` table of its own: (node or "cluster", job).
     pub eeprom: Vec<(String, super::eeprom::EepromJob)>,
+    /// Hosts left out, and what the doctor said of the nodes.
+    pub notices: Vec<String>,
 }
 
 /// Whether `p` is an entry of pi-burn's own `images` output, which `--force` may replace: a
@@ -157,31 +159,46 @@ fn staging_dir(out: &Path) -> Result<PathBuf> {
 
 impl ImagesJob {
     pub fn from_args(a: &ImagesArgs) -> Result<Self> {
-        if !a.flake.is_dir() {
-            bail!(usage(format!(
-                "--flake {}: no such directory",
-                a.flake.display()
-            )));
-        }
-        let nodes = crate::ssd::config::nodes(&a.flake);
-        if nodes.is_empty() {
-            bail!(usage(format!(
-                "--flake {}: no hosts/NODE/disk-config.nix, so no nodes",
-                a.flake.display()
-            )));
-        }
+        let firmware = FirmwareJob::from_args(&a.firmware)?;
+        // The cluster's nodes, each config read once; the other hosts left out, named.
+        let members = super::nodes::members(&a.flake, &a.node, a.eval, firmware.board())?;
         check_out(&a.flake, &a.out, a.force)?;
         let staging = staging_dir(&a.out)?;
-        let firmware = FirmwareJob::from_args(&a.firmware)?;
+        let hosts = crate::ssd::config::nodes(&a.flake);
         // Every node's inputs first: a bad config or pi-burn.toml stops the run before any
         // download or write.
         // pi-burn.toml once: an error in it names the file, not a node.
-        let cluster = crate::cluster::Cluster::load(&a.flake, &nodes, firmware.board())?;
+        let cluster = crate::cluster::Cluster::load(&a.flake, &hosts, firmware.board())?;
+        let mut notices: Vec<String> = members
+            .left_out
+            .iter()
+            .map(|l| format!("left out: {l}"))
+            .collect();
+        let mut refusals = vec![];
         let mut jobs = vec![];
-        for node in &nodes {
-            let n = node_jobs(a, &cluster, node, &staging, &firmware)
+        for cfg in &members.nodes {
+            let node = &cfg.node;
+            // Each node's NixOS config against its media: all of them before any refusal.
+            let d = crate::doctor::diagnose(
+                cfg,
+                &a.flake,
+                &cluster.for_node(node),
+                firmware.board(),
+                "FIRMWARE",
+                &firmware.manifest,
+            );
+            if let Err(e) = crate::doctor::gate(&d, a.allow_config_errors, &mut notices) {
+                refusals.push(format!("{e:#}"));
+            }
+            let n = node_jobs(a, &cluster, cfg, &staging, &firmware)
                 .with_context(|| format!("node {node}"))?;
             jobs.push(n);
+        }
+        if !refusals.is_empty() {
+            bail!(crate::error::Found(format!(
+                "{}; nothing was written",
+                refusals.join("; ")
+            )));
         }
         let mut eeprom = vec![];
         let wanted = cluster
@@ -219,6 +236,7 @@ impl ImagesJob {
             firmware,
             nodes: jobs,
             eeprom,
+            notices,
         })
     }
 }
@@ -226,14 +244,14 @@ impl ImagesJob {
 fn node_jobs(
     a: &ImagesArgs,
     cluster: &crate::cluster::Cluster,
-    node: &str,
+    cfg: &crate::ssd::NodeConfig,
     staging: &Path,
     fw: &FirmwareJob,
 ) -> Result<NodeJobs> {
+    let node = cfg.node.as_str();
     let custom = super::custom::with_base(&a.custom, fw.board(), cluster.for_node(node))?;
-    let cfg = crate::ssd::load(&a.flake, node, a.eval, None, false)?;
     let card = for_node(
-        &cfg,
+        cfg,
         &a.flake,
         custom,
         fw.clone(),
@@ -241,7 +259,7 @@ fn node_jobs(
         false,
     )?;
     let ssd = SsdJob::for_node(
-        &cfg,
+        cfg,
         &a.flake,
         a.ssd_size.map(|s| s.0),
         staging.join(format!("{node}-ssd.img")),

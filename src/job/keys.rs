@@ -3,14 +3,17 @@
 //! ignores the path; the whole flake directory when it is not in git).
 
 use crate::cli::KeysArgs;
-use crate::error::{usage, Refused};
+use crate::error::Refused;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
 pub struct KeysJob {
     pub flake: PathBuf,
     pub out: PathBuf,
-    pub nodes: Vec<String>,
+    /// The cluster's nodes, each with the install that copies its keys (and keeps its media).
+    pub nodes: Vec<(String, crate::ssd::install::Handoff)>,
+    /// Hosts of the flake that are no nodes of the cluster, each with why.
+    pub left_out: Vec<String>,
     pub rotate: bool,
     pub initrd_port: u16,
 }
@@ -76,25 +79,24 @@ pub fn check_out(flake: &Path, out: &Path) -> Result<()> {
 
 impl KeysJob {
     pub fn from_args(a: &KeysArgs) -> Result<Self> {
-        let all = crate::ssd::config::nodes(&a.flake);
-        if all.is_empty() {
-            bail!(usage(format!(
-                "--flake {}: no hosts/NODE/disk-config.nix, so no nodes",
-                a.flake.display()
-            )));
-        }
-        let nodes = match &a.node {
-            Some(n) => {
-                crate::ssd::config::check_node(&a.flake, n, &all)?;
-                vec![n.clone()]
-            }
-            None => all,
-        };
+        let m = super::nodes::members(&a.flake, &a.node, a.eval, "rpi4")?;
         check_out(&a.flake, &a.out)?;
+        let nodes = m
+            .nodes
+            .iter()
+            .map(|cfg| {
+                let extra = a.out.join(&cfg.node).display().to_string();
+                (
+                    cfg.node.clone(),
+                    crate::doctor::handoff(cfg, &a.flake, Some(&extra)),
+                )
+            })
+            .collect();
         Ok(KeysJob {
             flake: a.flake.clone(),
             out: a.out.clone(),
             nodes,
+            left_out: m.left_out,
             rotate: a.rotate,
             initrd_port: a.initrd_port,
         })

@@ -5,12 +5,14 @@
 
 pub mod card;
 pub mod custom;
+pub mod doctor;
 pub mod eeprom;
 pub mod firmware;
 pub mod flash;
 pub mod images;
 pub mod inspect;
 pub mod keys;
+pub mod nodes;
 pub mod probe;
 pub mod ssd;
 pub mod target;

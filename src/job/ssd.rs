@@ -36,6 +36,8 @@ pub struct SsdJob {
     pub device: DeviceOpts,
     /// What the user should hear about the node's config.
     pub notices: Vec<String>,
+    /// How the node is installed onto what pi-burn writes (none for images).
+    pub handoff: Option<crate::ssd::install::Handoff>,
 }
 
 impl SsdJob {
@@ -64,6 +66,27 @@ impl SsdJob {
                 )));
             }
         }
+        let mut notices = cfg.notices.clone();
+        let handoff = crate::doctor::handoff(&cfg, &a.config.flake, None);
+        if !matches!(
+            cfg.source,
+            ConfigSource::Json(_) | ConfigSource::BuiltinDefault
+        ) {
+            // The node's NixOS config against the media it gets: before anything is written.
+            let hosts = crate::ssd::config::nodes(&a.config.flake);
+            let custom =
+                crate::cluster::Cluster::load(&a.config.flake, &hosts, "rpi4")?.for_node(&a.node);
+            let manifest = crate::firmware::manifest::Manifest::embedded();
+            let d = crate::doctor::diagnose(
+                &cfg,
+                &a.config.flake,
+                &custom,
+                "rpi4",
+                "FIRMWARE",
+                &manifest,
+            );
+            crate::doctor::gate(&d, a.config.allow_config_errors, &mut notices)?;
+        }
         Ok(SsdJob {
             seed: a
                 .seed
@@ -72,7 +95,8 @@ impl SsdJob {
             node: a.node.clone(),
             flake: a.config.flake.clone(),
             disk_raw: cfg.devices["disk"][&disk.attr].clone(),
-            notices: cfg.notices,
+            handoff: Some(handoff),
+            notices,
             source: cfg.source,
             disk,
             format: !a.no_format,
@@ -112,6 +136,7 @@ impl SsdJob {
             source: cfg.source.clone(),
             disk_raw: cfg.devices["disk"][&disk.attr].clone(),
             notices: cfg.notices.clone(),
+            handoff: None,
             disk,
             format: true,
             target: TargetSpec::Image { path: image, force },
@@ -417,21 +442,24 @@ impl SsdJob {
         vec![s.trim_end().to_string()]
     }
 
-    /// What to do after the SSD is written: the install.
+    /// What to do after the SSD is written: boot from the card, install keeping what pi-burn
+    /// wrote (nixos-anywhere's default mode with destroy = false on the prepared disks).
     fn next_steps(&self) -> Vec<String> {
-        let mut next = match &self.source {
-            // A JSON file may describe any machine's disks: no flake to name.
-            ConfigSource::Json(_) => vec![
-                "next: install with disko in format or mount mode (not destroy: see below)".to_string(),
-            ],
-            _ => vec![format!(
-                "next: boot {node} from its SD card and install with disko in format or mount mode, e.g.\n  nixos-anywhere --flake {flake}#{node} --disko-mode format --target-host root@<address>",
-                node = self.node,
-                flake = self.flake.display()
-            )],
+        let Some(h) = &self.handoff else {
+            return vec![];
         };
-        next.push("warning: nixos-anywhere's default disko mode (destroy, format, mount) wipes every disk of the config again, this SSD and the SD card included: keep --disko-mode format or mount, or set disko.devices.disk.<name>.destroy = false".to_string());
-        next
+        let mut v = vec![format!(
+            "next: boot {} from its SD card into a NixOS installer, then {}",
+            self.node,
+            h.lines().join("\n")
+        )];
+        if matches!(self.source, ConfigSource::Json(_)) {
+            v.push(
+                "(a --disko-json config names no flake: install with the flake it came from)"
+                    .into(),
+            );
+        }
+        v
     }
 
     /// The SSD as a burn of `target`.

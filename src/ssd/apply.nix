@@ -21,7 +21,7 @@ let
       _options = builtins.attrNames c;
     } else { });
   disk = d:
-    pick [ "type" "device" "name" "imageSize" "preCreateHook" "postCreateHook" ] d // {
+    pick [ "type" "device" "name" "imageSize" "destroy" "preCreateHook" "postCreateHook" ] d // {
       content = if (d.content or null) == null then null else table d.content;
     };
 in

@@ -81,26 +81,18 @@ impl ConfigSource {
     }
 }
 
-/// `disko.devices` of a node.
+/// `disko.devices` of a node, and its NixOS options when the flake was evaluated.
 pub struct NodeConfig {
     pub node: String,
     pub source: ConfigSource,
     pub devices: Value,
-    /// What the user should hear about the node's NixOS config (a flake evaluation sees it).
+    /// What the user should hear about the node's NixOS config.
     pub notices: Vec<String>,
-}
-
-impl NodeConfig {
-    /// Notes that the node's config boots with extlinux, when it does.
-    fn extlinux(mut self, yes: bool) -> Self {
-        if yes {
-            self.notices.push(format!(
-                "warning: {}'s NixOS config enables boot.loader.generic-extlinux-compatible (U-Boot's extlinux.conf); the UEFI firmware card boots an EFI loader from the SSD's ESP: set boot.loader.systemd-boot.enable (or GRUB's EFI install) and boot.loader.efi.canTouchEfiVariables = false (see the README)",
-                self.node
-            ));
-        }
-        self
-    }
+    /// The options the doctor reads ([`super::options`]): `None` when the flake was not
+    /// evaluated (then the node's config is not checked against its media).
+    pub options: Option<super::options::Options>,
+    /// Why the options are missing, for the message that says the config was not checked.
+    pub unchecked: Option<String>,
 }
 
 /// What `--apply` keeps of `disko.devices`: plain values only (disko's `_create`, `_pkgs` and
@@ -243,9 +235,9 @@ fn check_node_name(node: &str) -> Result<()> {
     Ok(())
 }
 
-/// `nix eval` of the flake's `nixosConfigurations.NODE.config`: its `disko.devices`, and
-/// whether it boots with extlinux (which the UEFI firmware card cannot boot).
-pub fn eval_flake(flake: &Path, node: &str) -> Result<(Value, bool)> {
+/// `nix eval` of the flake's `nixosConfigurations.NODE.config`: its `disko.devices` and the
+/// NixOS options the doctor reads, in one evaluation.
+pub fn eval_flake(flake: &Path, node: &str) -> Result<(Value, super::options::Options)> {
     check_node_name(node)?;
     if !flake.join("flake.nix").is_file() {
         bail!(
@@ -257,8 +249,9 @@ pub fn eval_flake(flake: &Path, node: &str) -> Result<(Value, bool)> {
         std::fs::canonicalize(flake).with_context(|| format!("reading {}", flake.display()))?;
     let installable = format!("{}#nixosConfigurations.\"{node}\".config", dir.display());
     let apply = format!(
-        "config: {{ devices = ({}) config.disko.devices; extlinux = config.boot.loader.generic-extlinux-compatible.enable or false; }}",
-        nix_apply()
+        "config: {{ devices = ({}) config.disko.devices; options = ({}) config; }}",
+        nix_apply(),
+        super::options::apply()
     );
     let out = Command::new("nix")
         .args([
@@ -281,9 +274,9 @@ pub fn eval_flake(flake: &Path, node: &str) -> Result<(Value, bool)> {
     }
     let mut v: Value = serde_json::from_slice(&out.stdout)
         .with_context(|| format!("reading nix eval's JSON for {installable}"))?;
-    let extlinux = v["extlinux"] == Value::Bool(true);
+    let options = super::options::Options::from_json(v["options"].take(), &installable)?;
     let devices = strip_option_lists(v["devices"].take(), &installable)?;
-    Ok((devices, extlinux))
+    Ok((devices, options))
 }
 
 /// Checks the `_options` lists the apply function added, then removes them.
@@ -419,6 +412,8 @@ pub fn load(
             devices: devices_of(v, &origin)?,
             source,
             notices: vec![],
+            options: None,
+            unchecked: None,
         })
     };
     if let Some(j) = disko_json {
@@ -452,36 +447,64 @@ pub fn load(
         )));
     }
     check_node_name(node)?;
-    let flake_ok = flake.join("flake.nix").is_file() && on_path("nix");
+    let from_flake = |v, options| {
+        node_cfg(ConfigSource::Flake(flake.into()), v).map(|mut c| {
+            c.options = Some(options);
+            c
+        })
+    };
     if mode == EvalMode::Flake {
-        let (v, extlinux) = eval_flake(flake, node)?;
-        return node_cfg(ConfigSource::Flake(flake.into()), v).map(|c| c.extlinux(extlinux));
+        let (v, options) = eval_flake(flake, node)?;
+        return from_flake(v, options);
     }
     let file = flake.join("hosts").join(node).join("disk-config.nix");
     if !file.is_file() {
         check_node(flake, node, &nodes(flake))?;
     }
+    // Auto: through the flake whenever nix can (exact, and the node's NixOS config is there
+    // to check); the one-file evaluators only when it cannot.
+    let mut why_not = if !flake.join("flake.nix").is_file() {
+        format!("{} has no flake.nix", flake.display())
+    } else if !on_path("nix") {
+        "nix is not installed here".to_string()
+    } else {
+        String::new()
+    };
+    if mode == EvalMode::Auto && why_not.is_empty() {
+        match eval_flake(flake, node) {
+            Ok((v, options)) => return from_flake(v, options),
+            Err(e) => why_not = format!("the flake could not be evaluated ({e:#})"),
+        }
+    }
     match mode {
-        EvalMode::Builtin => node_cfg(ConfigSource::File(file.clone(), "built-in evaluator"), eval_builtin(&file)?),
-        EvalMode::Nix => node_cfg(ConfigSource::File(file.clone(), "nix-instantiate"), nix_instantiate(&file)?),
+        EvalMode::Builtin => node_cfg(
+            ConfigSource::File(file.clone(), "built-in evaluator"),
+            eval_builtin(&file)?,
+        ),
+        EvalMode::Nix => node_cfg(
+            ConfigSource::File(file.clone(), "nix-instantiate"),
+            nix_instantiate(&file)?,
+        ),
         EvalMode::Flake => unreachable!(),
-        EvalMode::Auto => match eval_builtin(&file) {
-            Ok(v) => node_cfg(ConfigSource::File(file.clone(), "built-in evaluator"), v),
-            Err(e) if e.downcast_ref::<super::nixeval::Unsupported>().is_none() => Err(e),
-            Err(e) if flake_ok => {
-                let (v, extlinux) = eval_flake(flake, node)
-                    .with_context(|| format!("the built-in evaluator could not ({e}), so the flake was evaluated, and"))?;
-                node_cfg(ConfigSource::Flake(flake.into()), v).map(|c| c.extlinux(extlinux))
+        EvalMode::Auto => {
+            let unchecked = |mut c: NodeConfig| {
+                c.unchecked = Some(why_not.clone());
+                c
+            };
+            match eval_builtin(&file) {
+                Ok(v) => node_cfg(ConfigSource::File(file.clone(), "built-in evaluator"), v)
+                    .map(unchecked),
+                Err(e) if e.downcast_ref::<super::nixeval::Unsupported>().is_none() => Err(e),
+                Err(e) if on_path("nix-instantiate") => {
+                    let v = nix_instantiate(&file)
+                        .with_context(|| format!("the built-in evaluator could not ({e}), and"))?;
+                    node_cfg(ConfigSource::File(file.clone(), "nix-instantiate"), v).map(unchecked)
+                }
+                Err(e) => bail!(
+                    "{e}; {why_not}: on a machine with Nix run {} and pass --disko-json {node}-disko.json",
+                    json_command(flake, node)
+                ),
             }
-            Err(e) if on_path("nix-instantiate") => {
-                let v = nix_instantiate(&file)
-                    .with_context(|| format!("the built-in evaluator could not ({e}), and"))?;
-                node_cfg(ConfigSource::File(file.clone(), "nix-instantiate"), v)
-            }
-            Err(e) => bail!(
-                "{e}; Nix is not installed here: on a machine with Nix run {} and pass --disko-json {node}-disko.json",
-                json_command(flake, node)
-            ),
-        },
+        }
     }
 }

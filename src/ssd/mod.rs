@@ -5,8 +5,10 @@
 //! -> sgdisk (the table disko's commands make) -> [`crate::disk::geometry::DiskPlan`].
 
 pub mod config;
+pub mod install;
 pub mod model;
 pub mod nixeval;
+pub mod options;
 pub mod sgdisk;
 
 pub use config::{load, ConfigSource, EvalMode, NodeConfig};

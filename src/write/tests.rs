@@ -143,6 +143,7 @@ fn image() -> SparseImage {
         partition_size: 16 * MIB,
         partition_name: "disk-sdcard-FIRMWARE".into(),
         seed: "t".into(),
+        partition_guid: None,
     };
     let plan = layout.plan(20 * MIB).unwrap();
     let mut img = SparseImage::new(plan.size);

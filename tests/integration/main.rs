@@ -21,6 +21,7 @@ mod layers;
 mod library;
 mod nar;
 mod newcomer;
+mod node;
 mod readme;
 mod sdcard;
 mod server;
@@ -57,6 +58,7 @@ fn main() {
         ("library", library::TESTS),
         ("nar", nar::TESTS),
         ("newcomer", newcomer::TESTS),
+        ("node", node::TESTS),
         ("readme", readme::TESTS),
         ("sdcard", sdcard::TESTS),
         ("ssd", ssd::TESTS),

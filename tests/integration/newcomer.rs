@@ -368,22 +368,33 @@ fn hints_and_messages_point_the_right_way() {
 
 /// Item 13: a node whose NixOS config boots with extlinux is named (the flake evaluation sees
 /// it); a failed flake evaluation names the ways on without it.
-fn a_config_that_boots_with_extlinux_is_warned_about() {
+fn a_config_that_boots_with_extlinux_is_refused() {
     if !have_nix() {
         return;
     }
     let t = TestDir::new();
     run_ok(tool("cp").args(["-rL", EDGE]).arg(t.path("edge")));
     let edge = t.path("edge").display().to_string();
-    let o = run(
-        &t,
+    // The doctor's error refuses the node before anything is written (it was a warning, and
+    // only under --eval flake: issue 27); --allow-config-errors writes it, saying so.
+    let args = [
+        "ssd", "--node", "extlinux", "--flake", &edge, "--image", "x.img", "--size", "4G",
+    ];
+    let o = run(&t, &args);
+    assert_fails_with(
+        &o,
+        3,
         &[
-            "ssd", "--node", "extlinux", "--flake", &edge, "--image", "x.img", "--size", "4G",
+            "generic-extlinux-compatible.enable = true",
+            "--allow-config-errors",
         ],
     );
+    assert!(!t.path("x.img").exists());
+    let o = run(&t, &[&args[..], &["--allow-config-errors"]].concat());
     assert_success(&o);
     assert!(
-        stderr(&o).contains("generic-extlinux-compatible") && stderr(&o).contains("systemd-boot"),
+        stderr(&o).contains("--allow-config-errors: writing anyway")
+            && stderr(&o).contains("generic-extlinux-compatible"),
         "{}",
         stderr(&o)
     );
@@ -410,5 +421,5 @@ crate::tests![
     sizes_in_gb_are_si_and_inspect_names_what_is_not_a_card,
     custom_builds_in_the_cache_are_listed_and_found_offline,
     hints_and_messages_point_the_right_way,
-    a_config_that_boots_with_extlinux_is_warned_about,
+    a_config_that_boots_with_extlinux_is_refused,
 ];

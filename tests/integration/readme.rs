@@ -101,6 +101,17 @@ fn readme_examples_run_as_written() {
         }
     };
     flake_into(&t.path(""));
+    // A flake in git, as a user's is: nix copies only its tracked files into the store (not the
+    // images the examples write beside them).
+    std::fs::write(
+        t.path(".gitignore"),
+        "*\n!hosts/\n!hosts/**\n!flake.nix\n!pi-burn.toml\n!.gitignore\n",
+    )
+    .unwrap();
+    run_ok(tool("git").args(["init", "-q"]).current_dir(t.path("")));
+    run_ok(tool("git").args(["add", "."]).current_dir(t.path("")));
+    // A node's options as `doctor --json` prints them (for the --options-json example).
+    std::fs::write(t.path("pi-beta-options.json"), "{}").unwrap();
     // What the README's examples start from: release zips and an RPI_EFI.fd in the directory.
     let zip = fixture_zip("rpi4", None);
     for name in ["RPi4_UEFI_Firmware_v1.50.zip", "fw.zip"] {
@@ -155,16 +166,7 @@ fn readme_examples_run_as_written() {
             }
         }
         // `verify --image` right after `sdcard --image` of the same file: as the README runs them.
-        let mut c = t.pi_burn();
-        if cmd.contains("--eval flake") {
-            // `nix eval` copies the whole flake directory into the store: a fresh one, without
-            // the images the other examples made.
-            let dir = t.path(&format!("flake-{ran}"));
-            std::fs::create_dir(&dir).unwrap();
-            flake_into(&dir);
-            c.current_dir(&dir);
-        }
-        let o = c.args(&args).output().unwrap();
+        let o = t.pi_burn().args(&args).output().unwrap();
         assert!(
             o.status.success(),
             "README example failed: {cmd}\nexit {:?}\n{}{}",

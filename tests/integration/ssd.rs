@@ -436,8 +436,24 @@ fn the_next_step_names_the_flake_only_for_a_node_of_a_flake() {
     let flake = crate::disko::flake_copy();
     let o = ssd(&t, "pi-alpha", &["--image", "a.img", "--size", "4G"]);
     assert_success(&o);
-    let want = format!("nixos-anywhere --flake {}#pi-alpha", flake.display());
-    assert!(stdout(&o).contains(&want), "{}", stdout(&o));
+    // The install that keeps what pi-burn wrote (issue 27): the default mode, never --disko-mode
+    // format or mount; the primer's config has no destroy = false, so the lines to add first.
+    let want = format!(
+        "nixos-anywhere --flake {}#pi-alpha --target-host root@<pi-alpha's address>",
+        flake.display()
+    );
+    let out = stdout(&o);
+    assert!(out.contains(&want), "{out}");
+    assert!(
+        out.lines()
+            .filter(|l| l.contains("nixos-anywhere --flake"))
+            .all(|l| !l.contains("--disko-mode")),
+        "{out}"
+    );
+    assert!(
+        out.contains("add `destroy = false;` to disko.devices.disk.{sdcard, usb-ssd} in hosts/pi-alpha/disk-config.nix"),
+        "{out}"
+    );
     // A JSON file may describe any machine: no flake, no node to boot.
     let json = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/eval/pi-alpha.json");
     let o = t
@@ -457,7 +473,7 @@ fn the_next_step_names_the_flake_only_for_a_node_of_a_flake() {
     assert_success(&o);
     let out = stdout(&o);
     assert!(
-        out.contains("next: install with disko in format or mount mode"),
+        out.contains("names no flake: install with the flake it came from"),
         "{out}"
     );
     assert!(!out.contains("--flake"), "{out}");

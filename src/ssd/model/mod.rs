@@ -89,6 +89,9 @@ pub struct DiskoDisk {
     pub efi_gpt_partition_first: bool,
     /// In partition-number order (`_index` 1, 2, ...).
     pub partitions: Vec<DiskoPart>,
+    /// disko's `destroy` (default true, lib/types/disk.nix:25): whether its destroy stage
+    /// wipes this disk.
+    pub destroy: bool,
 }
 
 fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -500,6 +503,11 @@ impl DiskoDisk {
         }
         only_keys(content, GPT_KEYS, &format!("{what}, content"))?;
         check_hooks(content, &format!("{what}, content"))?;
+        let destroy = match disk.get("destroy") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => bail!("{what}: destroy must be a boolean, not {}", kind(v)),
+        };
         let efi_gpt_partition_first = match content.get("efiGptPartitionFirst") {
             None | Some(Value::Null) => true,
             Some(Value::Bool(b)) => *b,
@@ -544,6 +552,7 @@ impl DiskoDisk {
             image_size: opt_str(disk, "imageSize", &what)?,
             efi_gpt_partition_first,
             partitions,
+            destroy,
         })
     }
 }
