@@ -77,4 +77,4 @@ for img in golden half; do
   done
   unset med byt
 done
-echo "(pi-burn also reads back and compares everything it wrote, and probes the device's capacity first, 8.5 MiB written and put back; pi-burn-np is pi-burn --no-probe; bmaptool and dd do neither)"
+echo "(pi-burn also reads back and compares everything it wrote, and probes the device's capacity around its data, 64 samples and a wrap test put back; pi-burn-np is pi-burn --no-probe; bmaptool and dd do neither)"

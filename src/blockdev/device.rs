@@ -128,8 +128,9 @@ impl Aligned {
     }
 }
 
-/// Reads a device with O_DIRECT, bypassing the page cache: what the medium holds.
-pub struct DirectReader {
+/// A device opened for writing, read and written with O_DIRECT, bypassing the page cache: what
+/// the medium holds, and writes that reach it as they are made (sector by sector, in order).
+pub struct Direct {
     file: File,
     sector_size: u64,
     buf: Aligned,
@@ -137,14 +138,15 @@ pub struct DirectReader {
 
 const DIRECT_CHUNK: usize = 4 << 20;
 
-impl DirectReader {
+impl Direct {
     pub fn open(dev: &OpenDevice) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
+            .write(true)
             .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
             .open(&dev.path)
             .with_context(|| format!("opening {} to read it back", dev.path.display()))?;
-        Ok(DirectReader {
+        Ok(Direct {
             file,
             sector_size: dev.sector_size.max(512),
             buf: Aligned::new(DIRECT_CHUNK + 8192),
@@ -167,6 +169,27 @@ impl DirectReader {
             let skip = (pos - start) as usize;
             out[done..done + want].copy_from_slice(&b[skip..skip + want]);
             done += want;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `off`, both whole sectors.
+    pub fn write_at(&mut self, off: u64, data: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let ss = self.sector_size;
+        if !off.is_multiple_of(ss) || !(data.len() as u64).is_multiple_of(ss) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "a direct write of {} bytes at byte {off} is not whole {ss}-byte sectors",
+                    data.len()
+                ),
+            ));
+        }
+        for (i, piece) in data.chunks(DIRECT_CHUNK).enumerate() {
+            let b = self.buf.slice(piece.len());
+            b.copy_from_slice(piece);
+            self.file.write_all_at(b, off + (i * DIRECT_CHUNK) as u64)?;
         }
         Ok(())
     }

@@ -152,7 +152,7 @@ fn outcome_error(outcomes: &[TargetOutcome]) -> Result<()> {
         return Err(Mismatch(lines).into());
     }
     // Counterfeits are what the probe looks for: found (exit 3, as `probe` says it).
-    let fake = |o: &&TargetOutcome| matches!(&o.result, Err(f) if matches!(f.error, TargetError::Counterfeit(_)));
+    let fake = |o: &&TargetOutcome| matches!(&o.result, Err(f) if matches!(f.error, TargetError::Counterfeit { .. }));
     if failed.iter().all(fake) {
         return Err(crate::error::Found(lines.join("; ")).into());
     }

@@ -24,7 +24,7 @@ pub fn run(a: &ProbeArgs, g: &Global) -> Result<Outcome> {
     if !g.quiet || !job.yes {
         eprint!("{}", describe(&claimed));
         eprintln!(
-            "will probe:  {} read, {} written at random places and put back (the content is kept; do not unplug it while the probe runs)",
+            "will probe:  at most {} read and {} written (every block it writes is read first and put back: the content is kept; do not unplug it while the probe runs)",
             human(r),
             human(w)
         );
@@ -44,10 +44,10 @@ pub fn run(a: &ProbeArgs, g: &Global) -> Result<Outcome> {
     }))?;
     Ok(match result {
         Ok(()) => o.line(format!(
-            "{path}: {} ({} blocks at random places and the wrap test read back as written; {} written and put back)",
+            "{path}: {} ({} written and put back, {} read)",
             p.describe(),
-            crate::write::probe::SAMPLES,
-            human(p.bytes_written)
+            human(p.bytes_written),
+            human(p.bytes_read)
         )),
         Err(e) => o.ending(Err(e)),
     })

@@ -62,26 +62,27 @@ pub fn describe(claimed: &Claimed) -> String {
 
 /// The plan's line for the capacity probe of a device of `size` bytes.
 pub fn probe_line(size: u64, sector_size: u64, probe: bool) -> String {
-    use crate::write::probe::honest_cost;
+    use crate::write::probe::{burn_cost, SAMPLES};
     if !probe {
         return "probe:       skipped (--no-probe): a counterfeit that holds less than it claims would take the data and lose it\n".into();
     }
-    match honest_cost(size, sector_size) {
-        (0, _) => "probe:       none (the device is too small to probe)\n".into(),
-        (w, r) => format!(
-            "probe:       first {} written at random places and put back, {} read, to test that it holds its {} (a counterfeit is refused; --no-probe skips it)\n",
-            human(w),
-            human(r),
-            human(size)
-        ),
+    let [(w0, r0), (w1, r1)] = burn_cost(size, sector_size);
+    if w0 == 0 {
+        return "probe:       none (the device is too small to probe)\n".into();
     }
+    format!(
+        "probe:       a wrap test and {SAMPLES} samples stamped beside the data before it, read back after it and put back ({} written, {} read), to test that it holds its {}: a counterfeit is refused (`pi-burn probe` is the full test, run first when the data leaves no room beside it; --no-probe skips it)\n",
+        human(w0 + w1),
+        human(r0 + r1),
+        human(size)
+    )
 }
 
 /// What the success line says of the probe.
 pub fn probe_summary(p: Option<&crate::write::probe::Probed>) -> String {
     match p {
         Some(p) if p.bytes_written > 0 => format!(
-            "; the probe ({} written) found it {}",
+            "; probe ({} written and put back): {}",
             human(p.bytes_written),
             p.describe()
         ),

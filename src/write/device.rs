@@ -1,19 +1,20 @@
 //! A block device as a target of the engine: buffered writes through the exclusive
-//! descriptor, read-back through an O_DIRECT one, the table reread when done.
+//! descriptor, read-back (and the probe's writes) through an O_DIRECT one, the table reread
+//! when done.
 
-use crate::blockdev::device::{reread, DirectReader, OpenDevice};
+use crate::blockdev::device::{reread, Direct, OpenDevice};
 use crate::blockdev::sys::pwrite_all;
 use crate::write::sink::Sink;
 use anyhow::Result;
 
 pub struct DeviceSink {
     dev: OpenDevice,
-    direct: DirectReader,
+    direct: Direct,
 }
 
 impl DeviceSink {
     pub fn new(dev: OpenDevice) -> Result<Self> {
-        let direct = DirectReader::open(&dev)?;
+        let direct = Direct::open(&dev)?;
         Ok(DeviceSink { dev, direct })
     }
 }
@@ -36,6 +37,9 @@ impl Sink for DeviceSink {
     }
     fn read_back(&mut self, off: u64, out: &mut [u8]) -> std::io::Result<()> {
         self.direct.read_at(off, out)
+    }
+    fn write_direct(&mut self, off: u64, data: &[u8]) -> std::io::Result<()> {
+        self.direct.write_at(off, data)
     }
     fn reread(&mut self) {
         reread(&self.dev, &crate::progress::Silent { notices: true });

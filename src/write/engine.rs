@@ -2,6 +2,7 @@
 //! then everything read back. Each step returns a typed error; a target that failed after it
 //! was touched has its table areas wiped again, so that it never looks bootable.
 
+use super::probe;
 use super::sink::{Sink, TargetError, DIFFERS_SHOWN};
 use crate::progress::{Progress, TargetPhase, TargetStep};
 use std::io;
@@ -49,10 +50,20 @@ pub struct Failed {
 fn wipe_text(error: &TargetError, wipe: &Wipe) -> String {
     match (error, wipe) {
         (_, Wipe::Untouched) => "; nothing was written".to_string(),
-        // A counterfeit is not burned again: its table areas are all the probe left behind.
-        (TargetError::Counterfeit(_), Wipe::Wiped) => {
-            "; nothing else was written (its table areas are wiped)".to_string()
-        }
+        // A counterfeit is not burned again: its table areas are all the probe left behind, or
+        // (found behind the card's data) what makes the card unbootable.
+        (
+            TargetError::Counterfeit {
+                after_data: false, ..
+            },
+            Wipe::Wiped,
+        ) => "; nothing else was written (its table areas are wiped)".to_string(),
+        (
+            TargetError::Counterfeit {
+                after_data: true, ..
+            },
+            Wipe::Wiped,
+        ) => "; found behind the card's data, which was written: its partition table is wiped again, the probe's blocks put back".to_string(),
         (_, Wipe::Wiped) => "; its partition table was wiped: burn it again".to_string(),
         (_, Wipe::Failed(w)) => format!(
             "; wiping its partition table again failed too ({w}): do not boot from it, burn it again"
@@ -121,6 +132,8 @@ pub struct Writer<'p> {
     written: Vec<(u64, u64, u32)>,
     /// The image's disk laid out anew for this target, when it is larger.
     relaid: Option<crate::write::plan::Relaid>,
+    /// The probe's samples, stamped before the data (and the bytes written by then).
+    stamped: Option<(probe::Stamped, u64)>,
     pub stats: Stats,
     progress: &'p dyn Progress,
 }
@@ -136,6 +149,7 @@ impl<'p> Writer<'p> {
             touched: false,
             written: vec![],
             relaid: None,
+            stamped: None,
             stats: Stats::default(),
             progress,
         }
@@ -184,29 +198,76 @@ impl<'p> Writer<'p> {
         self.progress.target(self.id, TargetStep::Advance(n));
     }
 
-    /// What the probe writes and reads on an honest device.
-    pub fn probe_cost(&self) -> u64 {
-        let (w, r) = crate::write::probe::honest_cost(self.size, self.sink.sector_size());
-        w + r
+    /// The ranges this target's data covers beyond the image's (a larger target's new table
+    /// and the zeroed ends of the partitions that grew).
+    pub fn relaid_ranges(&self) -> Vec<(u64, u64)> {
+        let Some(r) = &self.relaid else {
+            return vec![];
+        };
+        let blocks = r.blocks.iter().map(|(o, d)| (*o, o + d.len() as u64));
+        let zero = r.zero.iter().map(|(o, l)| (*o, o + l));
+        blocks.chain(zero).collect()
     }
 
-    /// The capacity probe (after the wipe, before the data): a device that does not hold what
-    /// it claims fails here, with nothing of the image written.
-    pub fn probe(&mut self) -> Result<(), TargetError> {
-        use crate::write::probe;
-        self.touched = true;
-        self.tell("probing");
-        let (progress, id) = (self.progress, self.id);
-        let found = probe::run(self.sink.as_mut(), probe::fresh_seed(), &mut |n| {
-            progress.target(id, TargetStep::Advance(n))
-        })?;
+    /// What the probe writes and reads on an honest device, before the data and after it:
+    /// the full test before, when `avoid` leaves no room for samples beside the data.
+    pub fn probe_costs(&self, beside: bool) -> [u64; 2] {
+        let ss = self.sink.sector_size();
+        if !beside {
+            let (w, r) = probe::honest_cost(self.size, ss);
+            return [w + r, 0];
+        }
+        probe::burn_cost(self.size, ss).map(|(w, r)| w + r)
+    }
+
+    fn found(&mut self, found: probe::Probed, after_data: bool) -> Result<(), TargetError> {
         let fake = found.verdict.is_fake();
         let text = found.describe();
         self.stats.probe = Some(found);
         if fake {
-            return Err(TargetError::Counterfeit(text));
+            return Err(TargetError::Counterfeit { text, after_data });
         }
         Ok(())
+    }
+
+    /// The capacity probe's first half (after the wipe, before the data): the wrap test, and
+    /// its samples stamped outside `avoid` (sorted, disjoint: every range the data writes), to
+    /// be read back after the data ([`Writer::probe_end`]). Without `avoid`, or without room
+    /// beside the data, the full test runs here. A device found fake fails here, with nothing
+    /// of the image written.
+    pub fn probe_begin(&mut self, avoid: Option<&[(u64, u64)]>) -> Result<(), TargetError> {
+        self.touched = true;
+        self.tell("probing");
+        let (progress, id) = (self.progress, self.id);
+        let mut advance = |n| progress.target(id, TargetStep::Advance(n));
+        let seed = probe::fresh_seed();
+        let begun = match avoid {
+            Some(avoid) => probe::Stamped::begin(self.sink.as_mut(), seed, avoid, &mut advance)?,
+            None => probe::Begun::Done(probe::run(self.sink.as_mut(), seed, &mut advance)?),
+        };
+        match begun {
+            probe::Begun::Done(found) => self.found(found, false),
+            probe::Begun::Stamped(s) => {
+                self.stamped = Some((s, self.stats.bytes_written));
+                Ok(())
+            }
+        }
+    }
+
+    /// The probe's second half, after the data and the table (before the read-back): the
+    /// samples read back behind everything the data wrote, and put back.
+    pub fn probe_end(&mut self) -> Result<(), TargetError> {
+        let Some((s, at)) = self.stamped.take() else {
+            return Ok(());
+        };
+        self.tell("probing");
+        self.step(TargetPhase::Probe, self.probe_costs(true)[1]);
+        let (progress, id) = (self.progress, self.id);
+        let written = self.stats.bytes_written - at;
+        let found = s.end(self.sink.as_mut(), written, &mut |n| {
+            progress.target(id, TargetStep::Advance(n))
+        })?;
+        self.found(found, true)
     }
 
     /// Zeros over the table areas: the first write to the target.
@@ -399,6 +460,9 @@ impl<'p> Writer<'p> {
             };
         }
         self.tell("failed");
+        if let Some((s, _)) = self.stamped.take() {
+            s.abandon(self.sink.as_mut());
+        }
         let mut wiped = Ok(());
         for (o, l) in table_areas(self.size) {
             wiped = wiped.and_then(|()| self.sink.write_at(o, &vec![0u8; l as usize]));

@@ -279,6 +279,8 @@ struct Fanout<'s, 'e> {
     table: HeadTable,
     image_size: Option<u64>,
     relayout: Option<super::plan::RelayoutRef>,
+    /// The plan's ranges (offset, end), when it has a map.
+    map: Option<Vec<(u64, u64)>>,
     /// One sender per started target.
     txs: Vec<Option<SyncSender<Msg>>>,
     tail_region: Option<(u64, u64)>,
@@ -287,15 +289,25 @@ struct Fanout<'s, 'e> {
     handles: Vec<(usize, std::thread::ScopedJoinHandle<'s, TargetOutcome>)>,
 }
 
-/// One target's thread: wipe, data, flush, table last, flush, reread, read back.
-fn run_target(mut w: Writer<'_>, rx: Receiver<Msg>, total: u64, probe: bool) -> TargetOutcome {
+/// Whether and how a target is probed: not, or with its samples kept out of these ranges
+/// (sorted, disjoint: all the data writes), or with the full test before the data (`None`: what
+/// the data writes is not known before it ends).
+type ProbeWith = Option<Option<Vec<(u64, u64)>>>;
+
+/// One target's thread: wipe, (probe,) data, flush, table last, flush, (probe,) reread, read
+/// back.
+fn run_target(mut w: Writer<'_>, rx: Receiver<Msg>, total: u64, probe: ProbeWith) -> TargetOutcome {
     let result = (|| -> Result<(), TargetError> {
-        if probe {
+        if let Some(avoid) = probe {
             // The wipe goes first, then the probe, then the data.
+            let avoid = avoid.map(|mut a| {
+                a.extend(w.relaid_ranges());
+                coalesce_ranges(a)
+            });
             let wipe = super::engine::table_area_bytes(w.size());
-            w.step(TargetPhase::Probe, w.probe_cost() + wipe);
+            w.step(TargetPhase::Probe, w.probe_costs(avoid.is_some())[0] + wipe);
             w.wipe()?;
-            w.probe()?;
+            w.probe_begin(avoid.as_deref())?;
             // One count for the write: the wipe's bytes are in it, done.
             w.step(TargetPhase::Write, total);
             w.advance(wipe);
@@ -314,6 +326,7 @@ fn run_target(mut w: Writer<'_>, rx: Receiver<Msg>, total: u64, probe: bool) -> 
                 }
             }
         }
+        w.probe_end()?;
         w.sink().reread();
         w.read_back()
     })();
@@ -388,7 +401,7 @@ impl<'s, 'e> Fanout<'s, 'e> {
             let (tx, rx) = sync_channel::<Msg>(4);
             let id = self.outcomes.len();
             let total = data + super::engine::table_area_bytes(sink.size());
-            let probe = self.options.probe;
+            let probe = self.options.probe.then(|| self.data_ranges());
             let mut w = Writer::new(id, sink, self.options.verify, self.progress);
             if let Some(r) = relaid {
                 w.relay(r);
@@ -400,6 +413,16 @@ impl<'s, 'e> Fanout<'s, 'e> {
             self.handles.push((id, handle));
             self.outcomes.push(None);
             self.txs.push(Some(tx));
+        }
+    }
+
+    /// Every range of a target the image's data covers (`end` exclusive), when known before the
+    /// data: the block map's ranges, or the whole image when its size is known.
+    fn data_ranges(&self) -> Option<Vec<(u64, u64)>> {
+        match (&self.map, self.image_size) {
+            (Some(m), _) => Some(m.clone()),
+            (None, Some(size)) => Some(vec![(0, size)]),
+            (None, None) => None,
         }
     }
 
@@ -553,6 +576,12 @@ pub fn flash(
             table: HeadTable::None,
             image_size: plan.image_size,
             relayout: plan.relayout.clone(),
+            map: match &plan.ranges {
+                Ranges::Map(r) => Some(coalesce_ranges(
+                    r.iter().map(|r| (r.offset, r.end())).collect(),
+                )),
+                Ranges::Whole => None,
+            },
             txs: vec![],
             tail_region: None,
             tail: vec![],
@@ -580,4 +609,17 @@ pub fn flash(
         });
         fanout.finish(r.err())
     })
+}
+
+/// `ranges` (offset, end) sorted, with overlapping and touching ones made one.
+fn coalesce_ranges(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (a, b) in ranges {
+        match out.last_mut() {
+            Some(l) if a <= l.1 => l.1 = l.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
 }

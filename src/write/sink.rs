@@ -13,6 +13,13 @@ pub trait Sink: Send {
     fn sync(&mut self) -> io::Result<()>;
     /// Reads what the medium holds, bypassing any cache.
     fn read_back(&mut self, off: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Writes whole sectors straight to the medium, bypassing any cache: the device gets
+    /// exactly them, each before the next call returns (the probe's writes, whose order matters
+    /// on a device whose addresses alias). A plain write by default, for sinks that keep no
+    /// cache of their own.
+    fn write_direct(&mut self, off: u64, data: &[u8]) -> io::Result<()> {
+        self.write_at(off, data)
+    }
     /// Asks the kernel to reread the partition table (a no-op by default).
     fn reread(&mut self) {}
 }
@@ -42,9 +49,10 @@ pub enum TargetError {
     /// The image could not be read, or did not match its block map.
     #[error("{0}")]
     Source(String),
-    /// The medium holds less than it claims (the capacity probe).
-    #[error("{0}")]
-    Counterfeit(String),
+    /// The medium holds less than it claims (the capacity probe): found before the data, or
+    /// after it (a burn's samples read back behind the card).
+    #[error("{text}")]
+    Counterfeit { text: String, after_data: bool },
 }
 
 /// Differing ranges listed in a message.

@@ -62,7 +62,7 @@ pub fn planned_bytes(img: &SparseImage) -> u64 {
 pub fn failure(name: &str, f: Failed) -> anyhow::Error {
     match &f.error {
         TargetError::Differs { .. } => Mismatch(vec![format!("{name}: {f}")]).into(),
-        TargetError::Counterfeit(_) => Found(format!("{name}: {f}")).into(),
+        TargetError::Counterfeit { .. } => Found(format!("{name}: {f}")).into(),
         TargetError::Refused(_) => Refused(format!("{name}: {f}")).into(),
         _ => anyhow::Error::new(f).context(name.to_string()),
     }

@@ -570,10 +570,10 @@ fn the_probe_refuses_a_counterfeit_before_its_data() {
     let (sink, data, log) = mem_with("fake", 16 * MIB, 0x33, |m| m.wrap = Some(16 * MIB));
     let out = flash_probed(&big, sink);
     let f = out[0].result.as_ref().unwrap_err();
-    assert!(matches!(f.error, TargetError::Counterfeit(_)), "{f}");
+    assert!(matches!(f.error, TargetError::Counterfeit { .. }), "{f}");
     let e = f.to_string();
     assert!(
-        e.contains("holds about 16 MiB, not 64 MiB") && e.contains("nothing else was written"),
+        e.contains("holds 16 MiB, not 64 MiB") && e.contains("nothing else was written"),
         "{e}"
     );
     let probe = f.done.probe.as_ref().expect("the probe's stats");
@@ -591,25 +591,54 @@ fn the_probe_refuses_a_counterfeit_before_its_data() {
     assert!(data.lock().unwrap()[..512].iter().all(|b| *b == 0));
 }
 
+/// The burn's probe: the wrap test and samples stamped beside the card before its data, read
+/// back after it and put back; the device ends as the card alone would leave it.
 #[test]
-fn an_honest_target_is_probed_then_burned_and_the_cost_is_in_its_stats() {
+fn an_honest_target_is_probed_around_its_data_and_the_cost_is_in_its_stats() {
     let big = on_64_mib();
-    let (sink, data) = mem("honest", 64 * MIB, 0);
+    let (sink, data, log) = mem_with("honest", 64 * MIB, 0x5a, |_| {});
     let out = flash_probed(&big, sink);
     assert!(out[0].ok(), "{:?}", out[0]);
     let s = out[0].stats();
     let p = s.probe.expect("probed");
     assert_eq!(p.verdict, probe::Verdict::Honest);
+    assert!(p.in_burn);
+    let [before, after] = probe::burn_cost(64 * MIB, 512);
     assert_eq!(
         (p.bytes_written, p.bytes_read),
-        probe::honest_cost(64 * MIB, 512)
+        (before.0 + after.0, before.1 + after.1)
     );
+    // The card's bytes are the other writes the samples sat behind.
+    assert_eq!(p.ruled_out_cache_up_to, big.written_bytes());
     // The probe's writes are counted apart from the card's.
     assert_eq!(s.bytes_written, big.written_bytes() + 2 * TABLE_AREA);
-    let got = data.lock().unwrap();
-    let mut want = vec![0u8; 20 * MIB as usize];
-    big.read_at(0, &mut want[..MIB as usize]);
-    assert_eq!(got[..MIB as usize], want[..MIB as usize]);
+    let mut want = vec![0x5a; 64 * MIB as usize];
+    for (o, l) in table_areas(64 * MIB) {
+        want[o as usize..(o + l) as usize].fill(0);
+    }
+    for (off, d) in big.blocks() {
+        want[off as usize..off as usize + d.len()].copy_from_slice(d);
+    }
+    assert!(
+        *data.lock().unwrap() == want,
+        "the device is not the card alone"
+    );
+    // Samples stamped beside the card before its first data write, put back after its last.
+    let log = log.lock().unwrap().clone();
+    let is_card = |o: u64| big.blocks().any(|(b, d)| o >= b && o < b + d.len() as u64);
+    let first_card = log
+        .iter()
+        .position(|op| matches!(op, Op::Write(o, _, _) if *o >= 8 * MIB && is_card(*o)))
+        .unwrap();
+    let samples: Vec<usize> = log
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| matches!(op, Op::Write(o, 512, _) if *o >= 8 * MIB))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(samples.len(), 2 * probe::SAMPLES);
+    assert!(samples[..probe::SAMPLES].iter().all(|i| *i < first_card));
+    assert!(samples[probe::SAMPLES..].iter().all(|i| *i > first_card));
 }
 
 #[test]

@@ -41,22 +41,21 @@ fn wrap(t: &TestDir) -> FakeDevice {
     )
 }
 
-/// A limbo fake with a 1 MiB cache of the latest writes (the probe must push them out).
+/// A 1 GiB limbo fake holding 256 MiB behind a cache of `blocks` 4 KiB blocks of the latest
+/// writes (the probe must push them out).
+fn limbo_cached(t: &TestDir, name: &str, blocks: &'static str) -> FakeDevice {
+    FakeDevice::start(t, name, &limbo_args(blocks))
+}
+
+fn limbo_args(blocks: &'static str) -> Vec<&'static str> {
+    let mut args = vec!["--mode", "limbo", "--claimed", "1G", "--real", "256M"];
+    args.extend(["--cache-blocks", blocks]);
+    args
+}
+
+/// A limbo fake with a 1 MiB cache.
 fn limbo(t: &TestDir) -> FakeDevice {
-    FakeDevice::start(
-        t,
-        "limbo",
-        &[
-            "--mode",
-            "limbo",
-            "--claimed",
-            "1G",
-            "--real",
-            "256M",
-            "--cache-blocks",
-            "256",
-        ],
-    )
+    limbo_cached(t, "limbo", "256")
 }
 
 fn burn(t: &TestDir, dev: &str, extra: &[&str]) -> Output {
@@ -71,18 +70,13 @@ fn read_dev(dev: &str, off: u64, len: usize) -> Vec<u8> {
     b
 }
 
-/// Found with exit 3 (as `probe` says a counterfeit, issue 28) naming both sizes; the table
-/// areas at both ends wiped, no table.
-fn assert_refused_as_fake(o: &Output, dev: &str) {
+/// Found with exit 3 (as `probe` says a counterfeit, issue 28) naming both sizes and what was
+/// written (`then`); the table areas at both ends wiped, no table.
+fn assert_refused_as_fake(o: &Output, dev: &str, then: &str) {
     assert_fails_with(
         o,
         3,
-        &[
-            dev,
-            "holds",
-            "256 MiB, not 1 GiB: a counterfeit",
-            "nothing else was written",
-        ],
+        &[dev, "holds", "256 MiB, not 1 GiB: a counterfeit", then],
     );
     assert!(read_dev(dev, 0, 32 << 10).iter().all(|b| *b == 0));
     assert!(read_dev(dev, (1 << 30) - (32 << 10), 32 << 10)
@@ -90,6 +84,9 @@ fn assert_refused_as_fake(o: &Output, dev: &str) {
         .all(|b| *b == 0));
 }
 
+/// The wrap-around fake is found before the card (the wrap test), the limbo fake behind its
+/// 1 MiB cache after it (the samples, read back behind the card's 8 MiB): both refused, their
+/// tables wiped.
 fn sdcard_and_ssd_refuse_wrap_around_and_limbo_fakes() {
     if !can_fake_devices() {
         return;
@@ -97,8 +94,13 @@ fn sdcard_and_ssd_refuse_wrap_around_and_limbo_fakes() {
     let t = TestDir::new();
     for (name, fake) in [("wrap", wrap(&t)), ("limbo", limbo(&t))] {
         let dev = fake.dev().to_string();
+        let then = if name == "wrap" {
+            "nothing else was written"
+        } else {
+            "found behind the card's data, which was written: its partition table is wiped again"
+        };
         let o = burn(&t, &dev, &[]);
-        assert_refused_as_fake(&o, &dev);
+        assert_refused_as_fake(&o, &dev, then);
         if name == "limbo" {
             // Found to the block, behind the cache.
             assert!(
@@ -116,7 +118,7 @@ fn sdcard_and_ssd_refuse_wrap_around_and_limbo_fakes() {
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap();
-        assert_refused_as_fake(&o, &dev);
+        assert_refused_as_fake(&o, &dev, then);
         // --no-probe: the card is written and says so (a read-back of its own ranges passes:
         // the reason for the probe).
         let o = burn(&t, &dev, &["--no-probe"]);
@@ -124,38 +126,75 @@ fn sdcard_and_ssd_refuse_wrap_around_and_limbo_fakes() {
     }
 }
 
-fn an_honest_device_burns_with_at_most_9_mib_more_for_the_probe() {
+/// A burn's probe costs almost nothing beyond the card (issue 29): the device (its
+/// /sys/block/loopN/stat) sees at most the card's bytes plus 1 MiB written, and at most 1 MiB
+/// more read than a burn without the probe.
+fn a_burn_s_probe_costs_at_most_1_mib_beyond_the_card() {
     if !can_fake_devices() {
         return;
     }
     let t = TestDir::new();
     let fake = FakeDevice::start(&t, "honest", &["--claimed", "1G"]);
     let dev = fake.dev();
-    let mut written = vec![];
+    let mut seen = vec![];
     for extra in [&["--no-probe"][..], &[][..]] {
-        let before = loop_bytes_written(dev);
+        let (r0, w0) = loop_bytes(dev);
         let o = burn(&t, dev, &[&["--json"][..], extra].concat());
         assert_success(&o);
-        written.push(loop_bytes_written(dev) - before);
+        let (r1, w1) = loop_bytes(dev);
         let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
         if extra.is_empty() {
             assert_eq!(j["probe"]["verdict"], "honest", "{}", j["probe"]);
+            assert_eq!(j["probe"]["in_burn"], true);
         } else {
             assert!(j.get("probe").is_none());
         }
+        seen.push((r1 - r0, w1 - w0, j["bytes_written"].as_u64().unwrap()));
     }
+    let [(r_plain, w_plain, card), (r_probe, w_probe, _)] = seen[..] else {
+        unreachable!()
+    };
+    assert!(w_plain <= card, "{seen:?}");
     assert!(
-        written[1] - written[0] <= 9 * MIB,
-        "the probe cost {} bytes ({written:?})",
-        written[1] - written[0]
+        w_probe <= card + MIB,
+        "written {w_probe} for a card of {card}"
+    );
+    assert!(
+        r_probe <= r_plain + MIB,
+        "read {r_probe} with the probe, {r_plain} without"
     );
     assert_success(&t.verify_device(dev));
-    // The plan names the probe's cost.
+    // The plan names the probe and what it costs.
     let o = burn(&t, dev, &["--dry-run"]);
     assert_stderr_has(
         &o,
-        "probe:       first 8.51 MiB written at random places and put back",
+        "probe:       a wrap test and 64 samples stamped beside the data before it, read back after it and put back (65 KiB written, 69.50 KiB read)",
     );
+}
+
+/// A burn onto a limbo fake whose cache (16 MiB) is larger than the card (8 MiB): the card
+/// lands below the fake's real end and reads back, and the burn says what its probe could not
+/// rule out; `pi-burn probe` then finds the fake.
+fn a_burn_says_what_its_probe_could_not_rule_out() {
+    if !can_fake_devices() {
+        return;
+    }
+    let t = TestDir::new();
+    let fake = limbo_cached(&t, "cached", "4096");
+    let o = burn(&t, fake.dev(), &[]);
+    assert_success(&o);
+    let out = stdout(&o);
+    assert!(
+        out.contains("no smaller card hides behind a cache of up to 7.88 MiB; a larger cache could hide one (`pi-burn probe` is the full test)")
+            && !out.contains("holds the"),
+        "{out}"
+    );
+    let o = t
+        .pi_burn()
+        .args(["probe", fake.dev(), "--yes"])
+        .output()
+        .unwrap();
+    assert_fails_with(&o, 3, &["holds 256 MiB, not 1 GiB: a counterfeit"]);
 }
 
 fn probe_is_0_on_honest_and_3_on_fake_devices_and_keeps_the_content() {
@@ -188,7 +227,7 @@ fn probe_is_0_on_honest_and_3_on_fake_devices_and_keeps_the_content() {
         .output()
         .unwrap();
     assert_success(&o);
-    assert_stdout_has(&o, "holds the 96 MiB it claims");
+    assert_stdout_has(&o, "no sign it holds less than its 96 MiB: no wrap-around");
     drop(lo);
     assert_eq!(sha256_file(&file), before, "the probe changed the device");
     // Fakes: exit 3 naming the real size, in text and JSON.
@@ -224,35 +263,147 @@ fn probe_is_0_on_honest_and_3_on_fake_devices_and_keeps_the_content() {
     assert_fails_with(&o, 4, &[]);
 }
 
-/// f3probe's verdict on the same fakes: bad news on both, good news on the honest one; on the
-/// limbo fake it finds the same 256 MiB.
-fn f3probe_agrees_with_the_probe_on_the_fakes() {
+/// The full test and f3probe on the same fakes (issue 29), each on a fresh device: the same
+/// verdict, the same real size, and pi-burn writing no more than f3probe (bytes from
+/// /sys/block/loopN/stat); on the limbo fakes behind caches of 4, 16 and 64 MiB, the cache
+/// named within bounds that hold it. f3probe 8.0 passes a wrap-around of 33 MiB (not a power
+/// of two) in a 40 MiB fake: pi-burn finds it, and leaves the device as it was.
+fn the_probe_agrees_with_f3probe_on_every_fake_at_no_more_writes() {
     if !(can_fake_devices() && have_tool("f3probe")) {
         return;
     }
     let t = TestDir::new();
-    let honest = FakeDevice::start(&t, "honest", &["--claimed", "1G"]);
+    struct Case {
+        args: Vec<&'static str>,
+        f3: &'static str,
+        real: Option<u64>,
+        cache: u64,
+    }
+    let case = |args: &[&'static str], f3, real, cache| Case {
+        args: args.to_vec(),
+        f3,
+        real,
+        cache,
+    };
+    let (good, limbo) = ("is the real thing", "counterfeit of type limbo");
     let cases = [
-        (honest, "Good news"),
-        (wrap(&t), "Bad news"),
-        (limbo(&t), "Bad news"),
+        case(&["--claimed", "1G"], good, None, 0),
+        case(&["--claimed", "64M"], good, None, 0),
+        case(
+            &["--mode", "wrap", "--claimed", "1G", "--real", "256M"],
+            "Bad news",
+            Some(256 * MIB),
+            0,
+        ),
+        case(
+            &["--mode", "limbo", "--claimed", "1G", "--real", "300M"],
+            limbo,
+            Some(300 * MIB),
+            0,
+        ),
+        case(&limbo_args("1024"), limbo, Some(256 * MIB), 4 * MIB),
+        case(&limbo_args("4096"), limbo, Some(256 * MIB), 16 * MIB),
+        case(&limbo_args("16384"), limbo, Some(256 * MIB), 64 * MIB),
     ];
-    for (i, (fake, want)) in cases.iter().enumerate() {
-        let out = stdout(&tool("f3probe").arg(fake.dev()).output().unwrap());
-        assert!(out.contains(want), "case {i}: {out}");
+    for (i, c) in cases.iter().enumerate() {
+        let fake = FakeDevice::start(&t, &format!("f3-{i}"), &c.args);
+        let (_, w0) = loop_bytes(fake.dev());
+        let o = t
+            .pi_burn()
+            .args(["--json", "probe", fake.dev(), "--yes"])
+            .output()
+            .unwrap();
+        let (_, w1) = loop_bytes(fake.dev());
+        let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        drop(fake);
+        let fake = FakeDevice::start(&t, &format!("f3-{i}-again"), &c.args);
+        let f3 = tool("f3probe").arg(fake.dev()).output().unwrap();
+        let (_, w2) = loop_bytes(fake.dev());
+        let f3_out = stdout(&f3);
+        assert!(f3_out.contains(c.f3), "case {i}: {f3_out}");
+        assert!(
+            w1 - w0 <= w2,
+            "case {i}: pi-burn wrote {} bytes, f3probe {w2}",
+            w1 - w0
+        );
+        let p = &j["probe"];
+        match c.real {
+            None => {
+                assert_eq!(o.status.code(), Some(0), "case {i}: {j}");
+                assert_eq!(p["verdict"], "honest");
+            }
+            Some(real) => {
+                assert_eq!(o.status.code(), Some(3), "case {i}: {j}");
+                let got = p["every"].as_u64().or(p["holds"].as_u64());
+                assert_eq!(got, Some(real), "case {i}: {j}");
+            }
+        }
+        if c.cache > 0 {
+            let (lo, hi) = (
+                p["cache"]["more_than"].as_u64().unwrap(),
+                p["cache"]["at_most"].as_u64().unwrap(),
+            );
+            assert!(lo < c.cache && c.cache <= hi, "case {i}: {j}");
+            assert!(
+                stderr(&o).contains("behind a cache of more than"),
+                "{}",
+                stderr(&o)
+            );
+        }
+    }
+    // Wrapping every 33 MiB in 40: f3probe says good news, pi-burn finds it and puts every
+    // block back.
+    let fake = FakeDevice::start(
+        &t,
+        "wrap33",
+        &["--mode", "wrap", "--claimed", "40M", "--real", "33M"],
+    );
+    let f3 = tool("f3probe").arg(fake.dev()).output().unwrap();
+    assert!(stdout(&f3).contains("is the real thing"), "{}", stdout(&f3));
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(fake.dev())
+            .unwrap();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let chunk: Vec<u8> = (0..MIB)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        for m in 0..40 {
+            f.write_all_at(&chunk, m * MIB).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    // Read past the page cache: the fake's aliases change what the kernel may hold.
+    let direct = |dev: &str| {
+        let o = tool("dd")
+            .arg(format!("if={dev}"))
+            .args(["iflag=direct", "bs=1M", "count=40", "status=none"])
+            .output()
+            .unwrap();
+        assert_success(&o);
+        o.stdout
+    };
+    let before = direct(fake.dev());
+    assert_eq!(before.len() as u64, 40 * MIB);
+    for _ in 0..2 {
         let o = t
             .pi_burn()
             .args(["probe", fake.dev(), "--yes"])
             .output()
             .unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(if i == 0 { 0 } else { 3 }),
-            "case {i}"
+        assert_fails_with(
+            &o,
+            3,
+            &["holds 33 MiB, not 40 MiB: a counterfeit (its addresses wrap around every 33 MiB, measured"],
         );
-        if i == 2 {
-            assert!(out.contains("Usable* size: 256.00 MB"), "{out}");
-        }
+        assert!(direct(fake.dev()) == before, "the probe changed the device");
     }
 }
 
@@ -427,9 +578,10 @@ fn a_named_device_that_stops_answering_ends_the_run() {
 // This module's tests, for the runner in main.rs.
 crate::tests![
     sdcard_and_ssd_refuse_wrap_around_and_limbo_fakes,
-    an_honest_device_burns_with_at_most_9_mib_more_for_the_probe,
+    a_burn_s_probe_costs_at_most_1_mib_beyond_the_card,
+    a_burn_says_what_its_probe_could_not_rule_out,
     probe_is_0_on_honest_and_3_on_fake_devices_and_keeps_the_content,
-    f3probe_agrees_with_the_probe_on_the_fakes,
+    the_probe_agrees_with_f3probe_on_every_fake_at_no_more_writes,
     a_read_back_difference_names_the_range_and_the_wrap,
     devices_answers_with_a_stalled_device_attached,
     a_named_device_that_stops_answering_ends_the_run,

@@ -496,7 +496,10 @@ fn an_eeprom_card_is_burned_on_a_device_and_named_by_devices() {
         .stdin(std::process::Stdio::null());
     let o = c.output().unwrap();
     assert_success(&o);
-    assert_stdout_has(&o, "read back and verified; the probe");
+    assert_stdout_has(
+        &o,
+        "read back and verified; probe (65 KiB written and put back): no wrap-around",
+    );
     let o = t
         .pi_burn()
         .args(["inspect", &lo.dev, "--manifest", MANIFEST])

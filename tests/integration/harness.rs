@@ -526,6 +526,12 @@ impl Drop for FakeDevice {
 
 /// Sectors written to a loop device so far (/sys/block/loopN/stat, field 7), in bytes.
 pub fn loop_bytes_written(dev: &str) -> u64 {
+    loop_bytes(dev).1
+}
+
+/// Bytes read and written on a block device so far, from /sys/block/NAME/stat (sectors of 512
+/// bytes, whatever the device's own).
+pub fn loop_bytes(dev: &str) -> (u64, u64) {
     let name = Path::new(dev)
         .file_name()
         .unwrap()
@@ -536,5 +542,5 @@ pub fn loop_bytes_written(dev: &str) -> u64 {
         .split_whitespace()
         .map(|x| x.parse().unwrap())
         .collect();
-    f[6] * 512
+    (f[2] * 512, f[6] * 512)
 }
