@@ -176,6 +176,13 @@ pub struct ImagesArgs {
     /// How to evaluate the nodes' disko configs (as for `ssd --eval`).
     #[arg(long, value_enum, default_value = "auto")]
     pub eval: EvalMode,
+    /// The nodes' configs as Nix evaluated them: a JSON object NODE -> nix/eval.nix of
+    /// nixosConfigurations.NODE.config (what lib.images hands over); no nix runs.
+    #[arg(long, value_name = "FILE", conflicts_with = "eval")]
+    pub eval_json: Option<PathBuf>,
+    /// Write each image zstd-compressed (NODE-sdcard.img.zst, with the raw image's .bmap).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub compress: Option<Compress>,
     /// Only this node (repeatable) [default: every node of the cluster: those in pi-burn.toml,
     /// or whose disko config has the firmware card].
     #[arg(long, value_name = "NODE")]
@@ -277,6 +284,11 @@ pub struct DiskoArgs {
     /// Write even when the node's NixOS config does not fit its media (`pi-burn doctor`).
     #[arg(long)]
     pub allow_config_errors: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compress {
+    Zstd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -3,7 +3,8 @@
 //! nothing: the set is made in a staging directory and replaces `--out` as one.
 
 use super::{Global, Outcome};
-use crate::cli::ImagesArgs;
+use crate::cli::{Compress, ImagesArgs};
+use crate::disk::sparse::SparseImage;
 use crate::firmware::digest::Sha256Digest;
 use crate::firmware::Firmware;
 use crate::job::images::{ImagesJob, NodeJobs};
@@ -12,12 +13,14 @@ use crate::util::units::human;
 use crate::write::{deliver, Options};
 use anyhow::{Context, Result};
 use serde::Serialize;
+use std::io::Write;
 use std::path::Path;
 
 #[derive(Debug, Serialize)]
 struct Row {
     node: String,
     kind: &'static str,
+    /// The file: the raw image, or with --compress its .zst.
     image: String,
     bmap: String,
     size: u64,
@@ -25,34 +28,112 @@ struct Row {
     /// SHA-256 of the block map, which holds the SHA-256 of every mapped range (the rest of
     /// the image is zeros): equal digests, equal images.
     bmap_sha256: String,
+    /// SHA-256 of `image` as written (its line in SHA256SUMS): with --compress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    /// Bytes of `image` (with --compress, the compressed size).
+    file_size: u64,
 }
 
-/// The row of an image made in `staging`, named by where it ends up in `out`.
+/// The row of an image made in `staging` from `img`, named by where it ends up in `out`; with
+/// `compress` its raw file is replaced by the .zst of `img`.
 fn row(
     node: &str,
     kind: &'static str,
-    made: &Path,
+    (made, img): (&Path, &SparseImage),
     out: &Path,
-    size: u64,
+    compress: Option<Compress>,
     written: u64,
 ) -> Result<Row> {
     let map = crate::disk::bmap::sidecar(made);
     let bytes = std::fs::read(&map).with_context(|| format!("reading {}", map.display()))?;
-    let name = made.file_name().context("an image has a file name")?;
-    let image = out.join(name);
+    let (file, sha256, file_size) = match compress {
+        // A raw image's SHA-256 would read its every zero (2 GiB an SSD): its block map's
+        // digests stand for it, and SHA256SUMS comes with --compress.
+        None => (made.to_path_buf(), None, img.size()),
+        Some(Compress::Zstd) => {
+            let zst = made.with_file_name(format!(
+                "{}.zst",
+                made.file_name()
+                    .context("an image has a file name")?
+                    .to_string_lossy()
+            ));
+            let (sha, n) = write_zst(img, &zst)?;
+            std::fs::remove_file(made).with_context(|| format!("removing {}", made.display()))?;
+            (zst, Some(sha), n)
+        }
+    };
+    let name = file.file_name().context("an image has a file name")?;
     Ok(Row {
         node: node.to_string(),
         kind,
-        bmap: crate::disk::bmap::sidecar(&image).display().to_string(),
-        image: image.display().to_string(),
-        size,
+        bmap: crate::disk::bmap::sidecar(&out.join(made.file_name().unwrap_or(name)))
+            .display()
+            .to_string(),
+        image: out.join(name).display().to_string(),
+        size: img.size(),
         bytes_written: written,
         bmap_sha256: Sha256Digest::of(&bytes).hex(),
+        sha256: sha256.map(|s| s.hex()),
+        file_size,
     })
 }
 
+/// Writes `img` as zstd to `path`: its SHA-256 and size.
+fn write_zst(img: &SparseImage, path: &Path) -> Result<(Sha256Digest, u64)> {
+    use sha2::{Digest, Sha256};
+    struct Hashing<W>(W, Sha256);
+    impl<W: Write> Write for Hashing<W> {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let n = self.0.write(b)?;
+            self.1.update(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush()
+        }
+    }
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    let mut w = Hashing(std::io::BufWriter::with_capacity(1 << 20, f), Sha256::new());
+    let n = crate::write::zst::write_image(img, &mut w)
+        .and_then(|n| w.flush().map(|()| n))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok((Sha256Digest::from_hasher(w.1), n))
+}
+
+/// `SHA256SUMS` in the staging directory (with --compress): every compressed image and block
+/// map, by name, as `sha256sum -c` reads it.
+fn write_sums(rows: &[Row], staging: &Path) -> Result<()> {
+    let mut lines = vec![];
+    for r in rows {
+        let name = |p: &str| {
+            Path::new(p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        if let Some(sha) = &r.sha256 {
+            lines.push((name(&r.image), sha.clone()));
+        }
+        lines.push((name(&r.bmap), r.bmap_sha256.clone()));
+    }
+    lines.sort();
+    let text: String = lines.iter().map(|(n, h)| format!("{h}  {n}\n")).collect();
+    std::fs::write(staging.join("SHA256SUMS"), text).context("writing SHA256SUMS")
+}
+
 /// Builds and writes one node's pair into the staging directory.
-fn make(n: &NodeJobs, fw: &Firmware, out: &Path, g: &Global) -> Result<[Row; 2]> {
+fn make(
+    n: &NodeJobs,
+    fw: &Firmware,
+    out: &Path,
+    compress: Option<Compress>,
+    g: &Global,
+) -> Result<[Row; 2]> {
     let quiet = Options::default();
     let progress = crate::progress::Prefixed {
         inner: g.progress(),
@@ -66,9 +147,9 @@ fn make(n: &NodeJobs, fw: &Firmware, out: &Path, g: &Global) -> Result<[Row; 2]>
     let sd = row(
         &n.node,
         "sdcard",
-        sd_target.path(),
+        (sd_target.path(), &card.built().disk),
         out,
-        card.plan.size,
+        compress,
         done.bytes_written,
     )?;
     let ssd_target = n.ssd.target.claim(Default::default())?;
@@ -85,9 +166,9 @@ fn make(n: &NodeJobs, fw: &Firmware, out: &Path, g: &Global) -> Result<[Row; 2]>
     let ssd = row(
         &n.node,
         "ssd",
-        ssd_target.path(),
+        (ssd_target.path(), &built.img),
         out,
-        built.plan.size,
+        compress,
         done.bytes_written,
     )?;
     Ok([sd, ssd])
@@ -99,6 +180,7 @@ fn make_eeprom(
     e: &crate::job::eeprom::EepromJob,
     files: &crate::eeprom::ReleaseFiles,
     out: &Path,
+    compress: Option<Compress>,
     g: &Global,
 ) -> Result<Row> {
     let target = e.target.claim(Default::default())?;
@@ -107,9 +189,9 @@ fn make_eeprom(
     row(
         name,
         "eeprom",
-        target.path(),
+        (target.path(), &b.built.disk),
         out,
-        b.plan.size,
+        compress,
         done.bytes_written,
     )
 }
@@ -137,7 +219,10 @@ pub fn run(a: &ImagesArgs, g: &Global) -> Result<Outcome> {
             .nodes
             .iter()
             .map(|n| {
-                s.spawn(|| make(n, &fw, &job.out, g).with_context(|| format!("node {}", n.node)))
+                s.spawn(|| {
+                    make(n, &fw, &job.out, a.compress, g)
+                        .with_context(|| format!("node {}", n.node))
+                })
             })
             .collect();
         handles
@@ -154,9 +239,12 @@ pub fn run(a: &ImagesArgs, g: &Global) -> Result<Outcome> {
     }
     for ((name, e), files) in job.eeprom.iter().zip(&eeprom_files) {
         rows.push(
-            make_eeprom(name, e, files, &job.out, g)
+            make_eeprom(name, e, files, &job.out, a.compress, g)
                 .with_context(|| format!("{name}'s EEPROM card"))?,
         );
+    }
+    if a.compress.is_some() {
+        write_sums(&rows, &job.staging)?;
     }
     let own = crate::job::images::own_output;
     let kept = staging.commit(&job.out, job.force.then_some(&own as _))?;
@@ -167,9 +255,15 @@ pub fn run(a: &ImagesArgs, g: &Global) -> Result<Outcome> {
             k.display()
         ));
     }
+    let zst = a.compress.is_some();
     let mut lines = vec![format!(
-        "{:<10} {:<7} {:<28} {:>9} {:>9}  bmap sha256",
-        "node", "kind", "image", "size", "written"
+        "{:<10} {:<7} {:<32} {:>9} {:>9}{}  bmap sha256",
+        "node",
+        "kind",
+        "image",
+        "size",
+        "written",
+        if zst { "       zst" } else { "" }
     )];
     for r in &rows {
         let name = Path::new(&r.image)
@@ -177,21 +271,31 @@ pub fn run(a: &ImagesArgs, g: &Global) -> Result<Outcome> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         lines.push(format!(
-            "{:<10} {:<7} {:<28} {:>9} {:>9}  {}",
+            "{:<10} {:<7} {:<32} {:>9} {:>9}{}  {}",
             r.node,
             r.kind,
             name,
             human(r.size),
             human(r.bytes_written),
+            if zst {
+                format!(" {:>9}", human(r.file_size))
+            } else {
+                String::new()
+            },
             r.bmap_sha256
         ));
     }
     lines.push(format!(
-        "{} nodes, firmware {} {}, in {}",
+        "{} nodes, firmware {} {}, in {}{}",
         job.nodes.len(),
         fw.board,
         fw.version,
-        job.out.display()
+        job.out.display(),
+        if zst {
+            " (SHA256SUMS lists every file: `sha256sum -c SHA256SUMS` there)"
+        } else {
+            ""
+        }
     ));
     lines.push(format!(
         "next: the nodes' SSH host keys before their first boot (for secrets.nix and nixos-anywhere --extra-files): pi-burn keys --flake {} --out DIR (outside the flake's git work tree)",

@@ -74,6 +74,23 @@ pub struct RecManifest {
     pub sha256: String,
 }
 
+/// The name a manifest is recorded by: its file name, without the hash a Nix store path puts
+/// before it (`/nix/store/HASH-test-manifest.toml` is `test-manifest.toml`, as it is outside a
+/// Nix build: the same card either way).
+fn manifest_name(path: &str) -> String {
+    let name = std::path::Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nix32 = |c: u8| c.is_ascii_digit() || (c.is_ascii_lowercase() && !b"eotu".contains(&c));
+    match name.as_bytes().get(..33) {
+        Some(h) if h[32] == b'-' && h[..32].iter().all(|c| nix32(*c)) && name.len() > 33 => {
+            name[33..].to_string()
+        }
+        _ => name,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecStore {
@@ -393,10 +410,7 @@ impl CardRecord {
             store: store.map(|(s, _)| s),
             files: RecFile::hashed(files, &known),
             manifest: i.manifest.map(|(path, sha256)| RecManifest {
-                name: std::path::Path::new(path)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
+                name: manifest_name(path),
                 sha256: sha256.clone(),
             }),
         }
@@ -473,6 +487,29 @@ pub fn add_to(files: &mut FileSet, rec: &CardRecord) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifest_in_the_nix_store_is_recorded_by_its_own_name() {
+        for (path, name) in [
+            (
+                "/nix/store/71knqa5zs8jb53pm9m1c5cgqaycqc3wr-test-manifest.toml",
+                "test-manifest.toml",
+            ),
+            ("fixtures/test-manifest.toml", "test-manifest.toml"),
+            // Not a store hash: 'e' is not a Nix base-32 digit; too short; nothing after it.
+            (
+                "/x/71knqa5zs8jb53pm9m1c5cgqaycqc3we-m.toml",
+                "71knqa5zs8jb53pm9m1c5cgqaycqc3we-m.toml",
+            ),
+            ("/x/71knqa5zs8jb-m.toml", "71knqa5zs8jb-m.toml"),
+            (
+                "/x/71knqa5zs8jb53pm9m1c5cgqaycqc3wr-",
+                "71knqa5zs8jb53pm9m1c5cgqaycqc3wr-",
+            ),
+        ] {
+            assert_eq!(manifest_name(path), name, "{path}");
+        }
+    }
 
     fn sample() -> CardRecord {
         CardRecord {

@@ -161,7 +161,16 @@ impl ImagesJob {
     pub fn from_args(a: &ImagesArgs) -> Result<Self> {
         let firmware = FirmwareJob::from_args(&a.firmware)?;
         // The cluster's nodes, each config read once; the other hosts left out, named.
-        let members = super::nodes::members(&a.flake, &a.node, a.eval, firmware.board())?;
+        let given = a
+            .eval_json
+            .as_deref()
+            .map(crate::ssd::config::EvalJson::read)
+            .transpose()?;
+        let configs = match &given {
+            Some(g) => super::nodes::Configs::Given(g),
+            None => super::nodes::Configs::Eval(a.eval),
+        };
+        let members = super::nodes::members_from(&a.flake, &a.node, configs, firmware.board())?;
         check_out(&a.flake, &a.out, a.force)?;
         let staging = staging_dir(&a.out)?;
         let hosts = crate::ssd::config::nodes(&a.flake);

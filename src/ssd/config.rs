@@ -65,6 +65,8 @@ pub enum ConfigSource {
     /// The flake, through `nix eval`.
     Flake(PathBuf),
     Json(PathBuf),
+    /// `images --eval-json`: the flake as Nix evaluated it (nix/eval.nix), exact.
+    Eval(PathBuf),
     /// `--layout default`.
     BuiltinDefault,
 }
@@ -76,6 +78,7 @@ impl ConfigSource {
             ConfigSource::File(p, how) => format!("{} ({how})", p.display()),
             ConfigSource::Flake(p) => format!("the flake {} (nix eval)", p.display()),
             ConfigSource::Json(p) => p.display().to_string(),
+            ConfigSource::Eval(p) => format!("{} (the flake as Nix evaluated it)", p.display()),
             ConfigSource::BuiltinDefault => "the built-in default layout".into(),
         }
     }
@@ -113,6 +116,33 @@ pub fn nix_apply() -> String {
         .flat_map(str::split_whitespace)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `nix/eval.nix`: the whole evaluation pi-burn asks of a node's NixOS config (`config:
+/// { devices; options; }`, what `--eval flake` applies and `images --eval-json` reads), as a
+/// file for Nix to import (lib.images). Generated from ssd/apply.nix and ssd/options.rs; a test
+/// checks the committed file is this.
+pub fn eval_nix() -> String {
+    let indent = |text: &str, by: &str| -> String {
+        text.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| format!("{by}{l}\n"))
+            .collect()
+    };
+    let picks: String = super::options::PICKS
+        .iter()
+        .map(|(name, expr)| format!("      \"{name}\" = {expr};\n"))
+        .collect();
+    format!(
+        "# What pi-burn reads of a node's NixOS config: the plain values of disko.devices and the\n\
+         # options `pi-burn doctor` checks, as `pi-burn ... --eval flake` asks `nix eval --apply` for\n\
+         # them. lib.images (nix/images.nix) hands this, for every node, to `pi-burn images\n\
+         # --eval-json`. Generated from src/ssd/apply.nix and src/ssd/options.rs: `cargo test` fails\n\
+         # when it is stale, and `PI_BURN_WRITE_NIX=1 cargo test --lib eval_nix` writes it again.\n\
+         config: {{\n  devices = (\n{}  ) config.disko.devices;\n  options = (\n    c:\n    let\n      s = {};\n    in {{\n{picks}    }}\n  ) config;\n}}\n",
+        indent(APPLY_NIX, "    "),
+        super::options::TO_STRINGS
+    )
 }
 
 /// Options of a disko partition and table that hold no layout (scripts, derived device paths,
@@ -394,6 +424,63 @@ pub fn json_command(flake: &Path, node: &str) -> String {
     )
 }
 
+/// `images --eval-json FILE`: every node's config as Nix evaluated it, `{ NODE: { devices,
+/// options } }` (nix/eval.nix of `nixosConfigurations.NODE.config`): no nix runs here.
+pub struct EvalJson {
+    path: PathBuf,
+    nodes: serde_json::Map<String, Value>,
+}
+
+impl EvalJson {
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = crate::util::read_text_limited(path, MAX_JSON, "--eval-json")?;
+        let v: Value = serde_json::from_str(&text)
+            .with_context(|| format!("--eval-json {}: not JSON", path.display()))?;
+        let Value::Object(nodes) = v else {
+            bail!(crate::error::usage(format!(
+                "--eval-json {}: not an object of nodes (NODE: {{ devices, options }})",
+                path.display()
+            )));
+        };
+        for (node, v) in &nodes {
+            check_node_name(node)?;
+            if !(v.get("devices").is_some() && v.get("options").is_some()) {
+                bail!(crate::error::usage(format!(
+                    "--eval-json {}: node {node} has no devices and options (nix/eval.nix of its config gives both)",
+                    path.display()
+                )));
+            }
+        }
+        Ok(EvalJson {
+            path: path.into(),
+            nodes,
+        })
+    }
+
+    /// The nodes the file holds.
+    pub fn names(&self) -> Vec<String> {
+        self.nodes.keys().cloned().collect()
+    }
+
+    /// `node`'s config, when the file holds it.
+    pub fn node(&self, node: &str) -> Option<Result<NodeConfig>> {
+        let v = self.nodes.get(node)?;
+        let origin = format!("--eval-json {} (node {node})", self.path.display());
+        Some((|| {
+            let devices = strip_option_lists(v["devices"].clone(), &origin)?;
+            let options = super::options::Options::from_json(v["options"].clone(), &origin)?;
+            Ok(NodeConfig {
+                node: node.into(),
+                devices: devices_of(devices, &origin)?,
+                source: ConfigSource::Eval(self.path.clone()),
+                notices: vec![],
+                options: Some(options),
+                unchecked: None,
+            })
+        })())
+    }
+}
+
 /// Loads a node's devices: `--disko-json`, `--layout default`, or the flake's config.
 pub fn load(
     flake: &Path,
@@ -506,5 +593,24 @@ pub fn load(
                 ),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// nix/eval.nix is what pi-burn asks of a node's config; a stale copy would hand lib.images
+    /// other options than the doctor reads.
+    #[test]
+    fn eval_nix_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/nix/eval.nix");
+        let want = super::eval_nix();
+        if std::env::var_os("PI_BURN_WRITE_NIX").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            have == want,
+            "{path} is stale: PI_BURN_WRITE_NIX=1 cargo test --lib eval_nix writes it again"
+        );
     }
 }

@@ -41,15 +41,16 @@ pub const PICKS: &[(&str, &str)] = &[
     ("boot.loader.raspberry-pi.bootloader", "c.boot.loader.raspberry-pi.bootloader or null"),
 ];
 
+/// `s` of the picks: paths, alone or in a list, as strings.
+pub const TO_STRINGS: &str = "v: if builtins.isList v then map (x: if builtins.isPath x then toString x else x) v else if builtins.isPath v then toString v else v";
+
 /// The `--apply` function (of `config`), on one line.
 pub fn apply() -> String {
     let fields: String = PICKS
         .iter()
         .map(|(name, expr)| format!("\"{name}\" = {expr}; "))
         .collect();
-    format!(
-        "c: let s = v: if builtins.isList v then map (x: if builtins.isPath x then toString x else x) v else if builtins.isPath v then toString v else v; in {{ {fields}}}"
-    )
+    format!("c: let s = {TO_STRINGS}; in {{ {fields}}}")
 }
 
 /// The options of one node: option name -> value (null where the node does not set it and no

@@ -17,6 +17,7 @@ pub mod probe;
 pub mod sink;
 pub mod source;
 pub mod target;
+pub mod zst;
 
 pub use engine::{table_areas, Failed, Stats, TargetOutcome, Wipe};
 pub use fanout::{flash, read_head, target_problems, Input, Options};

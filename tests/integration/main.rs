@@ -13,6 +13,7 @@ mod disko;
 mod download;
 mod eeprom;
 mod flash;
+mod golden;
 mod harness;
 mod hostile;
 mod json;
@@ -51,6 +52,7 @@ fn main() {
         ("download", download::TESTS),
         ("eeprom", eeprom::TESTS),
         ("flash", flash::TESTS),
+        ("golden", golden::TESTS),
         ("hostile", hostile::TESTS),
         ("json", json::TESTS),
         ("keys", keys::TESTS),
