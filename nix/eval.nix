@@ -60,6 +60,7 @@ config: {
       "boot.loader.raspberry-pi.enable" = c.boot.loader.raspberry-pi.enable or null;
       "boot.loader.raspberry-pi.firmwarePath" = c.boot.loader.raspberry-pi.firmwarePath or null;
       "boot.loader.raspberry-pi.bootloader" = c.boot.loader.raspberry-pi.bootloader or null;
+      "boot.loader.systemd-boot.extraFiles" = builtins.attrNames (c.boot.loader.systemd-boot.extraFiles or { });
     }
   ) config;
 }

@@ -10,7 +10,8 @@
 //! BOOT_ORDER = 0xf41
 //! ```
 //! `eeprom` tables set bootloader properties (bootconf.txt) for `pi-burn eeprom`; with a
-//! `[defaults.eeprom]` table, `images` writes the cluster's EEPROM card too.
+//! `[defaults.eeprom]` table, `images` writes the cluster's EEPROM card too. `ssd_firmware =
+//! true` puts a node's firmware on its SSD's ESP (`ssd --with-firmware`, and so `images`).
 //! A node's table overrides `[defaults]`; the command line overrides both. Unknown keys, unknown
 //! settings and nodes that the flake does not have are errors.
 
@@ -40,6 +41,8 @@ struct Table {
     #[serde(default)]
     config_txt: BTreeMap<String, toml::Value>,
     eeprom: Option<BTreeMap<String, toml::Value>>,
+    /// The firmware goes on the node's SSD, in its ESP (`ssd --with-firmware`; `images`).
+    ssd_firmware: Option<bool>,
 }
 
 /// What a card carries besides the firmware: UEFI settings and config.txt edits, each with
@@ -50,6 +53,9 @@ pub struct Custom {
     pub edits: Vec<Edit>,
     /// Bootloader properties (bootconf.txt), for EEPROM cards.
     pub bootconf: Vec<Edit>,
+    /// `ssd_firmware`: the firmware on the node's SSD (its ESP) instead of an SD card, with
+    /// where it was said.
+    pub ssd_firmware: Option<(bool, String)>,
 }
 
 impl Custom {
@@ -62,6 +68,7 @@ impl Custom {
             settings: settings::merge([self.settings, later.settings].concat()),
             edits: configtxt::merge([self.edits, later.edits].concat()),
             bootconf: configtxt::merge([self.bootconf, later.bootconf].concat()),
+            ssd_firmware: later.ssd_firmware.or(self.ssd_firmware),
         }
     }
 }
@@ -131,6 +138,7 @@ fn table(t: &Table, from: &str, board: &str) -> Result<Custom> {
         };
         out.edits.push(configtxt::edit(key, &value, from)?);
     }
+    out.ssd_firmware = t.ssd_firmware.map(|b| (b, format!("{from} ssd_firmware")));
     for (key, v) in t.eeprom.iter().flatten() {
         let value = match v {
             toml::Value::String(s) => s.clone(),

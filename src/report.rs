@@ -43,6 +43,8 @@ pub struct EepromReport {
     pub board: String,
     pub release: String,
     pub build_timestamp: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfg_ver: Option<u32>,
     pub bootconf: Vec<crate::firmware::configtxt::EditApplied>,
     pub bootconf_txt: String,
 }

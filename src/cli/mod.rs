@@ -258,6 +258,15 @@ pub struct SsdArgs {
     /// Seed for the GUIDs and the FAT volume id (default: node and disk name).
     #[arg(long)]
     pub seed: Option<String>,
+    /// Put the verified firmware in the SSD's ESP (partition 1), with the node's UEFI settings,
+    /// config.txt edits and card record: the node boots from the SSD alone (a bootloader whose
+    /// BOOT_ORDER tries USB), no SD card [default: pi-burn.toml's ssd_firmware].
+    #[arg(long, conflicts_with = "no_format")]
+    pub with_firmware: bool,
+    #[command(flatten)]
+    pub firmware: FirmwareArgs,
+    #[command(flatten)]
+    pub custom: CustomArgs,
     #[command(flatten)]
     pub device_opts: DeviceArgs,
 }

@@ -10,5 +10,8 @@ pub fn run(a: &EepromArgs, g: &Global) -> Result<Outcome> {
     let target = job.target.claim(job.device.allow())?;
     let files = job.obtain(g.progress())?;
     let b = job.build(&files, &target)?;
+    if let Some(w) = job.older_than_default(b.record.mfg_ver) {
+        g.progress().notice(&w);
+    }
     super::burn::burn(&target, &job.device, job.burn(&target, b), g)
 }

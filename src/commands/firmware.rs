@@ -16,7 +16,7 @@ use serde::Serialize;
 struct ReleaseRow {
     board: String,
     version: String,
-    date: String,
+    date: Option<String>,
     default: bool,
     sha256: Option<String>,
     nar_sha256: Option<String>,
@@ -25,6 +25,9 @@ struct ReleaseRow {
     url: String,
     /// Where the pinned hashes were taken from.
     hash_source: Option<String>,
+    /// Why it does not boot from a microSD card, when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_on_sd: Option<String>,
 }
 
 pub fn run(cmd: &FirmwareCommand, g: &Global) -> Result<Outcome> {
@@ -125,6 +128,7 @@ fn list(manifest: Option<&std::path::Path>) -> Result<Outcome> {
                     .map(|p| p.display().to_string()),
                 url: r.url.clone(),
                 hash_source: r.hash_source.clone(),
+                not_on_sd: r.not_on_sd.clone(),
             });
         }
     }
@@ -166,13 +170,17 @@ fn list(manifest: Option<&std::path::Path>) -> Result<Outcome> {
             (None, None) => "-",
         };
         say!(
-            "{:<6} {:<8} {:<10} {:<8} {:<7} {}",
+            "{:<6} {:<8} {:<10} {:<8} {:<7} {}{}",
             r.board,
             r.version,
-            r.date,
+            r.date.as_deref().unwrap_or("?"),
             pinned,
             if r.cached.is_some() { "yes" } else { "no" },
             if r.default { "*" } else { "" },
+            r.not_on_sd
+                .as_deref()
+                .map(|w| format!("  not on SD cards: {w}"))
+                .unwrap_or_default()
         );
     }
     if !custom.is_empty() {

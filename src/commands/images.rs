@@ -126,34 +126,39 @@ fn write_sums(rows: &[Row], staging: &Path) -> Result<()> {
     std::fs::write(staging.join("SHA256SUMS"), text).context("writing SHA256SUMS")
 }
 
-/// Builds and writes one node's pair into the staging directory.
+/// Builds and writes one node's card (unless its firmware is on its SSD) and SSD into the
+/// staging directory.
 fn make(
     n: &NodeJobs,
-    fw: &Firmware,
+    release: &Firmware,
     out: &Path,
     compress: Option<Compress>,
     g: &Global,
-) -> Result<[Row; 2]> {
+) -> Result<Vec<Row>> {
     let quiet = Options::default();
     let progress = crate::progress::Prefixed {
         inner: g.progress(),
         prefix: format!("{}: ", n.node),
     };
     let progress = &progress;
-    let mut fw = fw.clone();
-    let sd_target = n.card.target.claim(Default::default())?;
-    let card = n.card.build(&mut fw, &sd_target, progress)?;
-    let done = deliver(&card.built().disk, &sd_target, &quiet, progress)?;
-    let sd = row(
-        &n.node,
-        "sdcard",
-        (sd_target.path(), &card.built().disk),
-        out,
-        compress,
-        done.bytes_written,
-    )?;
+    let mut rows = vec![];
+    if let Some(job) = &n.card {
+        let mut fw = release.clone();
+        let sd_target = job.target.claim(Default::default())?;
+        let card = job.build(&mut fw, &sd_target, progress)?;
+        let done = deliver(&card.built().disk, &sd_target, &quiet, progress)?;
+        rows.push(row(
+            &n.node,
+            "sdcard",
+            (sd_target.path(), &card.built().disk),
+            out,
+            compress,
+            done.bytes_written,
+        )?);
+    }
     let ssd_target = n.ssd.target.claim(Default::default())?;
-    let built = n.ssd.build(&ssd_target)?;
+    let mut ssd_fw = n.ssd.firmware.as_ref().map(|_| release.clone());
+    let built = n.ssd.build(&ssd_target, ssd_fw.as_mut(), progress)?;
     for l in &built.left {
         progress.notice(&format!("notice: {l}"));
     }
@@ -163,15 +168,15 @@ fn make(
         &n.ssd.write_options(&ssd_target),
         progress,
     )?;
-    let ssd = row(
+    rows.push(row(
         &n.node,
         "ssd",
         (ssd_target.path(), &built.img),
         out,
         compress,
         done.bytes_written,
-    )?;
-    Ok([sd, ssd])
+    )?);
+    Ok(rows)
 }
 
 /// The EEPROM card `name` (the cluster's, or a node's) into the staging directory.
@@ -214,7 +219,7 @@ pub fn run(a: &ImagesArgs, g: &Global) -> Result<Outcome> {
         .collect::<Result<Vec<_>>>()?;
     let staging = crate::write::image::StagedDir::create(&job.staging)?;
     // One thread per node: building the FATs and hashing the ranges is CPU work.
-    let results: Vec<Result<[Row; 2]>> = std::thread::scope(|s| {
+    let results: Vec<Result<Vec<Row>>> = std::thread::scope(|s| {
         let handles: Vec<_> = job
             .nodes
             .iter()

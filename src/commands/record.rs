@@ -41,13 +41,26 @@ pub fn outcome(target: &Target, c: &CardCheck) -> Result<Outcome> {
     // The record is read from the card: its text is printed escaped (no terminal control).
     let p = printable;
     let t = &rec.table;
+    let what = match &t.ssd {
+        Some(s) => format!(
+            "firmware ESP on {}'s SSD (disk {})",
+            rec.node
+                .as_deref()
+                .map(p)
+                .unwrap_or_else(|| "a node".into()),
+            p(&s.disk)
+        ),
+        None => format!(
+            "{} card{}",
+            p(&rec.board),
+            rec.node
+                .as_ref()
+                .map(|n| format!(" for {}", p(n)))
+                .unwrap_or_default()
+        ),
+    };
     say!(
-        "{path}: {} card{}: firmware {} {}, made by {}",
-        p(&rec.board),
-        rec.node
-            .as_ref()
-            .map(|n| format!(" for {}", p(n)))
-            .unwrap_or_default(),
+        "{path}: {what}: firmware {} {}, made by {}",
         p(&rec.board),
         p(&rec.firmware.version),
         p(&rec.made_by)
@@ -100,10 +113,10 @@ pub fn outcome(target: &Target, c: &CardCheck) -> Result<Outcome> {
         say!(
             "{path}: OK: the table, all {} files{} and every claim the card can show match the record",
             rec.files.len(),
-            if c.changes.is_empty() {
-                ""
-            } else {
+            if c.booted {
                 " (RPI_EFI.fd's variable store as the firmware changed it)"
+            } else {
+                ""
             }
         );
     } else {
@@ -144,6 +157,9 @@ pub fn outcome_eeprom(target: &Target, c: &crate::eeprom::check::EepromCheck) ->
             "  bootloader BUILD_TIMESTAMP {ts}; pieeprom.sig ts: {}",
             rec.ts
         );
+    }
+    if let Some(v) = rec.mfg_ver {
+        say!("  MFG_VER {v} (a board whose rpi-min-boot-ver is higher needs a newer bootloader)");
     }
     for b in &rec.bootconf {
         say!(

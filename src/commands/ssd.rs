@@ -40,10 +40,14 @@ pub fn run(a: &SsdArgs, g: &Global) -> Result<Outcome> {
     }
     let target = job.target.claim(job.device.allow())?;
     warn_other_device(&job, &target, g);
-    let built = job.build(&target)?;
+    let mut fw = match &job.firmware {
+        Some(f) => Some(f.job.obtain(g.progress())?),
+        None => None,
+    };
+    let built = job.build(&target, fw.as_mut(), g.progress())?;
     for l in &built.left {
         g.progress().notice(&format!("notice: {l}"));
     }
-    let burn = job.burn(&target, built);
+    let burn = job.burn(&target, built, fw.as_ref());
     super::burn::burn(&target, &job.device, burn, g)
 }

@@ -25,6 +25,8 @@ pub struct CardCheck {
     pub changes: Vec<String>,
     /// Claims of the record that nothing checked.
     pub unchecked: Vec<String>,
+    /// RPI_EFI.fd differs from the record only where the firmware rewrites its store.
+    pub booted: bool,
     /// The card as read (files and the kept ones: RPI_EFI.fd, config.txt, start4.elf).
     pub card: CardContents,
 }
@@ -49,6 +51,7 @@ pub fn check<R: Read + Seek>(
         problems: card.table_problems.clone(),
         changes: vec![],
         unchecked: vec![],
+        booted: false,
         card,
     };
     c.problems
@@ -68,7 +71,27 @@ pub fn check<R: Read + Seek>(
                 seen.insert(STORE_FILE.into(), (f.bytes, d));
             }
         }
+        c.booted = true;
         c.compare_store(&fd, true);
+    }
+    if c.record.table.ssd.is_some() {
+        // An SSD's ESP is the OS's too: its boot loader's files (systemd-boot's EFI/ and
+        // loader/, the kernels NixOS copies to EFI/nixos) are named, not differences.
+        let os: Vec<String> = seen
+            .keys()
+            .filter(|p| is_os_boot_file(p) && !c.record.files.iter().any(|f| &f.path == *p))
+            .cloned()
+            .collect();
+        if !os.is_empty() {
+            c.changes.push(format!(
+                "the OS's boot loader files beside the firmware ({} under EFI/ and loader/): {}",
+                os.len(),
+                crate::util::text::list_some(&os, 6)
+            ));
+            for p in &os {
+                seen.remove(p);
+            }
+        }
     }
     let files = c.record.check_files(&seen, "found");
     c.problems.extend(files);
@@ -77,6 +100,13 @@ pub fn check<R: Read + Seek>(
     c.check_ids();
     c.check_start4();
     Ok(c)
+}
+
+/// Whether `path` (on an SSD's ESP) is where an OS boot loader keeps its files: systemd-boot's
+/// `EFI/` and `loader/` (NixOS puts kernels in `EFI/nixos`), matched without case as FAT does.
+fn is_os_boot_file(path: &str) -> bool {
+    let top = path.split('/').next().unwrap_or("");
+    path.contains('/') && (top.eq_ignore_ascii_case("EFI") || top.eq_ignore_ascii_case("loader"))
 }
 
 /// "2" for a known setting's data, "4 bytes" otherwise.
@@ -235,6 +265,20 @@ impl CardCheck {
         let seed = r.seed.clone().unwrap_or_else(|| {
             crate::disk::geometry::default_seed(&r.board, &r.firmware.version, &r.table.name, node)
         });
+        // A card's ids come from names of its own; an SSD's from disko's partition names, as
+        // for every partition of the disk (ssd/sgdisk.rs, job/ssd.rs build_ssd).
+        let (part_key, volume_key, what) = match &r.table.ssd {
+            None => (
+                "partition-1".to_string(),
+                "fat-volume-id".to_string(),
+                "a card",
+            ),
+            Some(_) => (
+                format!("partition-{}", r.table.name),
+                format!("fat-volume-id-{}", r.table.name),
+                "an SSD",
+            ),
+        };
         let t = &self.card.table;
         let mut wrong = vec![];
         let mut reguid = None;
@@ -247,7 +291,7 @@ impl CardCheck {
                 .partition_guid
                 .as_deref()
                 .and_then(|g| uuid::Uuid::parse_str(g).ok())
-                .unwrap_or_else(|| derive_uuid(&seed, "partition-1"));
+                .unwrap_or_else(|| derive_uuid(&seed, &part_key));
             match t.partitions.iter().find(|p| p.number == 1).map(|p| p.guid) {
                 Some(g) if g == want => {}
                 // Everything else of the partition as recorded (checked by check_table): a new
@@ -256,12 +300,12 @@ impl CardCheck {
                 _ => wrong.push("partition GUID"),
             }
         }
-        if self.card.volume_id != derive_u32(&seed, "fat-volume-id") {
+        if self.card.volume_id != derive_u32(&seed, &volume_key) {
             wrong.push("FAT volume id");
         }
         if let Some((g, want)) = reguid {
             self.changes.push(format!(
-                "partition 1's GUID is {}, not the {} it was burned with (its name, type, attributes, bounds and files are as recorded): disko's install sets a new one on a card of the node's config (sgdisk --partition-guid=1:R, disko lib/types/gpt.nix:289) unless the config pins it: uuid = \"{}\";",
+                "partition 1's GUID is {}, not the {} it was burned with (its name, type, attributes, bounds and files are as recorded): disko's install sets a new one on {what} of the node's config (sgdisk --partition-guid=1:R, disko lib/types/gpt.nix:289) unless the config pins it: uuid = \"{}\";",
                 g.to_string().to_uppercase(),
                 want.to_string().to_uppercase(),
                 want.to_string().to_uppercase()

@@ -190,6 +190,47 @@ pub struct RecTable {
     /// The partition's GUID when the node's config pins it (`uuid`; else the seed gives it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_guid: Option<String>,
+    /// The firmware on a node's SSD, in its ESP (`ssd --with-firmware`): the disk's other
+    /// partitions, which are the OS's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssd: Option<RecSsd>,
+}
+
+/// The SSD a firmware ESP is partition 1 of: its disko disk and its other partitions (their
+/// ends are left out: a larger SSD gets the last one grown, as disko lays it out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecSsd {
+    pub disk: String,
+    pub partitions: Vec<RecPart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecPart {
+    pub number: u32,
+    pub first_lba: u64,
+    #[serde(rename = "type")]
+    pub part_type: String,
+    pub name: String,
+}
+
+impl RecSsd {
+    /// The SSD of `plan` (partition 1 the ESP), disko disk `disk`.
+    pub fn of(plan: &DiskPlan, disk: &str) -> Self {
+        RecSsd {
+            disk: disk.to_string(),
+            partitions: plan.partitions[1..]
+                .iter()
+                .map(|p| RecPart {
+                    number: p.number,
+                    first_lba: p.first_lba,
+                    part_type: type_text(p.part_type),
+                    name: p.name.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,6 +273,7 @@ impl RecTable {
             label: label.to_ascii_uppercase(),
             disk_bytes: plan.size,
             partition_guid: None,
+            ssd: None,
         }
     }
 
@@ -278,9 +320,26 @@ impl RecTable {
                 t.partition, t.name, p.name
             ));
         }
+        let others = t.ssd.as_ref().map_or(&[][..], |s| &s.partitions[..]);
         for q in &found.partitions {
-            if q.number != t.partition {
+            if q.number == t.partition {
+                continue;
+            }
+            let Some(r) = others.iter().find(|r| r.number == q.number) else {
                 out.push(format!("partition {}: not recorded", q.number));
+                continue;
+            };
+            let got = (q.first_lba, type_text(q.part_type), q.name.as_str());
+            if got != (r.first_lba, r.part_type.clone(), r.name.as_str()) {
+                out.push(format!(
+                    "partition {}: recorded '{}' ({}) from sector {}, found '{}' ({}) from sector {}",
+                    q.number, r.name, r.part_type, r.first_lba, got.2, got.1, got.0
+                ));
+            }
+        }
+        for r in others {
+            if !found.partitions.iter().any(|q| q.number == r.number) {
+                out.push(format!("partition {} ('{}'): missing", r.number, r.name));
             }
         }
         if label.trim_end() != t.label {
@@ -538,6 +597,7 @@ mod tests {
                 label: "FIRMWARE".into(),
                 disk_bytes: 514 << 20,
                 partition_guid: None,
+                ssd: None,
             },
             uefi: vec![RecSetting {
                 name: "Timeout".into(),

@@ -38,6 +38,11 @@ pub struct Media {
     pub esp_mount: Option<String>,
     /// The SSD is on USB (not NVMe or MMC).
     pub ssd_on_usb: bool,
+    /// The firmware is in the SSD's ESP (pi-burn.toml `ssd_firmware`, `ssd --with-firmware`),
+    /// not on a card: the node mounts it at `esp_mount`.
+    pub firmware_on_ssd: bool,
+    /// The firmware's files at the root of its partition (required files and top entries).
+    pub firmware_top: Vec<String>,
     /// The UEFI settings the card gets: SystemTableMode and RamLimitTo3GB (None: default).
     pub system_table_mode: Option<u32>,
     pub ram_limit_3gb: Option<u32>,
@@ -136,13 +141,49 @@ pub fn check(o: &Options, m: &Media) -> Vec<Finding> {
         ),
     ] {
         let at = o.text(path).unwrap_or("/boot/firmware");
-        if o.flag(enable) == Some(true) && m.card_mount.as_deref() == Some(at) {
+        // On the SSD, the ESP holds the firmware: a path in it (its firmware/ directory is the
+        // release's) rewrites it as well.
+        let hits = match (m.firmware_on_ssd, m.esp_mount.as_deref()) {
+            (true, Some(esp)) => {
+                at == esp || at.strip_prefix(esp).is_some_and(|r| r.starts_with('/'))
+            }
+            _ => m.card_mount.as_deref() == Some(at),
+        };
+        if o.flag(enable) == Some(true) && hits {
+            let holder = if m.firmware_on_ssd {
+                "in the SSD's ESP, which holds the UEFI firmware"
+            } else {
+                "where the node mounts the UEFI firmware card"
+            };
             add(
                 Level::Error,
                 enable,
                 format!("true ({path} = \"{at}\")"),
-                &format!("{at} is where the node mounts the UEFI firmware card: {what}, replacing pi-burn's files"),
+                &format!("{at} is {holder}: {what}, replacing pi-burn's files"),
                 &format!("{enable} = false;"),
+            );
+        }
+    }
+    // With the firmware in the ESP, systemd-boot's extraFiles of the same names overwrite it on
+    // every switch, and delete it once dropped from the list (systemd-boot-builder.py's
+    // `.extra-files`, nixpkgs 0137840). The builder itself touches only loader/entries and
+    // EFI/nixos.
+    if m.firmware_on_ssd {
+        let clash: Vec<String> = o
+            .list("boot.loader.systemd-boot.extraFiles")
+            .into_iter()
+            .filter(|f| {
+                let top = f.trim_start_matches('/').split('/').next().unwrap_or("");
+                m.firmware_top.iter().any(|t| t.eq_ignore_ascii_case(top))
+            })
+            .collect();
+        if !clash.is_empty() {
+            add(
+                Level::Error,
+                "boot.loader.systemd-boot.extraFiles",
+                format!("{clash:?}"),
+                "the SSD's ESP holds the UEFI firmware's files by those names: systemd-boot copies its extraFiles over them on every switch and deletes them when they leave the list",
+                "drop them from boot.loader.systemd-boot.extraFiles (pi-burn.toml's uefi and config_txt set the firmware's settings)",
             );
         }
     }
@@ -318,6 +359,8 @@ mod tests {
             esp_label: Some("disk-usb-ssd-BOOT".into()),
             esp_mount: Some("/boot".into()),
             ssd_on_usb: true,
+            firmware_on_ssd: false,
+            firmware_top: vec!["RPI_EFI.fd".into(), "config.txt".into(), "firmware".into()],
             system_table_mode: None,
             ram_limit_3gb: None,
             config_txt: None,

@@ -137,6 +137,26 @@ fn cached_release(
     Ok((edited, fd))
 }
 
+/// The top entries of the board's firmware tree: the manifest's required files, the card
+/// record, and what every pftf release has besides (overlays/, firmware/).
+fn firmware_top(board: &str, manifest: &crate::firmware::manifest::Manifest) -> Vec<String> {
+    let mut top: Vec<String> = manifest
+        .board(board)
+        .map(|b| {
+            b.required_files
+                .iter()
+                .map(|f| f.split('/').next().unwrap_or(f).to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    top.extend(
+        ["overlays", "firmware", crate::disk::record::PATH]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    top
+}
+
 /// The setting `name`'s number in `custom`, if it sets one.
 fn setting(custom: &Custom, name: &str) -> Option<u32> {
     custom.settings.iter().rev().find_map(|s| match s.value {
@@ -196,6 +216,8 @@ pub fn diagnose(
             .and_then(|p| p.content.mountpoint.clone()),
         esp_label: esp.map(|p| p.label.clone()),
         esp_mount: esp.and_then(|p| p.content.mountpoint.clone()),
+        firmware_on_ssd: custom.ssd_firmware.as_ref().is_some_and(|(b, _)| *b),
+        firmware_top: firmware_top(board, manifest),
         ssd_on_usb: ssd.as_ref().is_some_and(|d| {
             !d.device
                 .as_deref()

@@ -121,6 +121,13 @@ impl EepromCheck {
                 ));
             }
         }
+        if self.record.mfg_ver.is_some() && img.mfg_ver() != self.record.mfg_ver {
+            self.problems.push(format!(
+                "/pieeprom.bin's MFG_VER is {:?}, the record says {:?}",
+                img.mfg_ver(),
+                self.record.mfg_ver
+            ));
+        }
         if img.build_timestamp() != self.record.build_timestamp {
             self.problems.push(format!(
                 "/pieeprom.bin's BUILD_TIMESTAMP is {:?}, the record says {:?}",

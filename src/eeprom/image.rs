@@ -209,6 +209,31 @@ impl EepromImage {
         std::str::from_utf8(&digits).ok()?.parse().ok()
     }
 
+    /// The board-compatibility version the image carries (`MFG_VER: <n>`), read as
+    /// rpi-eeprom-update reads it (86759b0, line 297: the first string that starts so). A board
+    /// whose OTP minimum (`/proc/device-tree/chosen/rpi-min-boot-ver`) is higher does not boot
+    /// it reliably (rpi-eeprom README, "Minimum bootloader version").
+    pub fn mfg_ver(&self) -> Option<u32> {
+        const KEY: &[u8] = b"MFG_VER: ";
+        let mut from = 0;
+        while let Some(i) = crate::util::find(&self.bytes[from..], KEY) {
+            let at = from + i;
+            // The start of a string, as `strings` cuts them: no printable byte before it.
+            let starts = at == 0 || !(0x20..0x7f).contains(&self.bytes[at - 1]);
+            if starts {
+                let digits: Vec<u8> = self.bytes[at + KEY.len()..]
+                    .iter()
+                    .take(10)
+                    .take_while(|b| b.is_ascii_digit())
+                    .copied()
+                    .collect();
+                return std::str::from_utf8(&digits).ok()?.parse().ok();
+            }
+            from = at + 1;
+        }
+        None
+    }
+
     /// Replaces the data of the file `name` (in the first partition) with `data`, as
     /// rpi-eeprom-config does: the new length, the data, 0xFF to the next 8-byte boundary,
     /// then a padding section over the gap to the next section, or 0xFF up to the reserved
@@ -333,6 +358,20 @@ mod tests {
                 ("pubkey.bin", &[7u8; 264], 0),
             ],
         )
+    }
+
+    /// MFG_VER as rpi-eeprom-update reads it: the first string that starts with it (not one
+    /// that only contains it); none when the image has none.
+    #[test]
+    fn mfg_ver_is_read_where_a_string_starts_with_it() {
+        let mut b = middle();
+        assert_eq!(EepromImage::parse(b.clone(), "t").unwrap().mfg_ver(), None);
+        // Inside a longer string first (not counted), then at a string's start.
+        let at = 2000;
+        b[at..at + 21].copy_from_slice(b"XMFG_VER: 9\0MFG_VER: ");
+        b[at + 21..at + 24].copy_from_slice(b"12\0");
+        let img = EepromImage::parse(b, "t").unwrap();
+        assert_eq!(img.mfg_ver(), Some(12));
     }
 
     #[test]

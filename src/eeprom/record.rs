@@ -27,6 +27,10 @@ pub struct EepromRecord {
     pub release: String,
     /// The bootloader's BUILD_TIMESTAMP.
     pub build_timestamp: Option<u64>,
+    /// The image's `MFG_VER:` (boards whose minimum bootloader version is higher do not boot
+    /// it reliably).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfg_ver: Option<u32>,
     /// The release's pieeprom file as pinned, before bootconf.txt was replaced.
     pub release_pieeprom_sha256: String,
     pub bootconf: Vec<RecProperty>,

@@ -126,8 +126,9 @@ pub struct Board {
 #[serde(deny_unknown_fields)]
 pub struct Release {
     pub version: String,
-    /// Release date, `YYYY-MM-DD`; also the default timestamp of files on the card.
-    pub date: String,
+    /// Release date, `YYYY-MM-DD`; also the default timestamp of files on the card. A pinned
+    /// release has one; a listed one may not be known.
+    pub date: Option<String>,
     pub url: String,
     /// SHA-256 of the zip file, hex.
     pub sha256: Option<String>,
@@ -135,6 +136,9 @@ pub struct Release {
     pub nar_sha256: Option<String>,
     /// Where the pinned hashes were taken from.
     pub hash_source: Option<String>,
+    /// Why this release does not boot from a microSD card (it may from a USB disk's ESP):
+    /// `sdcard` refuses it, `ssd --with-firmware` takes it.
+    pub not_on_sd: Option<String>,
 }
 
 /// A release's pins, parsed.
@@ -167,9 +171,12 @@ impl Release {
         Ok(Pins { zip, nar })
     }
 
-    /// The release date as (year, month, day).
-    pub fn ymd(&self) -> Result<(u16, u8, u8)> {
-        parse_date(&self.date).with_context(|| format!("release {}: date", self.version))
+    /// The release date as (year, month, day), when the manifest knows it.
+    pub fn ymd(&self) -> Result<Option<(u16, u8, u8)>> {
+        self.date
+            .as_deref()
+            .map(|d| parse_date(d).with_context(|| format!("release {}: date", self.version)))
+            .transpose()
     }
 }
 
@@ -209,10 +216,19 @@ impl Manifest {
                         r.version
                     );
                 }
-                r.pins()
+                let pinned = r
+                    .pins()
+                    .with_context(|| format!("manifest {origin}: board {name}"))?
+                    .is_pinned();
+                let date = r
+                    .ymd()
                     .with_context(|| format!("manifest {origin}: board {name}"))?;
-                r.ymd()
-                    .with_context(|| format!("manifest {origin}: board {name}"))?;
+                if pinned && date.is_none() {
+                    bail!(
+                        "manifest {origin}: board {name}: release {} is pinned but has no date (the files' timestamp)",
+                        r.version
+                    );
+                }
             }
             let default = board
                 .releases
@@ -342,7 +358,7 @@ mod tests {
                 .releases
                 .iter()
                 .filter(|r| r.pins().unwrap().is_pinned())
-                .max_by_key(|r| r.ymd().unwrap())
+                .max_by_key(|r| r.ymd().unwrap().unwrap())
                 .unwrap();
             assert_eq!(board.default, newest_pinned.version, "board {name}");
         }
@@ -388,7 +404,7 @@ mod tests {
         assert_eq!(b.default, "v2.0");
         assert_eq!(b.releases.len(), 3);
         let r = b.release("v2.0").unwrap();
-        assert_eq!(r.ymd().unwrap(), (2025, 11, 21));
+        assert_eq!(r.ymd().unwrap(), Some((2025, 11, 21)));
         assert!(r.pins().unwrap().zip.is_some());
         assert!(r.pins().unwrap().nar.is_some());
         assert!(!b.release("v0.9").unwrap().pins().unwrap().is_pinned());

@@ -215,7 +215,7 @@ pub fn verify_zip(
         version: chosen
             .map(|r| r.version.clone())
             .unwrap_or_else(|| format!("custom-{}", &zip_sha.hex()[..12])),
-        date: chosen.map(|r| r.ymd()).transpose()?,
+        date: chosen.map(|r| r.ymd()).transpose()?.flatten(),
         files,
         zip_sha256: zip_sha,
         nar_sha256: nar,

@@ -506,35 +506,8 @@ impl CardJob {
         }
     }
 
-    /// A GPT card whose start4.elf was built before the fix does not boot under EEPROM
-    /// 2025-02-11 or newer (rpi-eeprom #668): refused unless an MBR card or
-    /// `--allow-old-start4`. A start4.elf without build strings is a warning, not a pass.
     fn check_start4(&self, fw: &Firmware, table: TableKind, progress: &dyn Progress) -> Result<()> {
-        if fw.files.file("start4.elf").is_none() {
-            return Ok(());
-        }
-        let Some(b) = &fw.start4 else {
-            progress.notice(&format!(
-                "warning: the start4.elf of {} {} carries no build date: pi-burn cannot tell whether a GPT card boots with an EEPROM of 2025-02-11 or newer (rpi-eeprom #668; a start4.elf from 2025-01-16 on does)",
-                fw.board, fw.version
-            ));
-            return Ok(());
-        };
-        progress.phase(&format!(
-            "start4.elf built {}{}",
-            b.date,
-            b.version
-                .as_deref()
-                .map(|v| format!(", version {v}"))
-                .unwrap_or_default()
-        ));
-        if b.before_gpt_fix() && table == TableKind::Gpt && !self.layout.allow_old_start4 {
-            bail!(usage(format!(
-                "the start4.elf of {} {} was built {}, before 2025-01-16: with an EEPROM of 2025-02-11 or newer a GPT card with it does not boot (rpi-eeprom #668); use --table mbr, a release v1.42 or newer, or --allow-old-start4 for a board with an older EEPROM",
-                fw.board, fw.version, b.date
-            )));
-        }
-        Ok(())
+        check_start4(fw, table, self.layout.allow_old_start4, progress)
     }
 
     /// Customises `fw` and builds the card for `target` in memory (nothing is written); the
@@ -546,6 +519,12 @@ impl CardJob {
         progress: &dyn Progress,
     ) -> Result<Card> {
         let (size, ss) = self.geometry(target)?;
+        if let Some(why) = not_on_sd(&self.firmware.manifest, fw) {
+            bail!(usage(format!(
+                "firmware {} {} does not boot from a microSD card ({why}): choose another release (--firmware), or put it on the node's SSD (pi-burn ssd --node NODE --with-firmware)",
+                fw.board, fw.version
+            )));
+        }
         let customised = customise(fw, &self.custom, progress)?;
         let layout = self.layout.sd_layout(fw, ss, self.node_name());
         let plan = layout
@@ -685,18 +664,7 @@ impl Card {
                 ),
             }
         )];
-        for a in &self.customised.uefi {
-            plan.push(format!(
-                "             UEFI {} = {} (from {})",
-                a.name, a.value, a.from
-            ));
-        }
-        for e in &self.customised.config_txt {
-            plan.push(format!(
-                "             config.txt {}={} (from {})",
-                e.key, e.value, e.from
-            ));
-        }
+        plan.extend(self.customised.plan_lines());
         let path = target.path().display().to_string();
         let (size, table, payload) = (
             human(self.plan.size),
@@ -773,4 +741,52 @@ pub fn for_node(
         notices: vec![],
         from_record: None,
     })
+}
+
+/// Why the manifest says `fw`'s release does not boot from a microSD card, when it says so.
+pub fn not_on_sd(manifest: &crate::firmware::manifest::Manifest, fw: &Firmware) -> Option<String> {
+    manifest
+        .board(&fw.board)
+        .ok()?
+        .releases
+        .iter()
+        .find(|r| r.version == fw.version)?
+        .not_on_sd
+        .clone()
+}
+
+/// A GPT disk whose start4.elf was built before the fix does not boot under EEPROM 2025-02-11
+/// or newer (rpi-eeprom #668): refused unless an MBR card or `allow_old` (--allow-old-start4).
+/// A start4.elf without build strings is a warning, not a pass.
+pub fn check_start4(
+    fw: &Firmware,
+    table: TableKind,
+    allow_old: bool,
+    progress: &dyn Progress,
+) -> Result<()> {
+    if fw.files.file("start4.elf").is_none() {
+        return Ok(());
+    }
+    let Some(b) = &fw.start4 else {
+        progress.notice(&format!(
+            "warning: the start4.elf of {} {} carries no build date: pi-burn cannot tell whether a GPT card boots with an EEPROM of 2025-02-11 or newer (rpi-eeprom #668; a start4.elf from 2025-01-16 on does)",
+            fw.board, fw.version
+        ));
+        return Ok(());
+    };
+    progress.phase(&format!(
+        "start4.elf built {}{}",
+        b.date,
+        b.version
+            .as_deref()
+            .map(|v| format!(", version {v}"))
+            .unwrap_or_default()
+    ));
+    if b.before_gpt_fix() && table == TableKind::Gpt && !allow_old {
+        bail!(usage(format!(
+            "the start4.elf of {} {} was built {}, before 2025-01-16: with an EEPROM of 2025-02-11 or newer a GPT card with it does not boot (rpi-eeprom #668); use --table mbr, a release v1.42 or newer, or --allow-old-start4 for a board with an older EEPROM",
+            fw.board, fw.version, b.date
+        )));
+    }
+    Ok(())
 }

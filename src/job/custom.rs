@@ -132,6 +132,25 @@ pub struct Customised {
     pub config_txt: Vec<EditApplied>,
 }
 
+impl Customised {
+    /// The plan's lines for each setting and config.txt edit, with its source.
+    pub fn plan_lines(&self) -> Vec<String> {
+        let uefi = self.uefi.iter().map(|a| {
+            format!(
+                "             UEFI {} = {} (from {})",
+                a.name, a.value, a.from
+            )
+        });
+        let txt = self.config_txt.iter().map(|e| {
+            format!(
+                "             config.txt {}={} (from {})",
+                e.key, e.value, e.from
+            )
+        });
+        uefi.chain(txt).collect()
+    }
+}
+
 /// Applies `c` to the firmware's RPI_EFI.fd and config.txt (before anything is built).
 pub fn customise(fw: &mut Firmware, c: &Custom, progress: &dyn Progress) -> Result<Customised> {
     let mut out = Customised::default();

@@ -367,6 +367,21 @@ impl EepromJob {
         ))
     }
 
+    /// A release older than the board's default (its newest tested one), said with the rule
+    /// that makes it risky: a board may need a newer bootloader than the image (MIN_BOOT_VER).
+    pub fn older_than_default(&self, mfg_ver: Option<u32>) -> Option<String> {
+        let eb = self.manifest.eeprom_board(&self.board).ok()?;
+        (self.release.date < eb.default).then(|| {
+            format!(
+                "warning: the {} bootloader {} is older than {}, the default release: a board made later may need a newer one (its minimum, /proc/device-tree/chosen/rpi-min-boot-ver, above this image's MFG_VER {}: rpi-eeprom-update warns so, rpi-eeprom README \"Minimum bootloader version\"); read it on the board first",
+                self.board,
+                self.release.date,
+                eb.default,
+                mfg_ver.map_or("(none)".to_string(), |v| v.to_string())
+            )
+        })
+    }
+
     /// The card built in memory for `target`.
     pub fn build(&self, files: &ReleaseFiles, target: &Target) -> Result<BuiltEeprom> {
         let ts = crate::util::source_date_epoch()?;
@@ -400,6 +415,7 @@ impl EepromJob {
             board: self.board.clone(),
             release: self.release.date.clone(),
             build_timestamp: edited.image.build_timestamp(),
+            mfg_ver: edited.image.mfg_ver(),
             release_pieeprom_sha256: self.release.pieeprom.sha256.clone(),
             bootconf: edited.applied.iter().map(RecProperty::of).collect(),
             bootconf_txt: edited.bootconf.clone(),
@@ -498,6 +514,7 @@ impl EepromJob {
             board: self.board.clone(),
             release: rel.date.clone(),
             build_timestamp: b.record.build_timestamp,
+            mfg_ver: b.record.mfg_ver,
             bootconf: b.edited.applied.clone(),
             bootconf_txt: b.edited.bootconf.clone(),
         });

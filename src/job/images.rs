@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 pub struct NodeJobs {
     pub node: String,
-    pub card: CardJob,
+    /// None when the node's firmware is on its SSD (pi-burn.toml `ssd_firmware = true`).
+    pub card: Option<CardJob>,
     pub ssd: SsdJob,
 }
 
@@ -199,7 +200,7 @@ impl ImagesJob {
             if let Err(e) = crate::doctor::gate(&d, a.allow_config_errors, &mut notices) {
                 refusals.push(format!("{e:#}"));
             }
-            let n = node_jobs(a, &cluster, cfg, &staging, &firmware)
+            let n = node_jobs(a, &cluster, cfg, &staging, &firmware, &mut notices)
                 .with_context(|| format!("node {node}"))?;
             jobs.push(n);
         }
@@ -256,23 +257,36 @@ fn node_jobs(
     cfg: &crate::ssd::NodeConfig,
     staging: &Path,
     fw: &FirmwareJob,
+    notices: &mut Vec<String>,
 ) -> Result<NodeJobs> {
     let node = cfg.node.as_str();
-    let custom = super::custom::with_base(&a.custom, fw.board(), cluster.for_node(node))?;
-    let card = for_node(
-        cfg,
-        &a.flake,
-        custom,
-        fw.clone(),
-        staging.join(format!("{node}-sdcard.img")),
-        false,
-    )?;
+    let toml = cluster.for_node(node);
+    let on_ssd = toml.ssd_firmware.as_ref().is_some_and(|(b, _)| *b);
+    if on_ssd {
+        super::ssd::check_boot_order(node, &toml.bootconf, notices)?;
+    }
+    let custom = super::custom::with_base(&a.custom, fw.board(), toml)?;
+    let card = match on_ssd {
+        true => None,
+        false => Some(for_node(
+            cfg,
+            &a.flake,
+            custom.clone(),
+            fw.clone(),
+            staging.join(format!("{node}-sdcard.img")),
+            false,
+        )?),
+    };
     let ssd = SsdJob::for_node(
         cfg,
         &a.flake,
         a.ssd_size.map(|s| s.0),
         staging.join(format!("{node}-ssd.img")),
         false,
+        on_ssd.then(|| super::ssd::SsdFirmware {
+            job: fw.clone(),
+            custom,
+        }),
     )?;
     Ok(NodeJobs {
         node: node.to_string(),

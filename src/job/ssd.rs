@@ -38,6 +38,21 @@ pub struct SsdJob {
     pub notices: Vec<String>,
     /// How the node is installed onto what pi-burn writes (none for images).
     pub handoff: Option<crate::ssd::install::Handoff>,
+    /// The firmware for the ESP (`--with-firmware`, or pi-burn.toml's `ssd_firmware`).
+    pub firmware: Option<SsdFirmware>,
+}
+
+/// The firmware an SSD's ESP gets, and the node's settings and edits for it.
+#[derive(Debug, Clone)]
+pub struct SsdFirmware {
+    pub job: super::firmware::FirmwareJob,
+    pub custom: crate::cluster::Custom,
+}
+
+/// The firmware in an SSD's ESP, as the report and the plan say it.
+pub struct EspFirmware {
+    pub files: Vec<crate::report::FileReport>,
+    pub customised: super::custom::Customised,
 }
 
 impl SsdJob {
@@ -67,6 +82,7 @@ impl SsdJob {
             }
         }
         let mut notices = cfg.notices.clone();
+        let firmware = ssd_firmware(a, &cfg, &mut notices)?;
         let handoff = crate::doctor::handoff(&cfg, &a.config.flake, None);
         if !matches!(
             cfg.source,
@@ -74,8 +90,12 @@ impl SsdJob {
         ) {
             // The node's NixOS config against the media it gets: before anything is written.
             let hosts = crate::ssd::config::nodes(&a.config.flake);
-            let custom =
+            let mut custom =
                 crate::cluster::Cluster::load(&a.config.flake, &hosts, "rpi4")?.for_node(&a.node);
+            if firmware.is_some() {
+                // The doctor checks the node with its firmware where this run puts it.
+                custom.ssd_firmware = Some((true, "--with-firmware".into()));
+            }
             let manifest = crate::firmware::manifest::Manifest::embedded();
             let d = crate::doctor::diagnose(
                 &cfg,
@@ -88,6 +108,7 @@ impl SsdJob {
             crate::doctor::gate(&d, a.config.allow_config_errors, &mut notices)?;
         }
         Ok(SsdJob {
+            firmware,
             seed: a
                 .seed
                 .clone()
@@ -114,6 +135,7 @@ impl SsdJob {
         size: Option<u64>,
         image: PathBuf,
         force: bool,
+        firmware: Option<SsdFirmware>,
     ) -> Result<Self> {
         let origin = cfg.source.describe();
         let disk = choose_disk(&cfg.devices, None, false, &origin)?;
@@ -137,6 +159,7 @@ impl SsdJob {
             disk_raw: cfg.devices["disk"][&disk.attr].clone(),
             notices: cfg.notices.clone(),
             handoff: None,
+            firmware,
             disk,
             format: true,
             target: TargetSpec::Image { path: image, force },
@@ -178,24 +201,205 @@ impl SsdJob {
     }
 
     /// The plan on `target` and the disk built in memory (nothing is written).
-    pub fn build(&self, target: &crate::write::Target) -> Result<BuiltSsd> {
+    pub fn build(
+        &self,
+        target: &crate::write::Target,
+        fw: Option<&mut crate::firmware::Firmware>,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<BuiltSsd> {
         let (size, ss) = self.geometry(target);
         let plan = crate::ssd::plan(&self.disk, size, ss, &self.seed)
             .with_context(|| target.path().display().to_string())?;
+        let (esp, date) = match (&self.firmware, fw) {
+            (Some(f), Some(fw)) => {
+                let files = self.esp_files(f, fw, &plan, progress)?;
+                (Some(files), fw.date)
+            }
+            (Some(_), None) => bail!("internal: the SSD's firmware was not obtained"),
+            (None, _) => (None, None),
+        };
         let (img, formatted, left) = build_ssd(
             &plan,
             &self.disk,
             self.format,
             &self.seed,
-            super::timestamp(None)?,
+            super::timestamp(date)?,
+            esp.as_ref().map(|(files, _)| files),
         )?;
+        if let (Some(f), true) = (formatted.first(), esp.is_some()) {
+            // The bootloader reads a FAT32 of fewer clusters as FAT16 on GPT (rpi-eeprom #818).
+            if f.fat.clusters < 65525 {
+                bail!(usage(format!(
+                    "{}'s ESP (partition 1) is a FAT32 of {} clusters: the bootloader reads one under 65,525 as FAT16 and does not boot it (rpi-eeprom #818); make the partition larger",
+                    self.node, f.fat.clusters
+                )));
+            }
+        }
         Ok(BuiltSsd {
             plan,
             img,
             formatted,
             left,
+            firmware: esp.map(|(_, e)| e),
         })
     }
+
+    /// The ESP's files: the firmware customised with the node's settings and edits, and its
+    /// record (partition 1 of `plan`, the SSD's other partitions named in it). Refused when
+    /// partition 1 is not the vfat partition pi-burn formats.
+    fn esp_files(
+        &self,
+        f: &SsdFirmware,
+        fw: &mut crate::firmware::Firmware,
+        plan: &DiskPlan,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<(FileSet, EspFirmware)> {
+        use crate::disk::record::{self, CardRecord, Inputs, RecSsd};
+        let (first, part) = (&plan.partitions[0], &self.disk.partitions[0]);
+        match format_decision(first, part, plan.sector_size) {
+            Some(Ok(())) if self.format => {}
+            Some(Err(why)) => bail!(usage(format!(
+                "{}: the firmware needs partition 1 as the FAT32 ESP pi-burn formats, and {why}",
+                self.node
+            ))),
+            _ => bail!(usage(format!(
+                "{}: partition 1 of disk '{}' ({}) is no vfat partition: the bootloader reads the firmware from the first FAT partition, and pi-burn puts it only on partition 1 (the ESP first, as the cluster's layout has it)",
+                self.node, self.disk.name, first.name
+            ))),
+        }
+        super::card::check_start4(fw, plan.table, false, progress)?;
+        let customised = super::custom::customise(fw, &f.custom, progress)?;
+        let mut rec = CardRecord::new(
+            &Inputs {
+                fw,
+                node: Some(&self.node),
+                uefi: &customised.uefi,
+                config_txt: &customised.config_txt,
+                label: crate::disk::fat::NO_LABEL,
+                seed: Some(&self.seed),
+                manifest: f.job.manifest.source.as_ref(),
+            },
+            plan,
+            &fw.files,
+        );
+        rec.table.ssd = Some(RecSsd::of(plan, &self.disk.name));
+        if let Some(u) = part.uuid {
+            rec.table.partition_guid = Some(u.to_string().to_uppercase());
+        }
+        record::add_to(&mut fw.files, &rec)?;
+        let mut files: Vec<crate::report::FileReport> = rec
+            .files
+            .iter()
+            .map(|r| crate::report::FileReport {
+                path: r.path.clone(),
+                size: r.bytes,
+                sha256: r.sha256.clone(),
+            })
+            .collect();
+        let bytes = rec.to_bytes();
+        files.push(crate::report::FileReport {
+            path: record::PATH.into(),
+            size: bytes.len() as u64,
+            sha256: crate::firmware::digest::Sha256Digest::of(&bytes).hex(),
+        });
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok((fw.files.clone(), EspFirmware { files, customised }))
+    }
+}
+
+/// Whether a firmware flag was given (they only make sense with --with-firmware).
+fn firmware_flag(a: &SsdArgs) -> Option<&'static str> {
+    let (f, c) = (&a.firmware, &a.custom);
+    [
+        (f.firmware_zip.is_some(), "--firmware-zip"),
+        (f.firmware_url.is_some(), "--firmware-url"),
+        (f.pin.board.is_some(), "--board"),
+        (f.pin.firmware.is_some(), "--firmware"),
+        (f.pin.sha256.is_some(), "--sha256"),
+        (!c.set.is_empty(), "--set"),
+        (!c.config_txt.is_empty(), "--config-txt"),
+        (c.ram_limit_3gb.is_some(), "--ram-limit-3gb"),
+        (c.system_table.is_some(), "--system-table"),
+    ]
+    .into_iter()
+    .find_map(|(given, flag)| given.then_some(flag))
+}
+
+/// The firmware the SSD's ESP gets: with `--with-firmware`, or when pi-burn.toml says
+/// `ssd_firmware = true` for the node; its settings and edits as a card's (pi-burn.toml, then
+/// the flags). The bootloader must try USB: a BOOT_ORDER in pi-burn.toml's `eeprom` without it
+/// is refused, none at all is a warning.
+fn ssd_firmware(
+    a: &SsdArgs,
+    cfg: &NodeConfig,
+    notices: &mut Vec<String>,
+) -> Result<Option<SsdFirmware>> {
+    let firmware = super::firmware::FirmwareJob::from_args(&a.firmware)?;
+    let board = firmware.board().to_string();
+    let hosts = crate::ssd::config::nodes(&a.config.flake);
+    let toml = if a.config.flake.is_dir() {
+        crate::cluster::Cluster::load(&a.config.flake, &hosts, &board)?.for_node(&cfg.node)
+    } else {
+        crate::cluster::Custom::default()
+    };
+    let wanted = match (a.with_firmware, &toml.ssd_firmware) {
+        (true, _) => true,
+        (false, Some((true, from))) => {
+            notices.push(format!(
+                "notice: the firmware goes on {}'s SSD ({from} = true)",
+                cfg.node
+            ));
+            true
+        }
+        _ => false,
+    };
+    if !wanted {
+        if let Some(flag) = firmware_flag(a) {
+            bail!(usage(format!(
+                "{flag} is for the firmware in the SSD's ESP: add --with-firmware (or ssd_firmware = true in pi-burn.toml)"
+            )));
+        }
+        return Ok(None);
+    }
+    check_boot_order(&cfg.node, &toml.bootconf, notices)?;
+    let custom = super::custom::with_base(&a.custom, &board, toml)?;
+    Ok(Some(SsdFirmware {
+        job: firmware,
+        custom,
+    }))
+}
+
+/// A node that boots from its SSD needs a bootloader that tries USB mass storage (BOOT_ORDER
+/// nibbles, read from the lowest: 4 USB-MSD, 5 BCM-USB-MSD; e stops, f starts again; the
+/// bootloader's documentation of BOOT_ORDER).
+pub fn check_boot_order(
+    node: &str,
+    bootconf: &[crate::firmware::configtxt::Edit],
+    notices: &mut Vec<String>,
+) -> Result<()> {
+    let Some(e) = bootconf.iter().find(|e| e.key == "BOOT_ORDER") else {
+        notices.push(format!(
+            "warning: pi-burn.toml gives {node} no eeprom BOOT_ORDER: pi-burn cannot tell whether its bootloader tries USB (the default 0xf41 does; an EEPROM card with BOOT_ORDER = 0xf14 tries USB first)"
+        ));
+        return Ok(());
+    };
+    let v = e.value.trim();
+    let digits = v
+        .strip_prefix("0x")
+        .or_else(|| v.strip_prefix("0X"))
+        .unwrap_or(v);
+    let tries_usb = digits
+        .chars()
+        .rev()
+        .take_while(|c| !matches!(c, 'e' | 'E'))
+        .any(|c| matches!(c, '4' | '5'));
+    if !tries_usb {
+        bail!(usage(format!(
+            "{node}: BOOT_ORDER = {v} (from {}) never tries USB mass storage (4 or 5 before a stop): a node whose firmware is on its SSD would not boot; add 4, e.g. 0xf14",
+            e.from
+        )));
+    }
+    Ok(())
 }
 
 /// The configured device of the disk when it exists here; otherwise a refusal that lists the
@@ -261,6 +465,8 @@ pub struct BuiltSsd {
     pub formatted: Vec<Formatted>,
     /// Why a vfat partition was left for disko to format.
     pub left: Vec<String>,
+    /// The firmware in the ESP, when it has one.
+    pub firmware: Option<EspFirmware>,
 }
 
 /// Whether pi-burn formats a partition as disko would, or why it leaves it for disko.
@@ -295,7 +501,9 @@ pub fn build_ssd(
     format: bool,
     seed: &str,
     timestamp: Timestamp,
+    esp: Option<&FileSet>,
 ) -> Result<(SparseImage, Vec<Formatted>, Vec<String>)> {
+    let empty = FileSet::new();
     let mut img = SparseImage::new(plan.size);
     let ss = plan.sector_size;
     for p in &plan.partitions {
@@ -320,14 +528,15 @@ pub fn build_ssd(
                         sector_size: ss,
                         hidden_sectors: p.first_lba,
                     };
-                    let fat = build_fat32(
-                        &mut img,
-                        p.first_lba * ss,
-                        p.sectors() * ss,
-                        &FileSet::new(),
-                        &spec,
-                    )
-                    .with_context(|| format!("partition {} ({})", p.number, p.name))?;
+                    // The firmware goes in partition 1 (checked by the caller); the others
+                    // are formatted empty, as disko's mkfs.vfat leaves them.
+                    let files = match esp {
+                        Some(f) if p.number == 1 => f,
+                        _ => &empty,
+                    };
+                    let fat =
+                        build_fat32(&mut img, p.first_lba * ss, p.sectors() * ss, files, &spec)
+                            .with_context(|| format!("partition {} ({})", p.number, p.name))?;
                     formatted.push(Formatted {
                         partition: p.number,
                         label: p.name.clone(),
@@ -448,11 +657,14 @@ impl SsdJob {
         let Some(h) = &self.handoff else {
             return vec![];
         };
-        let mut v = vec![format!(
-            "next: boot {} from its SD card into a NixOS installer, then {}",
-            self.node,
-            h.lines().join("\n")
-        )];
+        let boot = match &self.firmware {
+            Some(_) => format!(
+                "with this SSD attached (its ESP holds the firmware), boot {} from a NixOS installer on a USB stick, picked in the firmware's boot menu (Esc at the logo)",
+                self.node
+            ),
+            None => format!("boot {} from its SD card into a NixOS installer", self.node),
+        };
+        let mut v = vec![format!("next: {boot}, then {}", h.lines().join("\n"))];
         if matches!(self.source, ConfigSource::Json(_)) {
             v.push(
                 "(a --disko-json config names no flake: install with the flake it came from)"
@@ -462,16 +674,37 @@ impl SsdJob {
         v
     }
 
-    /// The SSD as a burn of `target`.
-    pub fn burn(&self, target: &crate::write::Target, built: BuiltSsd) -> crate::job::Burn {
-        let plan = self.plan_lines(target, &built);
+    /// The SSD as a burn of `target` (`fw`: the firmware in its ESP, when it has one).
+    pub fn burn(
+        &self,
+        target: &crate::write::Target,
+        built: BuiltSsd,
+        fw: Option<&crate::firmware::Firmware>,
+    ) -> crate::job::Burn {
+        let mut plan = self.plan_lines(target, &built);
         let mut report = crate::report::Report::new(
             crate::report::Target::of(target, built.plan.size),
             &built.plan,
         );
         report.filesystems = built.formatted.clone();
+        let mut firmware = String::new();
+        if let (Some(e), Some(fw)) = (built.firmware, fw) {
+            let count = e.files.len() - 1;
+            plan.push(format!(
+                "             the ESP (partition 1) holds firmware {} {} ({count} files and the card record): the node boots from this SSD, no SD card",
+                fw.board, fw.version
+            ));
+            plan.extend(e.customised.plan_lines());
+            firmware = format!(
+                "; firmware {} {} ({count} files and the card record) in its ESP",
+                fw.board, fw.version
+            );
+            report = report.with_firmware_files(fw, e.files);
+            report.uefi_settings = e.customised.uefi;
+            report.config_txt = e.customised.config_txt;
+        }
         let line = format!(
-            "{}: {} partitions written {}: {}",
+            "{}: {} partitions written {}: {}{firmware}",
             target.path().display(),
             report.partitions.len(),
             provenance(&self.source, &self.disk),

@@ -39,6 +39,10 @@ pub const PICKS: &[(&str, &str)] = &[
     ("boot.loader.raspberry-pi.enable", "c.boot.loader.raspberry-pi.enable or null"),
     ("boot.loader.raspberry-pi.firmwarePath", "c.boot.loader.raspberry-pi.firmwarePath or null"),
     ("boot.loader.raspberry-pi.bootloader", "c.boot.loader.raspberry-pi.bootloader or null"),
+    // systemd-boot's extraFiles (their names only: the values are store paths): copied to the
+    // ESP on every switch, and removed when dropped (nixpkgs 0137840,
+    // systemd-boot-builder.py, `.extra-files`).
+    ("boot.loader.systemd-boot.extraFiles", "builtins.attrNames (c.boot.loader.systemd-boot.extraFiles or { })"),
 ];
 
 /// `s` of the picks: paths, alone or in a list, as strings.

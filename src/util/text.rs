@@ -40,6 +40,15 @@ pub fn hex(s: &str, prefixed: bool, max_digits: usize) -> Option<u64> {
     u64::from_str_radix(digits, 16).ok()
 }
 
+/// The first `n` of `items`, comma-separated and made printable, and how many more there are.
+pub fn list_some(items: &[String], n: usize) -> String {
+    let shown: Vec<String> = items.iter().take(n).map(|s| printable(s)).collect();
+    match items.len().saturating_sub(n) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
+}
+
 /// Levenshtein's edit distance between `a` and `b` (by characters; each is cut at 256, so a
 /// hostile name costs at most 64 Ki steps), for "did you mean" hints.
 pub fn edit_distance(a: &str, b: &str) -> usize {

@@ -12,24 +12,12 @@ fn card(t: &TestDir, name: &str, variant: Option<&str>, extra: &[&str]) -> Outpu
     t.sdcard_with("rpi4", variant, name, extra)
 }
 
-fn inspect(t: &TestDir, img: &Path) -> Output {
-    t.pi_burn()
-        .args(["inspect", "--manifest", MANIFEST, "--image"])
-        .arg(img)
-        .output()
-        .unwrap()
-}
-
-fn spec(img: &Path) -> String {
-    format!("{}@@{MIB}", img.display())
-}
-
 /// A file off the card image's FAT.
 fn take(t: &TestDir, img: &Path, file: &str) -> PathBuf {
     let out = t.path(&format!("{file}.out"));
     run_ok(
         tool("mcopy")
-            .args(["-o", "-i", &spec(img)])
+            .args(["-o", "-i", &mtools_at(img)])
             .arg(format!("::/{file}"))
             .arg(&out),
     );
@@ -39,7 +27,7 @@ fn take(t: &TestDir, img: &Path, file: &str) -> PathBuf {
 fn put(img: &Path, local: &Path, file: &str) {
     run_ok(
         tool("mcopy")
-            .args(["-o", "-i", &spec(img)])
+            .args(["-o", "-i", &mtools_at(img)])
             .arg(local)
             .arg(format!("::/{file}")),
     );
@@ -80,7 +68,7 @@ fn a_booted_card_is_intact_and_its_changes_are_named() {
             .output()
             .unwrap()
     };
-    let o = inspect(&t, &img);
+    let o = t.inspect_image(&img);
     assert_success(&o);
     let out = stdout(&o);
     assert!(out.contains("SystemTableMode: 2 -> 1"), "{out}");
@@ -118,7 +106,7 @@ fn a_booted_card_is_intact_and_its_changes_are_named() {
     std::fs::write(t.path("code.fd"), &code).unwrap();
     run_ok(tool("cp").arg(&img).arg(t.path("code.img")));
     put(&t.path("code.img"), &t.path("code.fd"), "RPI_EFI.fd");
-    let o = inspect(&t, &t.path("code.img"));
+    let o = t.inspect_image(&t.path("code.img"));
     assert_fails_with(&o, 3, &[]);
     assert_stdout_has(&o, "/RPI_EFI.fd: changed");
     // The store's header broken (its format byte): a difference naming the store.
@@ -128,7 +116,7 @@ fn a_booted_card_is_intact_and_its_changes_are_named() {
     std::fs::write(t.path("broken.fd"), &broken).unwrap();
     run_ok(tool("cp").arg(&img).arg(t.path("broken.img")));
     put(&t.path("broken.img"), &t.path("broken.fd"), "RPI_EFI.fd");
-    let o = inspect(&t, &t.path("broken.img"));
+    let o = t.inspect_image(&t.path("broken.img"));
     assert_fails_with(&o, 3, &[]);
     assert_stdout_has(&o, "variable store is damaged");
 }
@@ -162,7 +150,7 @@ fn an_old_start4_is_refused_on_gpt_and_its_build_date_recorded() {
         assert_success(&o);
         assert_stderr_has(&o, "start4.elf built 2025-11-19");
     }
-    let o = inspect(&t, &t.path("new-gpt.img"));
+    let o = t.inspect_image(&t.path("new-gpt.img"));
     assert_stdout_has(&o, "start4.elf built 2025-11-19");
     let zip = fixture_zip("rpi4", Some("start4-unknown"));
     let o = card(
@@ -186,7 +174,7 @@ fn every_claim_of_the_record_is_checked_or_named_unchecked() {
     let o = t.sdcard("r.img", &["--node", "pi-beta", "--flake", CLUSTER]);
     assert_success(&o);
     let img = t.path("r.img");
-    let o = inspect(&t, &img);
+    let o = t.inspect_image(&img);
     assert_success(&o);
     assert_stdout_has(&o, "unchecked: that the files are rpi4 v9.0's");
     let rec = std::fs::read_to_string(take(&t, &img, "pi-burn.json")).unwrap();
@@ -213,14 +201,14 @@ fn every_claim_of_the_record_is_checked_or_named_unchecked() {
         run_ok(tool("cp").arg(&img).arg(t.path(&name)));
         std::fs::write(t.path("rec.json"), rec.replacen(from, to, 1)).unwrap();
         put(&t.path(&name), &t.path("rec.json"), "pi-burn.json");
-        let o = inspect(&t, &t.path(&name));
+        let o = t.inspect_image(&t.path(&name));
         assert_fails_with(&o, 3, &[]);
         assert!(stdout(&o).contains(want), "{from} -> {to}: {}", stdout(&o));
     }
     // The release in the cache: every file is compared with it, settings and edits applied.
     let o = t.fetch_fixture();
     assert_success(&o);
-    let o = inspect(&t, &img);
+    let o = t.inspect_image(&img);
     assert_success(&o);
     assert!(!stdout(&o).contains("unchecked"), "{}", stdout(&o));
     assert_stderr_has(&o, "every file checked against rpi4 v9.0");
@@ -255,7 +243,7 @@ fn a_card_is_burned_again_from_its_record() {
     let o = make("c.img", &["--from-record", &a, "--set", "Timeout=4"]);
     assert_success(&o);
     assert_stderr_has(&o, "overrides the record");
-    let o = inspect(&t, &t.path("c.img"));
+    let o = t.inspect_image(&t.path("c.img"));
     assert!(
         stdout(&o).contains("UEFI Timeout = 4") && stdout(&o).contains("for pi-beta"),
         "{}",

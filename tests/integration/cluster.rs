@@ -647,17 +647,7 @@ fn images_makes_every_node_s_pair_reproducibly() {
             .arg(&flake),
     );
     std::fs::write(flake.join("pi-burn.toml"), "[nodes.pi-delta]\n").unwrap();
-    let o = t
-        .pi_burn()
-        .args(["images", "--flake"])
-        .arg(&flake)
-        .arg("--out")
-        .arg(t.path("c"))
-        .arg("--firmware-zip")
-        .arg(fixture_zip("rpi4", None))
-        .args(["--manifest", MANIFEST])
-        .output()
-        .unwrap();
+    let o = t.images(&flake, &t.path("c"), &[]);
     assert_fails_with(&o, 2, &["pi-delta"]);
     assert!(!t.path("c").exists());
 }

@@ -129,17 +129,7 @@ fn the_nix_derivation_builds_pi_burn_s_own_images_offline() {
     eprintln!("nix build of the images: {:?}", start.elapsed());
     sha256sum_check(&out);
     let raw = t.path("raw");
-    let o = t
-        .pi_burn()
-        .args(["images", "--flake"])
-        .arg(&flake)
-        .arg("--out")
-        .arg(&raw)
-        .arg("--firmware-zip")
-        .arg(&zip)
-        .args(["--manifest", MANIFEST, "--eval", "flake"])
-        .output()
-        .unwrap();
+    let o = t.images(&flake, &raw, &["--eval", "flake"]);
     assert_success(&o);
     assert_stderr_has(&o, "left out: ocean");
     let mut names: Vec<String> = std::fs::read_dir(&raw)
@@ -298,25 +288,16 @@ fn images_compress_zstd_writes_sums_and_the_zst_flashes() {
     let flake = copy(&t, CLUSTER, "cluster");
     let out = t.path("set");
     let images = |extra: &[&str]| {
-        t.pi_burn()
-            .args(["images", "--flake"])
-            .arg(&flake)
-            .arg("--out")
-            .arg(&out)
-            .arg("--firmware-zip")
-            .arg(fixture_zip("rpi4", None))
-            .args([
-                "--manifest",
-                MANIFEST,
-                "--eval",
-                "builtin",
-                "--node",
-                "pi-beta",
-            ])
-            .args(["--compress", "zstd"])
-            .args(extra)
-            .output()
-            .unwrap()
+        let mut a = vec![
+            "--eval",
+            "builtin",
+            "--node",
+            "pi-beta",
+            "--compress",
+            "zstd",
+        ];
+        a.extend_from_slice(extra);
+        t.images(&flake, &out, &a)
     };
     let o = images(&[]);
     assert_success(&o);

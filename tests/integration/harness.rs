@@ -293,12 +293,7 @@ impl TestDir {
             .args(global)
             .args(["verify", "--image"])
             .arg(img)
-            .arg("--firmware-zip")
-            .arg(fixture_zip("rpi4", None))
-            .args(["--manifest", MANIFEST])
-            .args(extra)
-            .output()
-            .unwrap()
+            .with_fixture(extra)
     }
 
     /// `pi-burn sdcard DEVICE --yes` from the good rpi4 fixture with the test manifest, plus
@@ -352,6 +347,48 @@ impl TestDir {
             .output()
             .unwrap()
     }
+
+    /// `pi-burn images --flake FLAKE --out OUT` from the good rpi4 fixture with the test
+    /// manifest, plus `extra`.
+    pub fn images(&self, flake: &Path, out: &Path, extra: &[&str]) -> Output {
+        self.pi_burn()
+            .args(["images", "--flake"])
+            .arg(flake)
+            .arg("--out")
+            .arg(out)
+            .with_fixture(extra)
+    }
+
+    /// `pi-burn inspect --image IMG` with the test manifest.
+    pub fn inspect_image(&self, img: &Path) -> Output {
+        self.pi_burn()
+            .args(["inspect", "--manifest", MANIFEST, "--image"])
+            .arg(img)
+            .output()
+            .unwrap()
+    }
+}
+
+/// The rest of a command line from the tests: the good rpi4 fixture zip, the test manifest,
+/// then `extra`; run.
+pub trait WithFixture {
+    fn with_fixture(&mut self, extra: &[&str]) -> Output;
+}
+
+impl WithFixture for Command {
+    fn with_fixture(&mut self, extra: &[&str]) -> Output {
+        self.arg("--firmware-zip")
+            .arg(fixture_zip("rpi4", None))
+            .args(["--manifest", MANIFEST])
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+}
+
+/// mtools' name for the FAT partition at 1 MiB in a disk image (`-i` of mcopy, mdir, mtype).
+pub fn mtools_at(img: &Path) -> String {
+    format!("{}@@{}", img.display(), 1u64 << 20)
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -543,4 +580,44 @@ pub fn loop_bytes(dev: &str) -> (u64, u64) {
         .map(|x| x.parse().unwrap())
         .collect();
     (f[2] * 512, f[6] * 512)
+}
+
+/// Debian ovmf's edk2 for x86-64: its code, and the plain variable store.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS_PLAIN: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// qemu and Debian's ovmf, for the tests that boot edk2 (a skip with the reason otherwise).
+pub fn have_ovmf() -> bool {
+    if !have_tool("qemu-system-x86_64") {
+        return false;
+    }
+    if !Path::new(OVMF_CODE).exists() || !Path::new(OVMF_VARS_PLAIN).exists() {
+        return skip("Debian's ovmf is not installed (/usr/share/OVMF/OVMF_CODE_4M.fd)");
+    }
+    true
+}
+
+/// Boots OVMF (with `vars` as its variable store) under qemu, with `disks` (raw images) attached
+/// and `shell_dir` (a directory holding a `startup.nsh`) as a last FAT drive; the serial output
+/// as edk2's shell prints it. Asserts that qemu exited on its own (the script ends with
+/// `reset -s`), within 300 s.
+pub fn ovmf_shell(vars: &Path, disks: &[&Path], shell_dir: &Path) -> String {
+    let mut cmd = tool("timeout");
+    cmd.args(["300", "qemu-system-x86_64", "-machine", "q35"])
+        .args(["-nographic", "-m", "256", "-net", "none", "-no-reboot"])
+        .arg("-drive")
+        .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
+        .arg("-drive")
+        .arg(format!("if=pflash,format=raw,file={}", vars.display()));
+    for d in disks {
+        cmd.arg("-drive")
+            .arg(format!("format=raw,file={}", d.display()));
+    }
+    // (vvfat read-write: qemu attaches no read-only IDE disk; it is the test's own dir.)
+    cmd.arg("-drive")
+        .arg(format!("format=raw,file=fat:rw:{}", shell_dir.display()));
+    let o = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "qemu: {}\n{text}", stderr(&o));
+    text
 }

@@ -472,20 +472,7 @@ fn images_force_never_deletes_the_flake_or_files_it_did_not_make() {
     );
     std::fs::create_dir_all(flake.join(".git")).unwrap();
     std::fs::write(flake.join("notes.txt"), "uncommitted work").unwrap();
-    let zip = fixture_zip("rpi4", None);
-    let images = |out: &Path| {
-        t.pi_burn()
-            .args(["images", "--flake"])
-            .arg(&flake)
-            .arg("--out")
-            .arg(out)
-            .arg("--force")
-            .arg("--firmware-zip")
-            .arg(&zip)
-            .args(["--manifest", MANIFEST])
-            .output()
-            .unwrap()
-    };
+    let images = |out: &Path| t.images(&flake, out, &["--force"]);
     let before = tree(&flake);
     for out in [flake.clone(), t.path("."), flake.join("hosts")] {
         let o = images(&out);

@@ -23,6 +23,7 @@ mod library;
 mod nar;
 mod newcomer;
 mod node;
+mod onedisk;
 mod readme;
 mod sdcard;
 mod server;
@@ -61,6 +62,7 @@ fn main() {
         ("nar", nar::TESTS),
         ("newcomer", newcomer::TESTS),
         ("node", node::TESTS),
+        ("onedisk", onedisk::TESTS),
         ("readme", readme::TESTS),
         ("sdcard", sdcard::TESTS),
         ("ssd", ssd::TESTS),

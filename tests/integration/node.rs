@@ -215,19 +215,7 @@ fn images_and_sdcard_refuse_a_node_whose_config_does_not_fit() {
     }
     let t = TestDir::new();
     let primer = copy(&t, PRIMER, "primer");
-    let images = |extra: &[&str]| {
-        t.pi_burn()
-            .args(["images", "--flake"])
-            .arg(&primer)
-            .arg("--out")
-            .arg(t.path("out"))
-            .arg("--firmware-zip")
-            .arg(fixture_zip("rpi4", None))
-            .args(["--manifest", MANIFEST])
-            .args(extra)
-            .output()
-            .unwrap()
-    };
+    let images = |extra: &[&str]| t.images(&primer, &t.path("out"), extra);
     let o = images(&[]);
     assert_fails_with(
         &o,

@@ -75,6 +75,7 @@ fn not_here(cmd: &str) -> Option<&'static str> {
 fn takes_firmware(cmd: &str) -> bool {
     let words: Vec<&str> = cmd.split_whitespace().collect();
     matches!(words.get(1), Some(&"sdcard") | Some(&"images"))
+        || (words.get(1) == Some(&"ssd") && words.contains(&"--with-firmware"))
         || (words.get(1) == Some(&"firmware") && words.get(2) == Some(&"export"))
         || (words.get(1) == Some(&"verify") && !words.contains(&"--firmware"))
 }

@@ -236,9 +236,6 @@ fn edits_a_real_edk2_store_ovmf_vars() {
     }
 }
 
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS_PLAIN: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
-
 /// `dmpstore -all` as edk2's own shell prints it: (guid or name space, name) -> bytes.
 /// The variables the UEFI shell's dmpstore printed: (vendor, name) -> (attributes, data).
 fn dmpstore(text: &str) -> std::collections::BTreeMap<(String, String), (String, Vec<u8>)> {
@@ -327,11 +324,7 @@ fn pi5_read_back(
 fn edk2_boots_the_edited_store_and_its_shell_lists_every_setting() {
     // OVMF (edk2 itself) boots with a variable store pi-burn edited, and its UEFI shell's
     // dmpstore prints every setting back: the records are ones edk2's variable driver accepts.
-    if !have_tool("qemu-system-x86_64") {
-        return;
-    }
-    if !Path::new(OVMF_CODE).exists() || !Path::new(OVMF_VARS_PLAIN).exists() {
-        skip("Debian's ovmf is not installed (/usr/share/OVMF/OVMF_CODE_4M.fd)");
+    if !have_ovmf() {
         return;
     }
     use pi_burn::firmware::uefivars::settings::parse_assignment;
@@ -365,34 +358,7 @@ fn edk2_boots_the_edited_store_and_its_shell_lists_every_setting() {
     std::fs::write(t.path("vars.fd"), &edited).unwrap();
     std::fs::create_dir(t.path("esp")).unwrap();
     std::fs::write(t.path("esp/startup.nsh"), "dmpstore -all\r\nreset -s\r\n").unwrap();
-    let o = tool("timeout")
-        .args([
-            "300",
-            "qemu-system-x86_64",
-            "-machine",
-            "q35",
-            "-nographic",
-            "-m",
-            "256",
-        ])
-        .args(["-net", "none", "-no-reboot", "-drive"])
-        .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
-        .arg("-drive")
-        .arg(format!(
-            "if=pflash,format=raw,file={}",
-            t.path("vars.fd").display()
-        ))
-        .arg("-drive")
-        // (vvfat read-write: qemu attaches no read-only IDE disk; it is the test's own dir.)
-        .arg(format!(
-            "format=raw,file=fat:rw:{}",
-            t.path("esp").display()
-        ))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "qemu: {}\n{text}", stderr(&o));
+    let text = ovmf_shell(&t.path("vars.fd"), &[], &t.path("esp"));
     let vars = dmpstore(&text);
     for ((_, name, data), s) in sets.iter().zip(&settings) {
         let guid = s.def.guid.to_string().to_lowercase();

@@ -16,6 +16,9 @@ mod tree;
 pub use fixups::RawFat;
 pub use time::Timestamp;
 
+/// The label a FAT without one reads as (mkfs.fat's default without `-n`).
+pub const NO_LABEL: &str = "NO NAME";
+
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct FatSpec {
