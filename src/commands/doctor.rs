@@ -29,19 +29,7 @@ pub fn run(a: &DoctorArgs, g: &Global) -> Result<Outcome> {
                 .map(|u| format!("{}: unchecked: {u}", d.node))
                 .collect(),
         );
-        lines_of(vec![format!(
-            "{}: {}",
-            d.node,
-            match (errors, d.findings.len() - errors) {
-                (0, 0) => "ok".to_string(),
-                (0, w) => format!("ok, {w} warning{}", if w == 1 { "" } else { "s" }),
-                (e, w) => format!(
-                    "{e} error{}, {w} warning{}",
-                    if e == 1 { "" } else { "s" },
-                    if w == 1 { "" } else { "s" }
-                ),
-            }
-        )]);
+        lines_of(vec![format!("{}: {}", d.node, summary(d, errors))]);
         lines_of(
             d.install
                 .lines()
@@ -56,13 +44,28 @@ pub fn run(a: &DoctorArgs, g: &Global) -> Result<Outcome> {
         .filter(|d| d.errors().next().is_some())
         .map(|d| d.node.clone())
         .collect();
+    // A node whose config could not be evaluated was not checked at all: the run did not do
+    // its job (exit 1), unless a checked node's error (exit 3) says more.
+    let not_evaluated: Vec<String> = job
+        .diagnoses
+        .iter()
+        .filter(|d| d.options.is_none())
+        .map(|d| d.node.clone())
+        .collect();
     let mut o = Outcome::of(&serde_json::json!({
         "nodes": job.diagnoses,
         "left_out": job.left_out,
     }))?;
     o.lines = lines;
     Ok(if failing.is_empty() {
-        o
+        if not_evaluated.is_empty() {
+            o
+        } else {
+            o.ending(Err(anyhow::anyhow!(
+                "{}: the NixOS config could not be evaluated, so it was not checked (unchecked above)",
+                not_evaluated.join(", ")
+            )))
+        }
     } else {
         o.ending(Err(crate::error::Found(format!(
             "{}: the NixOS config does not fit the media pi-burn makes (errors above)",
@@ -70,4 +73,22 @@ pub fn run(a: &DoctorArgs, g: &Global) -> Result<Outcome> {
         ))
         .into()))
     })
+}
+
+/// The node's last line: what was found, and never "ok" beyond what was checked.
+fn summary(d: &crate::doctor::Diagnosis, errors: usize) -> String {
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    if d.options.is_none() {
+        return "not checked (its NixOS config was not evaluated)".to_string();
+    }
+    let warnings = d.findings.len() - errors;
+    let mut s = match (errors, warnings) {
+        (0, 0) => "ok".to_string(),
+        (0, w) => format!("ok, {}", plural(w, "warning")),
+        (e, w) => format!("{}, {}", plural(e, "error"), plural(w, "warning")),
+    };
+    if !d.unchecked.is_empty() {
+        s.push_str(&format!("; {} unchecked (above)", d.unchecked.len()));
+    }
+    s
 }

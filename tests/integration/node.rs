@@ -366,6 +366,25 @@ fn auto_evaluates_the_flake_and_says_when_it_could_not() {
         "{}",
         stderr(&o)
     );
+    // The doctor itself, unable to evaluate: the node is "not checked", never "ok", and the run
+    // did not do its job (exit 1).
+    let o = t
+        .pi_burn()
+        .env("PATH", "/usr/sbin:/sbin")
+        .args(["doctor", "--node", "pi-beta", "--flake"])
+        .arg(&cluster)
+        .output()
+        .unwrap();
+    assert_fails_with(
+        &o,
+        1,
+        &["pi-beta: the NixOS config could not be evaluated, so it was not checked"],
+    );
+    assert_stdout_has(
+        &o,
+        "pi-beta: not checked (its NixOS config was not evaluated)",
+    );
+    assert!(!stdout(&o).contains("pi-beta: ok"), "{}", stdout(&o));
 }
 
 crate::tests![

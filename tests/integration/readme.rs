@@ -130,7 +130,9 @@ fn readme_examples_run_as_written() {
             eprintln!("README example not run ({why}): {cmd}");
             continue;
         }
-        if cmd.contains("--eval flake") && !have_nix() {
+        let evaluates = cmd.contains("--eval flake")
+            || (cmd.contains(" doctor ") && !cmd.contains("--options-json"));
+        if evaluates && !have_nix() {
             continue;
         }
         let mut args: Vec<String> = cmd.split_whitespace().skip(1).map(str::to_string).collect();
