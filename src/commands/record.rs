@@ -31,7 +31,7 @@ pub fn outcome(target: &Target, c: &CardCheck) -> Result<Outcome> {
     let path = &target.path;
     let o = Outcome::of(&serde_json::json!({
         "target": target, "record": rec, "intact": problems.is_empty(), "mismatches": problems,
-        "changes": c.changes, "unchecked": c.unchecked,
+        "changes": c.changes, "unchecked": c.unchecked, "files_from": c.files_from,
     }))?
     .problems(problem_lines(path, problems));
     let mut lines = vec![];
@@ -111,17 +111,22 @@ pub fn outcome(target: &Target, c: &CardCheck) -> Result<Outcome> {
     }
     if problems.is_empty() {
         say!(
-            "{path}: OK: the table, all {} files{} and every claim the card can show match the record",
+            "{path}: OK: the table, all {} files{} and every claim the card can show match the record{}",
             rec.files.len(),
             if c.booted {
                 " (RPI_EFI.fd's variable store as the firmware changed it)"
             } else {
                 ""
-            }
+            },
+            c.files_from
+                .as_ref()
+                .map(|f| format!("; its files are {f} with the recorded settings and edits"))
+                .unwrap_or_default()
         );
     } else {
+        // Against the record, and, when one was named or cached, the release its files are from.
         say!(
-            "{path}: {} from the record",
+            "{path}: {} (above)",
             crate::error::Mismatch::count(problems.len())
         );
     }
@@ -186,8 +191,9 @@ pub fn outcome_eeprom(target: &Target, c: &crate::eeprom::check::EepromCheck) ->
             rec.files.len()
         );
     } else {
+        // Against the record, and, when one was named or cached, the release its files are from.
         say!(
-            "{path}: {} from the record",
+            "{path}: {} (above)",
             crate::error::Mismatch::count(problems.len())
         );
     }

@@ -1,5 +1,7 @@
 //! `pi-burn verify`: read a card or image back and compare it with the firmware, or, when no
-//! firmware is named and the card carries a pi-burn record, with that record.
+//! firmware, setting or node is named and the card carries a pi-burn record, with that record.
+//! An SSD's firmware ESP is always checked against its record (and its files against the
+//! firmware named).
 
 use super::{Global, Outcome};
 use crate::cli::VerifyArgs;
@@ -16,10 +18,24 @@ pub fn run(args: &VerifyArgs, g: &Global) -> Result<Outcome> {
     let job = VerifyJob::from_args(args)?;
     let mut t = ReadTarget::open(job.device.as_deref(), job.image.as_deref())?;
     let (size, path) = (t.size(), t.path().to_string());
+    let identity = identify(&mut t.file, size);
+    // An SSD's firmware ESP (`ssd --with-firmware`) is no layout of verify's: it is checked
+    // against its record, with a firmware named as the release its files must come from.
+    let ssd_esp = match &identity {
+        Identity::Card(rec) => rec.table.ssd.as_ref().map(|s| s.disk.clone()),
+        _ => None,
+    };
+    if let (Some(disk), None) = (&ssd_esp, &job.by_record) {
+        return Err(crate::error::usage(format!(
+            "{path} is the firmware ESP of an SSD (disk {}): verify checks it against its record (--firmware, --firmware-zip or --sha256 name the release its files must come from); --set, --node and --config-txt are not compared there (`pi-burn inspect --image {path}` shows its settings)",
+            crate::util::text::printable(disk)
+        )));
+    }
     if let Some(checks) = &job.by_record {
-        match identify(&mut t.file, size) {
-            // A card whose FAT cannot be read is a difference, not a reason to fetch a firmware.
-            Identity::Damaged(e) => {
+        match identity {
+            // A card whose FAT cannot be read is a difference, not a reason to fetch a firmware
+            // (one named compares the card file by file below).
+            Identity::Damaged(e) if !job.firmware_named => {
                 let line = format!("{path}: {}", crate::util::text::printable(&e));
                 return Ok(Outcome::of(
                     &serde_json::json!({ "target": t.report, "mismatches": [&e] }),
@@ -27,12 +43,31 @@ pub fn run(args: &VerifyArgs, g: &Global) -> Result<Outcome> {
                 .problems([line])
                 .ending(Err(Mismatch(vec![e]).into())));
             }
-            Identity::Card(rec) => {
+            // A card of verify's layouts with a firmware named: compared with what that
+            // firmware and the options give, below.
+            Identity::Card(rec) if !job.firmware_named || ssd_esp.is_some() => {
+                let named = match job.firmware_named {
+                    true => Some(job.firmware.obtain(g.progress())?),
+                    false => None,
+                };
                 g.progress().phase(&format!(
-                    "{path}: no firmware named: checking against the card's record"
+                    "{path}: checking against the card's record{}",
+                    match &named {
+                        Some(fw) => format!(", its files against {} {}'s", fw.board, fw.version),
+                        None => " (no firmware named)".to_string(),
+                    }
                 ));
                 let mut c = check(&mut t.file, size, *rec, &path)?;
-                crate::job::inspect::check_firmware(&mut c, &job.firmware.manifest, g.progress());
+                let manifest = &job.firmware.manifest;
+                match named {
+                    Some(fw) => crate::job::inspect::check_named_firmware(
+                        &mut c,
+                        manifest,
+                        fw,
+                        g.progress(),
+                    ),
+                    None => crate::job::inspect::check_firmware(&mut c, manifest, g.progress()),
+                }
                 // Every layout option given still says what is expected: none is ignored.
                 let more = checks.against(&c.record, size);
                 c.problems.extend(more);

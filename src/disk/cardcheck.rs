@@ -25,6 +25,9 @@ pub struct CardCheck {
     pub changes: Vec<String>,
     /// Claims of the record that nothing checked.
     pub unchecked: Vec<String>,
+    /// The release every recorded file was found to come from (with the recorded settings and
+    /// edits), and whence it was taken: "rpi4 v1.50 (the cached zip)".
+    pub files_from: Option<String>,
     /// RPI_EFI.fd differs from the record only where the firmware rewrites its store.
     pub booted: bool,
     /// The card as read (files and the kept ones: RPI_EFI.fd, config.txt, start4.elf).
@@ -51,6 +54,7 @@ pub fn check<R: Read + Seek>(
         problems: card.table_problems.clone(),
         changes: vec![],
         unchecked: vec![],
+        files_from: None,
         booted: false,
         card,
     };

@@ -13,6 +13,7 @@ use crate::util::text::printable;
 /// The record's release against the manifest's pins of it.
 fn check_pins(
     c: &mut CardCheck,
+    manifest: &Manifest,
     release: Option<&crate::firmware::manifest::Release>,
     zip: &Sha256Digest,
 ) {
@@ -39,16 +40,17 @@ fn check_pins(
         None if r.firmware.version == format!("custom-{}", &zip.hex()[..12]) => {}
         None => c.unchecked.push(format!(
             "that {board} {version} is a release (the manifest checked against does not list it{})",
-            made_with(&r)
+            made_with(&r, manifest)
         )),
     }
 }
 
 /// "; the card was made with manifest NAME (sha256 ...): give it with --manifest PATH", when
-/// its record names a manifest other than the built-in one.
-fn made_with(r: &crate::disk::record::CardRecord) -> String {
+/// its record names a manifest other than the built-in one and other than the one given.
+fn made_with(r: &crate::disk::record::CardRecord, manifest: &Manifest) -> String {
     r.manifest
         .as_ref()
+        .filter(|m| !matches!(&manifest.source, Some((_, sha)) if *sha == m.sha256))
         .map(|m| {
             format!(
                 "; the card was made with the manifest {} (sha256 {}): give it with --manifest PATH",
@@ -75,11 +77,13 @@ fn check_manifest(c: &mut CardCheck, manifest: &Manifest) {
     }
 }
 
-/// The record's firmware claims: its release against `manifest`, its files against the
-/// release's when the zip is in the cache. Adds to the check's problems and unchecked claims.
-pub fn check_firmware(c: &mut CardCheck, manifest: &Manifest, progress: &dyn Progress) {
+/// The record's zip hash and release, after the release is checked against `manifest`'s pins;
+/// None (a problem said) when the record's hash is no SHA-256.
+fn record_zip<'m>(
+    c: &mut CardCheck,
+    manifest: &'m Manifest,
+) -> Option<(Sha256Digest, Option<&'m crate::firmware::manifest::Release>)> {
     let r = c.record.clone();
-    let (board, version) = (printable(&r.board), printable(&r.firmware.version));
     let release = manifest
         .board(&r.board)
         .ok()
@@ -87,23 +91,39 @@ pub fn check_firmware(c: &mut CardCheck, manifest: &Manifest, progress: &dyn Pro
     let Ok(zip) = Sha256Digest::from_hex(&r.firmware.zip_sha256) else {
         c.problems
             .push("the record's zip sha256 is not a SHA-256".into());
-        return;
+        return None;
     };
     check_manifest(c, manifest);
-    check_pins(c, release, &zip);
+    check_pins(c, manifest, release, &zip);
+    Some((zip, release))
+}
+
+/// The record's firmware claims: its release against `manifest`, its files against the
+/// release's when the zip is in the cache. Adds to the check's problems and unchecked claims.
+pub fn check_firmware(c: &mut CardCheck, manifest: &Manifest, progress: &dyn Progress) {
+    let Some((zip, release)) = record_zip(c, manifest) else {
+        return;
+    };
+    let r = c.record.clone();
+    let (board, version) = (printable(&r.board), printable(&r.firmware.version));
     let blob = Cache::from_env().ok().map(|cache| cache.blob_path(&zip));
     let Some(zip_bytes) = blob
         .filter(|b| b.is_file())
         .and_then(|b| crate::util::read_limited(&b, 256 << 20, "a cached zip").ok())
     else {
-        let with = if r.manifest.is_some() {
-            " --manifest PATH"
-        } else {
-            ""
+        let with = match (&r.manifest, &manifest.source) {
+            (None, _) => String::new(),
+            (Some(_), Some((path, _))) => format!(" --manifest {}", printable(path)),
+            (Some(_), None) => " --manifest PATH".to_string(),
+        };
+        // A release the manifest names by version; any other by its zip's hash.
+        let which = match release {
+            Some(_) => format!("--firmware {version}"),
+            None => format!("--sha256 {}", zip.hex()),
         };
         c.unchecked.push(format!(
-            "that the files are {board} {version}'s (its zip is not in the cache: `pi-burn verify --firmware {version} --firmware-zip ZIP{with}` checks them{})",
-            made_with(&r)
+            "that the files are {board} {version}'s (its zip is not in the cache: `pi-burn firmware fetch --board {board} {which}{with}` puts it there, with --firmware-zip ZIP for a zip you have; then inspect checks them{})",
+            made_with(&r, manifest)
         ));
         return;
     };
@@ -121,18 +141,43 @@ pub fn check_firmware(c: &mut CardCheck, manifest: &Manifest, progress: &dyn Pro
         Some(zip),
         Source::Cache,
     );
-    let mut fw = match fw {
-        Ok(f) => f,
-        Err(e) => {
-            c.unchecked.push(format!(
-                "that the files are {board} {version}'s (the cached zip does not verify: {e:#})"
-            ));
-            return;
-        }
-    };
-    if fw.nar_sha256.sri() != r.firmware.nar_sha256 {
+    match fw {
+        Ok(fw) => against_release(c, fw, "the cached zip", progress),
+        Err(e) => c.unchecked.push(format!(
+            "that the files are {board} {version}'s (the cached zip does not verify: {e:#})"
+        )),
+    }
+}
+
+/// The record's firmware claims against a firmware the user named (`verify --firmware ...` on
+/// a card with a record): the release against the manifest's pins, and every file against
+/// what the named firmware with the recorded settings and edits gives.
+pub fn check_named_firmware(
+    c: &mut CardCheck,
+    manifest: &Manifest,
+    fw: crate::firmware::Firmware,
+    progress: &dyn Progress,
+) {
+    if record_zip(c, manifest).is_some() {
+        against_release(c, fw, "the firmware named", progress);
+    }
+}
+
+/// Every file the record lists against what `fw` (a verified release, `whence`) with the
+/// recorded settings and edits gives; the record's NAR against `fw`'s.
+fn against_release(
+    c: &mut CardCheck,
+    mut fw: crate::firmware::Firmware,
+    whence: &str,
+    progress: &dyn Progress,
+) {
+    let r = c.record.clone();
+    let (board, version) = (printable(&fw.board), printable(&fw.version));
+    if fw.board != r.board || fw.nar_sha256.sri() != r.firmware.nar_sha256 {
         c.problems.push(format!(
-            "the record's NAR {} is not the cached zip's {}",
+            "the record says {} {} (NAR {}); {whence} is {board} {version} (NAR {})",
+            printable(&r.board),
+            printable(&r.firmware.version),
             printable(&r.firmware.nar_sha256),
             fw.nar_sha256.sri()
         ));
@@ -171,7 +216,8 @@ pub fn check_firmware(c: &mut CardCheck, manifest: &Manifest, progress: &dyn Pro
     }
     if differ == 0 {
         progress.phase(&format!(
-            "every file checked against {board} {version} from the cache, with the recorded settings and edits"
+            "every file checked against {board} {version} ({whence}), with the recorded settings and edits"
         ));
+        c.files_from = Some(format!("{board} {version} ({whence})"));
     }
 }

@@ -1,6 +1,7 @@
 //! `verify` as a job: what the card is checked against, decided once from the flags. With no
 //! firmware, setting or node named, a card that carries a record is checked against it (and
-//! against every layout option given); otherwise against the firmware and layout named.
+//! against every layout option given); otherwise against the firmware and layout named. An
+//! SSD's ESP is checked against its record, a firmware named being its files' release.
 
 use super::card::{load_disko, CardLayout, NodeRef};
 use super::firmware::FirmwareJob;
@@ -27,8 +28,12 @@ pub struct RecordChecks {
 pub struct VerifyJob {
     pub device: Option<PathBuf>,
     pub image: Option<PathBuf>,
-    /// Set when nothing names a firmware: a record on the card is what it is checked against.
+    /// Set when no setting or node is named: a record on the card is what it is checked
+    /// against when no firmware is named either, or when the card is an SSD's ESP (then the
+    /// record's files against the firmware named).
     pub by_record: Option<RecordChecks>,
+    /// A firmware is named (a version, hash, zip or URL).
+    pub firmware_named: bool,
     pub firmware: FirmwareJob,
     pub layout: CardLayout,
     pub custom: Custom,
@@ -53,9 +58,8 @@ impl VerifyJob {
             firmware.board(),
             node.as_ref().map(|n| (n.flake.as_path(), n.name.as_str())),
         )?;
-        let names_nothing =
-            !firmware.names_one() && !super::custom::names_any(&a.custom) && node.is_none();
-        let by_record = if names_nothing {
+        let names_settings = super::custom::names_any(&a.custom) || node.is_some();
+        let by_record = if !names_settings {
             Some(RecordChecks {
                 table: l.table,
                 label: l.label.clone(),
@@ -81,6 +85,7 @@ impl VerifyJob {
             device: a.device.clone(),
             image: a.image.clone(),
             by_record,
+            firmware_named: firmware.names_one(),
             firmware,
             layout,
             custom,

@@ -463,6 +463,86 @@ fn the_eeprom_pins_are_rpi_eeprom_s_files() {
     assert_stderr_has(&o, "rpi-min-boot-ver");
 }
 
+/// An SSD's ESP under `verify` with a firmware named: checked against its record, its files
+/// against that release (another release is a difference; settings named are refused: the
+/// ESP is no layout of verify's). The command inspect prints for files it could not check (the
+/// zip not in the cache), run as printed, lets inspect check them on the ESP and on a node's
+/// card (settings and edits from pi-burn.toml).
+fn verify_and_inspect_check_the_files_of_an_ssd_s_esp_against_the_release() {
+    let t = TestDir::new();
+    let flake = copy(&t, CLUSTER, "cluster");
+    assert_success(&ssd_fw(&t, &flake, "pi-beta", "ssd.img", None, &[]));
+    let verify = |zip: &Path, extra: &[&str]| {
+        t.pi_burn()
+            .args(["verify", "--manifest", MANIFEST, "--firmware-zip"])
+            .arg(zip)
+            .args(extra)
+            .arg("--image")
+            .arg(t.path("ssd.img"))
+            .output()
+            .unwrap()
+    };
+    let zip = fixture_zip("rpi4", None);
+    let o = verify(&zip, &[]);
+    assert_success(&o);
+    assert_stdout_has(
+        &o,
+        "its files are rpi4 v9.0 (the firmware named) with the recorded settings and edits",
+    );
+    let o = verify(&fixture_zip("rpi4", Some("old-start4")), &[]);
+    assert_fails_with(&o, 3, &["verification failed: 2 differences"]);
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    for n in [
+        "the record says rpi4 v9.0",
+        "the firmware named is rpi4 v8.0",
+        "/start4.elf: not what rpi4 v8.0 with the recorded settings and edits gives",
+    ] {
+        assert!(said.contains(n), "{n}: {said}");
+    }
+    let o = verify(&zip, &["--set", "Timeout=5"]);
+    assert_fails_with(&o, 2, &["is the firmware ESP of an SSD (disk usb-ssd)"]);
+    // inspect's command for the files, then inspect again.
+    let o = t
+        .pi_burn()
+        .args(["sdcard", "--node", "pi-beta", "--flake"])
+        .arg(&flake)
+        .args(["--eval", "builtin", "--image"])
+        .arg(t.path("sd.img"))
+        .with_fixture(&[]);
+    assert_success(&o);
+    for img in ["ssd.img", "sd.img"] {
+        let _ = std::fs::remove_dir_all(t.path("cache"));
+        let o = t.inspect_image(&t.path(img));
+        assert_success(&o);
+        let out = stdout(&o);
+        let hint = out
+            .split('`')
+            .find(|s| s.starts_with("pi-burn firmware fetch"))
+            .unwrap_or_else(|| panic!("no fetch hint: {out}"));
+        assert!(!hint.contains("PATH"), "{hint}");
+        let args: Vec<&str> = hint.split_whitespace().skip(1).collect();
+        assert_success(
+            &t.pi_burn()
+                .args(&args)
+                .arg("--firmware-zip")
+                .arg(&zip)
+                .output()
+                .unwrap(),
+        );
+        let o = t.inspect_image(&t.path(img));
+        assert_success(&o);
+        assert_stdout_has(
+            &o,
+            "its files are rpi4 v9.0 (the cached zip) with the recorded settings and edits",
+        );
+        assert!(
+            !stdout(&o).contains("unchecked: that the files"),
+            "{}",
+            stdout(&o)
+        );
+    }
+}
+
 crate::tests![
     the_firmware_in_the_ssd_s_esp_is_checked_as_a_card_is,
     ovmf_reads_the_firmware_esp,
@@ -470,4 +550,5 @@ crate::tests![
     a_release_that_does_not_boot_from_microsd_goes_only_on_an_ssd,
     images_and_the_doctor_know_a_node_whose_firmware_is_on_its_ssd,
     the_eeprom_pins_are_rpi_eeprom_s_files,
+    verify_and_inspect_check_the_files_of_an_ssd_s_esp_against_the_release,
 ];
