@@ -26,8 +26,9 @@ pub fn run(args: &VerifyArgs, g: &Global) -> Result<Outcome> {
         _ => None,
     };
     if let (Some(disk), None) = (&ssd_esp, &job.by_record) {
+        let image = if job.image.is_some() { "--image " } else { "" };
         return Err(crate::error::usage(format!(
-            "{path} is the firmware ESP of an SSD (disk {}): verify checks it against its record (--firmware, --firmware-zip or --sha256 name the release its files must come from); --set, --node and --config-txt are not compared there (`pi-burn inspect --image {path}` shows its settings)",
+            "{path} is the firmware ESP of an SSD (disk {}): verify checks it against its record (--firmware, --firmware-zip or --sha256 name the release its files must come from); --set, --node and --config-txt are not compared there (`pi-burn inspect {image}{path}` shows its settings)",
             crate::util::text::printable(disk)
         )));
     }
@@ -43,8 +44,9 @@ pub fn run(args: &VerifyArgs, g: &Global) -> Result<Outcome> {
                 .problems([line])
                 .ending(Err(Mismatch(vec![e]).into())));
             }
-            // A card of verify's layouts with a firmware named: compared with what that
-            // firmware and the options give, below.
+            // A card with a record and no firmware named, or an SSD's ESP (whose files must be
+            // the named firmware's): against its record. A card of verify's layouts with a
+            // firmware named is compared below with what that firmware and the options give.
             Identity::Card(rec) if !job.firmware_named || ssd_esp.is_some() => {
                 let named = match job.firmware_named {
                     true => Some(job.firmware.obtain(g.progress())?),

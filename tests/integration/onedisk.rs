@@ -500,7 +500,14 @@ fn verify_and_inspect_check_the_files_of_an_ssd_s_esp_against_the_release() {
         assert!(said.contains(n), "{n}: {said}");
     }
     let o = verify(&zip, &["--set", "Timeout=5"]);
-    assert_fails_with(&o, 2, &["is the firmware ESP of an SSD (disk usb-ssd)"]);
+    assert_fails_with(
+        &o,
+        2,
+        &[
+            "is the firmware ESP of an SSD (disk usb-ssd)",
+            "(`pi-burn inspect --image ",
+        ],
+    );
     // inspect's command for the files, then inspect again.
     let o = t
         .pi_burn()
