@@ -124,7 +124,7 @@ pub fn outcome(target: &Target, c: &CardCheck) -> Result<Outcome> {
                 .unwrap_or_default()
         );
     } else {
-        // Against the record, and, when one was named or cached, the release its files are from.
+        // Each difference is a line above.
         say!(
             "{path}: {} (above)",
             crate::error::Mismatch::count(problems.len())
@@ -191,7 +191,7 @@ pub fn outcome_eeprom(target: &Target, c: &crate::eeprom::check::EepromCheck) ->
             rec.files.len()
         );
     } else {
-        // Against the record, and, when one was named or cached, the release its files are from.
+        // Each difference is a line above.
         say!(
             "{path}: {} (above)",
             crate::error::Mismatch::count(problems.len())

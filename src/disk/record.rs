@@ -220,8 +220,10 @@ impl RecSsd {
     pub fn of(plan: &DiskPlan, disk: &str) -> Self {
         RecSsd {
             disk: disk.to_string(),
-            partitions: plan.partitions[1..]
+            partitions: plan
+                .partitions
                 .iter()
+                .skip(1)
                 .map(|p| RecPart {
                     number: p.number,
                     first_lba: p.first_lba,

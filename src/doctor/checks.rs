@@ -450,8 +450,7 @@ mod tests {
         v["networking.hostId"] = serde_json::Value::Null;
         v["boot.initrd.availableKernelModules"] = serde_json::json!(["usb_storage"]);
         v["boot.initrd.network.ssh.hostKeys"] = serde_json::json!(["/etc/secrets/initrd/key"]);
-        v["fileSystems"] =
-            serde_json::json!({ "/boot": { "device": "/dev/sda1", "fsType": "vfat" } });
+        v["fileSystems"] = serde_json::json!({ "/boot": { "device": "/dev/disk/by-label/NIXOS-BOOT", "fsType": "vfat" } });
         let m = Media {
             system_table_mode: Some(1),
             ram_limit_3gb: Some(0),

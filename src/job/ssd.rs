@@ -255,7 +255,13 @@ impl SsdJob {
         progress: &dyn crate::progress::Progress,
     ) -> Result<(FileSet, EspFirmware)> {
         use crate::disk::record::{self, CardRecord, Inputs, RecSsd};
-        let (first, part) = (&plan.partitions[0], &self.disk.partitions[0]);
+        let (Some(first), Some(part)) = (plan.partitions.first(), self.disk.partitions.first())
+        else {
+            bail!(usage(format!(
+                "{}: disk '{}' has no partitions: the firmware needs partition 1 as the FAT32 ESP",
+                self.node, self.disk.name
+            )));
+        };
         match format_decision(first, part, plan.sector_size) {
             Some(Ok(())) if self.format => {}
             Some(Err(why)) => bail!(usage(format!(
@@ -384,15 +390,13 @@ pub fn check_boot_order(
         return Ok(());
     };
     let v = e.value.trim();
-    let digits = v
-        .strip_prefix("0x")
-        .or_else(|| v.strip_prefix("0X"))
-        .unwrap_or(v);
-    let tries_usb = digits
-        .chars()
-        .rev()
-        .take_while(|c| !matches!(c, 'e' | 'E'))
-        .any(|c| matches!(c, '4' | '5'));
+    // The value was checked as BOOT_ORDER when pi-burn.toml was read (eeprom::bootconf).
+    let tries_usb = crate::util::text::hex(v, true, 8).is_some_and(|n| {
+        (0..8)
+            .map(|i| (n >> (4 * i)) & 0xf)
+            .take_while(|d| *d != 0xe)
+            .any(|d| d == 4 || d == 5)
+    });
     if !tries_usb {
         bail!(usage(format!(
             "{node}: BOOT_ORDER = {v} (from {}) never tries USB mass storage (4 or 5 before a stop): a node whose firmware is on its SSD would not boot; add 4, e.g. 0xf14",

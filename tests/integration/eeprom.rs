@@ -414,12 +414,7 @@ fn pi_burn_toml_sets_a_node_s_bootconf_and_images_writes_the_card() {
     ] {
         let rec: serde_json::Value =
             serde_json::from_slice(&take(&t, &t.path("out").join(img), "pi-burn.json")).unwrap();
-        let keys: Vec<&str> = rec["bootconf"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["key"].as_str().unwrap())
-            .collect();
+        let keys: Vec<&str> = strs(&rec["bootconf"], "key");
         assert_eq!(keys, want, "{img}");
     }
 }

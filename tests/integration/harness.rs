@@ -441,6 +441,16 @@ pub fn assert_fails_with(o: &Output, code: i32, needles: &[&str]) {
     }
 }
 
+/// The string `field` of every object in the JSON array `list` (names of variables, keys of
+/// properties).
+pub fn strs<'a>(list: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x[field].as_str().unwrap())
+        .collect()
+}
+
 pub fn sha256_file(p: &Path) -> String {
     use sha2::Digest;
     let d = sha2::Sha256::digest(std::fs::read(p).unwrap());

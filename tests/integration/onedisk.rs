@@ -111,12 +111,7 @@ fn the_firmware_in_the_ssd_s_esp_is_checked_as_a_card_is() {
                 );
                 let v: serde_json::Value =
                     serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-                let names: Vec<&str> = v["variables"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x["name"].as_str().unwrap())
-                    .collect();
+                let names: Vec<&str> = strs(&v["variables"], "name");
                 for n in ["SystemTableMode", "AssetTag", "RamLimitTo3GB", "Timeout"] {
                     assert!(names.contains(&n), "{n} not in {names:?}");
                 }
@@ -223,7 +218,13 @@ const ZFS: &str = r#"zfs = { size = "100%"; content = { type = "zfs"; pool = "rp
 fn what_cannot_boot_from_the_ssd_is_refused() {
     let t = TestDir::new();
     let usb = "[nodes.one.eeprom]\nBOOT_ORDER = 0xf14\n";
-    let cases: [(&str, String, &str, &str); 4] = [
+    let cases: [(&str, String, &str, &str); 5] = [
+        (
+            "empty",
+            String::new(),
+            usb,
+            "disk 'ssd' has no partitions: the firmware needs partition 1 as the FAT32 ESP",
+        ),
         (
             "second",
             format!(

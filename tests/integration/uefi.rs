@@ -409,12 +409,7 @@ fn pi_5_settings_are_read_back_with_their_guids_and_widths() {
     ))
     .unwrap();
     assert_eq!(j["board"], "rpi5", "the card's record names its board");
-    let names: Vec<&str> = j["settings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = strs(&j["settings"], "name");
     assert!(
         names.contains(&"Pcie1Settings") && !names.contains(&"RamLimitTo3GB"),
         "{names:?}"
